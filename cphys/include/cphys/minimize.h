@@ -1,0 +1,34 @@
+/* Generic least-squares minimizer on PETSc TAO (limited-memory quasi-Newton).
+ *
+ * Minimizes  f(x) = 1/2 ||P(x) - target||^2  for one sample, starting from the
+ * given x, with P given by a forward and an adjoint (vector-Jacobian product)
+ * callback.  Without bounds TAO's TAOLMVM is used, with bounds TAOBLMVM.  This
+ * is the machinery of every op's `lbfgs` gradient mode and of the wave-packet
+ * fitter.  TAO options can be set with the options prefix, e.g.
+ * "-physgrad_heat_lbfgs_tao_lmvm_recycle". */
+#pragma once
+#include <stddef.h>
+
+#include "cphys/error.h"
+
+/* y = P(x).  x: [n], y: [m].  Returns 0 or a cphys error code. */
+typedef int (*CPhysForwardFn)(void *context, const double *x, double *y);
+/* dx = J(x)^T dy.  x: [n], dy: [m], dx: [n].  Returns 0 or a cphys error code. */
+typedef int (*CPhysAdjointFn)(void *context, const double *x, const double *dy, double *dx);
+
+typedef struct {
+  int max_iterations;         /* TAO iterations, e.g. 32 as in the paper; > 0 */
+  double gradient_atol;       /* stop when ||grad f|| < gradient_atol (0: never) */
+  double gradient_rtol;       /* stop when ||grad f|| / f < gradient_rtol (0: never) */
+  const double *lower;        /* [n] lower bounds, or NULL for none */
+  const double *upper;        /* [n] upper bounds, or NULL for none */
+  const char *options_prefix; /* PETSc options prefix, or NULL */
+} CPhysLeastSquaresConfig;
+
+/* x: [n], in: the start, out: the last iterate.  target: [m].
+ * Reaching max_iterations is not an error: info->converged says whether a
+ * tolerance was met.  A non-finite objective is CPHYS_ERROR_NONFINITE. */
+CPHYS_EXTERN int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n,
+                                           ptrdiff_t m, CPhysForwardFn forward,
+                                           CPhysAdjointFn adjoint, void *context,
+                                           const double *target, double *x, CPhysSolveInfo *info);

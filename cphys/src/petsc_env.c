@@ -1,0 +1,98 @@
+/* PETSc start-up, the error handler that records instead of printing, the library lock. */
+#include "petsc_env.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+static pthread_mutex_t library_lock;
+static pthread_once_t library_lock_once = PTHREAD_ONCE_INIT;
+static _Thread_local char petsc_message[512];
+
+static void library_lock_init(void) {
+  pthread_mutexattr_t attributes;
+  pthread_mutexattr_init(&attributes);
+  pthread_mutexattr_settype(&attributes, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&library_lock, &attributes);
+  pthread_mutexattr_destroy(&attributes);
+}
+
+void CPhysLibraryLock(void) {
+  pthread_once(&library_lock_once, library_lock_init);
+  pthread_mutex_lock(&library_lock);
+}
+
+void CPhysLibraryUnlock(void) { pthread_mutex_unlock(&library_lock); }
+
+/* Keeps the first message of an error traceback; prints nothing. */
+static PetscErrorCode record_error(MPI_Comm comm, int line, const char *func, const char *file,
+                                   PetscErrorCode code, PetscErrorType type, const char *message,
+                                   void *context) {
+  (void)comm, (void)file, (void)context;
+  if (type == PETSC_ERROR_INITIAL) {
+    const char *generic = NULL;
+    PetscErrorMessage(code, &generic, NULL);
+    snprintf(petsc_message, sizeof petsc_message, "%s in %s (line %d): %s", generic ? generic : "error",
+             func ? func : "?", line, message ? message : "");
+  }
+  return code;
+}
+
+int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expression) {
+  int code = CPhysSetError(CPHYS_ERROR_PETSC, func, "PETSc error %d from %s: %s", (int)perr, expression,
+                           petsc_message[0] ? petsc_message : "(no message)");
+  petsc_message[0] = '\0';
+  return code;
+}
+
+static int initialize_locked(void) {
+  PetscBool initialized = PETSC_FALSE;
+  CPhysPetscCall(PetscInitialized(&initialized));
+  if (!initialized) {
+    /* A library must not take over the host's signals (Python's, torch's). */
+    CPhysPetscCall(PetscOptionsSetValue(NULL, "-no_signal_handler", NULL));
+    PetscErrorCode perr = PetscInitializeNoArguments();
+    CPhysCheck(perr == 0, CPHYS_ERROR_PETSC, "PetscInitialize failed with code %d", (int)perr);
+  }
+  static int handler_pushed = 0;
+  if (!handler_pushed) {
+    CPhysPetscCall(PetscPushErrorHandler(record_error, NULL));
+    handler_pushed = 1;
+  }
+  return 0;
+}
+
+int CPhysInitialize(void) {
+  CPhysLibraryLock();
+  int ierr = initialize_locked();
+  CPhysLibraryUnlock();
+  return ierr;
+}
+
+static int set_options_locked(const char *options) {
+  CPhysCall(initialize_locked());
+  CPhysPetscCall(PetscOptionsInsertString(NULL, options));
+  return 0;
+}
+
+int CPhysSetOptions(const char *options) {
+  CPhysCheck(options != NULL, CPHYS_ERROR_ARGUMENT, "options must not be NULL");
+  CPhysLibraryLock();
+  int ierr = set_options_locked(options);
+  CPhysLibraryUnlock();
+  return ierr;
+}
+
+static int clear_options_locked(void) {
+  CPhysCall(initialize_locked());
+  CPhysPetscCall(PetscOptionsClear(NULL));
+  CPhysPetscCall(PetscOptionsSetValue(NULL, "-no_signal_handler", NULL));
+  return 0;
+}
+
+int CPhysClearOptions(void) {
+  CPhysLibraryLock();
+  int ierr = clear_options_locked();
+  CPhysLibraryUnlock();
+  return ierr;
+}

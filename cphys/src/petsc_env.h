@@ -1,0 +1,18 @@
+/* Internal: PETSc environment and the library lock.  Only cphys sources include this. */
+#pragma once
+#include <petsc.h>
+
+#include "cphys/environment.h"
+
+/* One recursive lock around every PETSc call and every FFTW planner call. */
+void CPhysLibraryLock(void);
+void CPhysLibraryUnlock(void);
+
+/* Converts a PETSc error code into CPHYS_ERROR_PETSC with PETSc's message. */
+int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expression);
+
+#define CPhysPetscCall(expr)                                                      \
+  do {                                                                            \
+    PetscErrorCode cphys_perr_ = (expr);                                          \
+    if (cphys_perr_) return CPhysPetscError(cphys_perr_, __func__, #expr);        \
+  } while (0)
