@@ -45,7 +45,7 @@ int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expressio
   return code;
 }
 
-static int initialize_locked(void) {
+int CPhysPetscEnsureInitializedLocked(void) {
   PetscBool initialized = PETSC_FALSE;
   CPhysPetscCall(PetscInitialized(&initialized));
   if (!initialized) {
@@ -64,13 +64,13 @@ static int initialize_locked(void) {
 
 int CPhysInitialize(void) {
   CPhysLibraryLock();
-  int ierr = initialize_locked();
+  int ierr = CPhysPetscEnsureInitializedLocked();
   CPhysLibraryUnlock();
   return ierr;
 }
 
 static int set_options_locked(const char *options) {
-  CPhysCall(initialize_locked());
+  CPhysCall(CPhysPetscEnsureInitializedLocked());
   CPhysPetscCall(PetscOptionsInsertString(NULL, options));
   return 0;
 }
@@ -84,7 +84,7 @@ int CPhysSetOptions(const char *options) {
 }
 
 static int clear_options_locked(void) {
-  CPhysCall(initialize_locked());
+  CPhysCall(CPhysPetscEnsureInitializedLocked());
   CPhysPetscCall(PetscOptionsClear(NULL));
   CPhysPetscCall(PetscOptionsSetValue(NULL, "-no_signal_handler", NULL));
   return 0;

@@ -8,6 +8,9 @@
 void CPhysLibraryLock(void);
 void CPhysLibraryUnlock(void);
 
+/* Starts PETSc if nobody has; call with the library lock held. */
+int CPhysPetscEnsureInitializedLocked(void);
+
 /* Converts a PETSc error code into CPHYS_ERROR_PETSC with PETSc's message. */
 int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expression);
 

@@ -25,10 +25,35 @@ typedef struct {
   const char *options_prefix; /* PETSc options prefix, or NULL */
 } CPhysLeastSquaresConfig;
 
-/* x: [n], in: the start, out: the last iterate.  target: [m].
+/* x: [n], in: the start, out: the last iterate (unchanged on failure).  target: [m].
+ * info: written when not NULL (iterations, final gradient norm, TAO reason).
  * Reaching max_iterations is not an error: info->converged says whether a
- * tolerance was met.  A non-finite objective is CPHYS_ERROR_NONFINITE. */
+ * tolerance was met.  A non-finite objective or gradient is
+ * CPHYS_ERROR_NONFINITE; a callback's nonzero code is returned as it is.
+ * The callbacks run on the calling thread while it holds the library lock
+ * (recursive: they may call cphys), so they must not wait for other threads
+ * that call cphys; solves from different threads run one at a time. */
 CPHYS_EXTERN int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n,
                                            ptrdiff_t m, CPhysForwardFn forward,
                                            CPhysAdjointFn adjoint, void *context,
                                            const double *target, double *x, CPhysSolveInfo *info);
+
+/* A least-squares problem for the batched physical gradient below: one
+ * sample's forward and adjoint, x in R^n, y in R^m. */
+typedef struct {
+  ptrdiff_t n, m;
+  CPhysForwardFn forward;
+  CPhysAdjointFn adjoint;
+  void *context;
+} CPhysLeastSquaresProblem;
+
+/* The `lbfgs` physical gradient of DESIGN section 1, per sample s:
+ *   dx[s] = x[s] - x_n   where x_n = config->max_iterations quasi-Newton steps on
+ *   1/2 ||P(x') - (y[s] - y_step * g[s])||^2 from x' = x[s].
+ * x: [batch, n]; y: [batch, m] (= P(x)); g: [batch, m] (dL/dy); dx: [batch, n];
+ * info: [batch] or NULL. */
+CPHYS_EXTERN int CPhysQuasiNewtonPhysicalGradient(const CPhysLeastSquaresConfig *config,
+                                                  const CPhysLeastSquaresProblem *problem,
+                                                  ptrdiff_t batch, const double *x, const double *y,
+                                                  const double *g, double y_step, double *dx,
+                                                  CPhysSolveInfo *info);

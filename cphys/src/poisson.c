@@ -1,0 +1,253 @@
+/* Poisson object: 5-point Laplacian, PETSc KSP solves, stencil application. */
+#include "cphys/poisson.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "petsc_env.h"
+
+struct CPhysPoisson_private {
+  CPhysPoissonConfig config;
+  char prefix[128];
+  ptrdiff_t size;        /* ny * nx */
+  Mat minus_laplacian;   /* SPD: -L */
+  KSP ksp;
+  Vec rhs, solution;     /* work vectors; the solution is copied out per sample */
+};
+
+CPhysPoissonConfig CPhysPoissonDefaultConfig(void) {
+  CPhysPoissonConfig config = {{64, 64}, {1.0, 1.0}, 1e-10, 1e-50, 10000, "physgrad_poisson_"};
+  return config;
+}
+
+static int check_config(const CPhysPoissonConfig *c) {
+  CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
+  CPhysCheck(c->shape[0] >= 1 && c->shape[1] >= 1, CPHYS_ERROR_ARGUMENT,
+             "shape must be at least [1, 1], got [%td, %td]", c->shape[0], c->shape[1]);
+  CPhysCheck(c->shape[0] <= PETSC_MAX_INT / c->shape[1], CPHYS_ERROR_MEMORY,
+             "grid [%td, %td] has more nodes than PETSc can index", c->shape[0], c->shape[1]);
+  for (int axis = 0; axis < 2; axis++)
+    CPhysCheck(isfinite(c->spacing[axis]) && c->spacing[axis] > 0.0, CPHYS_ERROR_ARGUMENT,
+               "spacing[%d] must be positive and finite, got %g", axis, c->spacing[axis]);
+  CPhysCheck(isfinite(c->rtol) && c->rtol > 0.0 && c->rtol < 1.0, CPHYS_ERROR_ARGUMENT,
+             "rtol must be in (0, 1), got %g", c->rtol);
+  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g",
+             c->atol);
+  CPhysCheck(c->max_iterations >= 1, CPHYS_ERROR_ARGUMENT, "max_iterations must be >= 1, got %d",
+             c->max_iterations);
+  CPhysCheck(c->options_prefix == NULL || strlen(c->options_prefix) < 127, CPHYS_ERROR_ARGUMENT,
+             "options_prefix is longer than 126 characters");
+  return 0;
+}
+
+static int assemble_locked(CPhysPoisson p) {
+  const PetscInt ny = (PetscInt)p->config.shape[0], nx = (PetscInt)p->config.shape[1];
+  const double wy = 1.0 / (p->config.spacing[0] * p->config.spacing[0]);
+  const double wx = 1.0 / (p->config.spacing[1] * p->config.spacing[1]);
+  CPhysPetscCall(MatCreateSeqAIJ(PETSC_COMM_SELF, ny * nx, ny * nx, 5, NULL, &p->minus_laplacian));
+  for (PetscInt j = 0; j < ny; j++) {
+    for (PetscInt i = 0; i < nx; i++) {
+      PetscInt row = j * nx + i, columns[5], count = 0;
+      PetscScalar values[5];
+      columns[count] = row, values[count++] = 2.0 * (wx + wy);
+      if (i > 0) columns[count] = row - 1, values[count++] = -wx;
+      if (i < nx - 1) columns[count] = row + 1, values[count++] = -wx;
+      if (j > 0) columns[count] = row - nx, values[count++] = -wy;
+      if (j < ny - 1) columns[count] = row + nx, values[count++] = -wy;
+      CPhysPetscCall(MatSetValues(p->minus_laplacian, 1, &row, count, columns, values, INSERT_VALUES));
+    }
+  }
+  CPhysPetscCall(MatAssemblyBegin(p->minus_laplacian, MAT_FINAL_ASSEMBLY));
+  CPhysPetscCall(MatAssemblyEnd(p->minus_laplacian, MAT_FINAL_ASSEMBLY));
+  CPhysPetscCall(MatSetOption(p->minus_laplacian, MAT_SPD, PETSC_TRUE));
+  return 0;
+}
+
+static int create_solver_locked(CPhysPoisson p) {
+  PC pc;
+  CPhysPetscCall(KSPCreate(PETSC_COMM_SELF, &p->ksp));
+  CPhysPetscCall(KSPSetOperators(p->ksp, p->minus_laplacian, p->minus_laplacian));
+  CPhysPetscCall(KSPSetType(p->ksp, KSPCG));
+  CPhysPetscCall(KSPGetPC(p->ksp, &pc));
+  CPhysPetscCall(PCSetType(pc, PCICC));
+  CPhysPetscCall(KSPSetTolerances(p->ksp, p->config.rtol, p->config.atol, PETSC_DEFAULT,
+                                  p->config.max_iterations));
+  if (p->prefix[0]) CPhysPetscCall(KSPSetOptionsPrefix(p->ksp, p->prefix));
+  CPhysPetscCall(KSPSetFromOptions(p->ksp));
+  CPhysPetscCall(KSPSetUp(p->ksp));
+  CPhysPetscCall(MatCreateVecs(p->minus_laplacian, &p->solution, &p->rhs));
+  return 0;
+}
+
+static int create_locked(CPhysPoisson p) {
+  CPhysCall(CPhysPetscEnsureInitializedLocked());
+  CPhysCall(assemble_locked(p));
+  CPhysCall(create_solver_locked(p));
+  return 0;
+}
+
+int CPhysPoissonCreate(const CPhysPoissonConfig *config, CPhysPoisson *poisson) {
+  CPhysCheck(poisson != NULL, CPHYS_ERROR_ARGUMENT, "poisson (output handle) must not be NULL");
+  *poisson = NULL;
+  CPhysCall(check_config(config));
+  CPhysPoisson p = calloc(1, sizeof *p);
+  CPhysCheck(p != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the Poisson object");
+  p->config = *config;
+  if (config->options_prefix) strcpy(p->prefix, config->options_prefix);
+  p->config.options_prefix = p->prefix;
+  p->size = config->shape[0] * config->shape[1];
+  CPhysLibraryLock();
+  int ierr = create_locked(p);
+  CPhysLibraryUnlock();
+  if (ierr) {
+    CPhysPoissonDestroy(&p);
+    return ierr;
+  }
+  *poisson = p;
+  return 0;
+}
+
+int CPhysPoissonDestroy(CPhysPoisson *poisson) {
+  if (!poisson || !*poisson) return 0;
+  CPhysPoisson p = *poisson;
+  CPhysLibraryLock();
+  /* Destroy must not fail half-way: PETSc's destroy errors are ignored here. */
+  if (p->ksp) KSPDestroy(&p->ksp);
+  if (p->minus_laplacian) MatDestroy(&p->minus_laplacian);
+  if (p->rhs) VecDestroy(&p->rhs);
+  if (p->solution) VecDestroy(&p->solution);
+  CPhysLibraryUnlock();
+  free(p);
+  *poisson = NULL;
+  return 0;
+}
+
+static int check_batch(CPhysPoisson p, ptrdiff_t batch, const void *in, const void *out) {
+  CPhysCheck(p != NULL, CPHYS_ERROR_ARGUMENT, "the Poisson object is NULL");
+  CPhysCheck(batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
+  CPhysCheck(batch == 0 || (in != NULL && out != NULL), CPHYS_ERROR_ARGUMENT,
+             "input and output arrays must not be NULL");
+  return 0;
+}
+
+static void describe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
+  PetscInt iterations = 0;
+  PetscReal residual = NAN;
+  KSPGetIterationNumber(ksp, &iterations);
+  KSPGetResidualNorm(ksp, &residual);
+  info->iterations = (int)iterations;
+  info->residual_norm = (double)residual;
+  info->converged = reason > 0;
+  info->reason = (int)reason;
+  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
+}
+
+/* Solves -L y = -x, i.e. y = L^-1 x, sample by sample. */
+static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double *y, CPhysSolveInfo *info,
+                        ptrdiff_t *first_failure, CPhysSolveInfo *failure) {
+  for (ptrdiff_t s = 0; s < batch; s++) {
+    const double *xs = x + s * p->size;
+    double *ys = y + s * p->size;
+    PetscScalar *b;
+    KSPConvergedReason reason;
+    CPhysSolveInfo sample_info;
+    CPhysPetscCall(VecGetArrayWrite(p->rhs, &b));
+    for (ptrdiff_t k = 0; k < p->size; k++) b[k] = -xs[k];
+    CPhysPetscCall(VecRestoreArrayWrite(p->rhs, &b));
+    CPhysPetscCall(VecPlaceArray(p->solution, ys));
+    PetscErrorCode perr = KSPSolve(p->ksp, p->rhs, p->solution);
+    VecResetArray(p->solution);
+    if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
+    CPhysPetscCall(KSPGetConvergedReason(p->ksp, &reason));
+    describe(p->ksp, reason, &sample_info);
+    if (info) info[s] = sample_info;
+    if (reason <= 0 && *first_failure < 0) *first_failure = s, *failure = sample_info;
+  }
+  return 0;
+}
+
+static int solve(CPhysPoisson p, ptrdiff_t batch, const double *x, double *y, CPhysSolveInfo *info,
+                 const char *what) {
+  CPhysCall(check_batch(p, batch, x, y));
+  ptrdiff_t first_failure = -1;
+  CPhysSolveInfo failure;
+  CPhysLibraryLock();
+  int ierr = solve_locked(p, batch, x, y, info, &first_failure, &failure);
+  CPhysLibraryUnlock();
+  if (ierr) return ierr;
+  CPhysCheck(first_failure < 0, CPHYS_ERROR_NOT_CONVERGED,
+             "%s of sample %td did not converge: %s after %d iterations (residual %g)", what,
+             first_failure, failure.reason_text, failure.iterations, failure.residual_norm);
+  return 0;
+}
+
+int CPhysPoissonSolve(CPhysPoisson poisson, ptrdiff_t batch, const double *x, double *y,
+                      CPhysSolveInfo *info) {
+  return solve(poisson, batch, x, y, info, "Poisson solve");
+}
+
+int CPhysPoissonAdjoint(CPhysPoisson poisson, ptrdiff_t batch, const double *dy, double *dx,
+                        CPhysSolveInfo *info) {
+  return solve(poisson, batch, dy, dx, info, "Poisson adjoint solve");
+}
+
+/* x = scale * L y with the zero boundary; the same stencil as the matrix. */
+static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale, const double *y,
+                            double *x) {
+  const ptrdiff_t ny = p->config.shape[0], nx = p->config.shape[1];
+  const double wy = scale / (p->config.spacing[0] * p->config.spacing[0]);
+  const double wx = scale / (p->config.spacing[1] * p->config.spacing[1]);
+#pragma omp parallel for if (batch > 1)
+  for (ptrdiff_t s = 0; s < batch; s++) {
+    const double *ys = y + s * p->size;
+    double *xs = x + s * p->size;
+    for (ptrdiff_t j = 0; j < ny; j++) {
+      for (ptrdiff_t i = 0; i < nx; i++) {
+        const ptrdiff_t k = j * nx + i;
+        const double left = i > 0 ? ys[k - 1] : 0.0, right = i < nx - 1 ? ys[k + 1] : 0.0;
+        const double down = j > 0 ? ys[k - nx] : 0.0, up = j < ny - 1 ? ys[k + nx] : 0.0;
+        xs[k] = wx * (left + right - 2.0 * ys[k]) + wy * (down + up - 2.0 * ys[k]);
+      }
+    }
+  }
+}
+
+int CPhysPoissonApplyLaplacian(CPhysPoisson poisson, ptrdiff_t batch, const double *y, double *x) {
+  CPhysCall(check_batch(poisson, batch, y, x));
+  apply_laplacian(poisson, batch, 1.0, y, x);
+  return 0;
+}
+
+int CPhysPoissonPhysicalGradient(CPhysPoisson poisson, ptrdiff_t batch, double y_step, const double *g,
+                                 double *dx) {
+  CPhysCall(check_batch(poisson, batch, g, dx));
+  CPhysCheck(isfinite(y_step), CPHYS_ERROR_ARGUMENT, "y_step must be finite, got %g", y_step);
+  apply_laplacian(poisson, batch, y_step, g, dx);
+  return 0;
+}
+
+int CPhysPoissonGetConfig(CPhysPoisson poisson, CPhysPoissonConfig *config) {
+  CPhysCheck(poisson != NULL && config != NULL, CPHYS_ERROR_ARGUMENT, "arguments must not be NULL");
+  *config = poisson->config;
+  return 0;
+}
+
+static int forward_one(void *context, const double *x, double *y) {
+  return CPhysPoissonSolve((CPhysPoisson)context, 1, x, y, NULL);
+}
+
+static int adjoint_one(void *context, const double *x, const double *dy, double *dx) {
+  (void)x; /* the map is linear */
+  return CPhysPoissonAdjoint((CPhysPoisson)context, 1, dy, dx, NULL);
+}
+
+int CPhysPoissonGetLeastSquaresProblem(CPhysPoisson poisson, CPhysLeastSquaresProblem *problem) {
+  CPhysCheck(poisson != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "arguments must not be NULL");
+  problem->n = problem->m = poisson->size;
+  problem->forward = forward_one;
+  problem->adjoint = adjoint_one;
+  problem->context = poisson;
+  return 0;
+}

@@ -1,0 +1,22 @@
+"""physgrad: physics ops for PyTorch with physical gradients.
+
+Put a physics op between a network and a loss, pick its gradient mode, train::
+
+    y = physgrad.poisson(net(y_star), grad_mode="physical")
+    physgrad.losses.l2(y, y_star).backward()
+"""
+from __future__ import annotations
+
+from . import _library
+
+_library.load()
+
+from . import losses, modes, nn  # noqa: E402
+from .modes import GRAD_MODES, grad_mode  # noqa: E402
+from .ops import (SolveStats, clear_solver_options, library_version, poisson,  # noqa: E402
+                  set_solver_options, solve_stats)
+
+__version__ = "0.1.0"
+
+__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "grad_mode", "library_version", "losses",
+           "modes", "nn", "poisson", "set_solver_options", "solve_stats", "__version__"]

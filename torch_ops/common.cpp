@@ -1,0 +1,163 @@
+// The physgrad op library: shared glue and the library-wide ops (version,
+// solver options, statistics).
+#include "common.h"
+
+#include <torch/library.h>
+
+#include <sstream>
+
+#include "cphys/environment.h"
+
+namespace physgrad {
+
+namespace {
+const char *const kGradModeNames[] = {"adjoint", "physical", "newton", "lbfgs", "inverse_gradient"};
+}
+
+const char *grad_mode_name(GradMode mode) { return kGradModeNames[static_cast<int>(mode)]; }
+
+GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered) {
+  std::ostringstream names;
+  for (GradMode candidate : offered) {
+    if (mode == grad_mode_name(candidate)) return candidate;
+    names << (names.tellp() > 0 ? ", " : "") << "'" << grad_mode_name(candidate) << "'";
+  }
+  TORCH_CHECK_VALUE(false, "physgrad.", op, ": unknown grad_mode '", std::string(mode),
+                    "'; this op offers ", names.str());
+}
+
+OnFailure parse_on_failure(c10::string_view value, const char *op) {
+  if (value == "raise") return OnFailure::Raise;
+  if (value == "warn") return OnFailure::Warn;
+  TORCH_CHECK_VALUE(false, "physgrad.", op, ": on_failure must be 'raise' or 'warn', got '",
+                    std::string(value), "'");
+}
+
+void check_cphys(int code, const char *op, OnFailure on_failure) {
+  if (code == CPHYS_SUCCESS) return;
+  const std::string message = CPhysGetLastErrorMessage();
+  if (code == CPHYS_ERROR_NOT_CONVERGED && on_failure == OnFailure::Warn) {
+    TORCH_WARN_ONCE("physgrad.", op, ": ", message,
+                    " (on_failure='warn': returning the last iterate; see physgrad.solve_stats)");
+    return;
+  }
+  if (code == CPHYS_ERROR_ARGUMENT) TORCH_CHECK_VALUE(false, "physgrad.", op, ": ", message);
+  TORCH_CHECK(false, "physgrad.", op, ": ", message);
+}
+
+at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
+                     std::initializer_list<int64_t> allowed_dims) {
+  TORCH_CHECK_VALUE(tensor.defined(), "physgrad.", op, ": ", argument, " is undefined");
+  TORCH_CHECK_VALUE(tensor.device().is_cpu(), "physgrad.", op, ": ", argument,
+                    " must be a CPU tensor, got device ", tensor.device());
+  const auto dtype = tensor.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble, "physgrad.", op, ": ", argument,
+                   " must be float32 or float64, got ", dtype);
+  bool dims_ok = false;
+  std::ostringstream expected;
+  for (int64_t dims : allowed_dims) {
+    dims_ok = dims_ok || tensor.dim() == dims;
+    expected << (expected.tellp() > 0 ? " or " : "") << dims;
+  }
+  TORCH_CHECK_VALUE(dims_ok, "physgrad.", op, ": ", argument, " must have ", expected.str(),
+                    " dimensions, got shape ", tensor.sizes());
+  return tensor.to(at::kDouble).contiguous();
+}
+
+void check_finite(const at::Tensor &tensor, const char *op, const char *argument) {
+  TORCH_CHECK_VALUE(tensor.isfinite().all().item<bool>(), "physgrad.", op, ": ", argument,
+                    " contains NaN or Inf");
+}
+
+at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op, const at::Tensor &x,
+                                   const at::Tensor &y, const at::Tensor &g, double y_step, int64_t iterations,
+                                   OnFailure on_failure) {
+  TORCH_CHECK_VALUE(iterations >= 1 && iterations <= INT32_MAX, "physgrad.", op,
+                    ": lbfgs_iterations must be >= 1, got ", iterations);
+  const std::string prefix = std::string("physgrad_") + op + "_lbfgs_";
+  CPhysLeastSquaresConfig config = {};
+  config.max_iterations = static_cast<int>(iterations);
+  config.options_prefix = prefix.c_str();
+  at::Tensor dx = at::empty_like(x);
+  std::vector<CPhysSolveInfo> info(x.size(0));
+  const int code = CPhysQuasiNewtonPhysicalGradient(&config, &problem, x.size(0), x.data_ptr<double>(),
+                                                    y.data_ptr<double>(), g.data_ptr<double>(), y_step,
+                                                    dx.data_ptr<double>(), info.data());
+  record_solve_info(op, "lbfgs", info);
+  check_cphys(code, op, on_failure);
+  return dx;
+}
+
+namespace {
+struct SolveRecord {
+  std::string phase;
+  std::vector<CPhysSolveInfo> info;
+};
+thread_local std::map<std::string, SolveRecord> last_solves;
+
+std::mutex &clearers_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::vector<std::function<void()>> &clearers() {
+  static std::vector<std::function<void()>> list;
+  return list;
+}
+}  // namespace
+
+void record_solve_info(const std::string &op, const std::string &phase, std::vector<CPhysSolveInfo> info) {
+  last_solves[op] = SolveRecord{phase, std::move(info)};
+}
+
+void register_cache_clearer(std::function<void()> clear) {
+  std::lock_guard<std::mutex> guard(clearers_mutex());
+  clearers().push_back(std::move(clear));
+}
+
+void clear_all_caches() {
+  std::lock_guard<std::mutex> guard(clearers_mutex());
+  for (auto &clear : clearers()) clear();
+}
+
+namespace {
+using Stats = std::tuple<std::string, std::vector<int64_t>, std::vector<double>, c10::List<bool>,
+                         std::vector<std::string>>;
+
+Stats solve_stats(c10::string_view op) {
+  auto found = last_solves.find(std::string(op));
+  TORCH_CHECK_VALUE(found != last_solves.end(), "physgrad.solve_stats: no solve of op '", std::string(op),
+                    "' has run on this thread yet");
+  Stats stats;
+  std::get<0>(stats) = found->second.phase;
+  for (const auto &info : found->second.info) {
+    std::get<1>(stats).push_back(info.iterations);
+    std::get<2>(stats).push_back(info.residual_norm);
+    std::get<3>(stats).push_back(info.converged != 0);
+    std::get<4>(stats).push_back(info.reason_text);
+  }
+  return stats;
+}
+
+void set_solver_options(c10::string_view options) {
+  check_cphys(CPhysSetOptions(std::string(options).c_str()), "set_solver_options");
+  clear_all_caches();
+}
+
+void clear_solver_options() {
+  check_cphys(CPhysClearOptions(), "clear_solver_options");
+  clear_all_caches();
+}
+
+std::string version() { return PHYSGRAD_VERSION; }
+std::string torch_version() { return PHYSGRAD_TORCH_VERSION; }
+}  // namespace
+
+}  // namespace physgrad
+
+TORCH_LIBRARY(physgrad, m) {
+  m.def("version() -> str", &physgrad::version);
+  m.def("torch_version() -> str", &physgrad::torch_version);
+  m.def("solve_stats(str op) -> (str, int[], float[], bool[], str[])", &physgrad::solve_stats);
+  m.def("set_solver_options(str options) -> ()", &physgrad::set_solver_options);
+  m.def("clear_solver_options() -> ()", &physgrad::clear_solver_options);
+}

@@ -1,0 +1,92 @@
+// Shared glue of the physgrad torch ops: gradient modes, input checks, cphys
+// error translation, solver statistics, object caches.  No numerics here.
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/string_view.h>
+
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cphys/error.h"
+#include "cphys/minimize.h"
+
+namespace physgrad {
+
+enum class GradMode { Adjoint, Physical, Newton, Lbfgs, InverseGradient };
+
+const char *grad_mode_name(GradMode mode);
+// Parses `mode` for op `op`; an unknown mode, or one the op does not offer, is an
+// error that lists the modes the op offers.
+GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered);
+
+// What an op does when an inner solver does not converge.
+enum class OnFailure { Raise, Warn };
+OnFailure parse_on_failure(c10::string_view value, const char *op);
+
+// Throws a c10::Error carrying the cphys message when `code` is not success.
+// CPHYS_ERROR_NOT_CONVERGED only warns (once per process) under OnFailure::Warn,
+// in which case the outputs hold each sample's best iterate.
+void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Raise);
+
+// Validates a floating tensor argument (CPU, float32/float64, `dims` dimensions
+// among `allowed_dims`) and returns it as a contiguous float64 tensor.
+at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
+                     std::initializer_list<int64_t> allowed_dims);
+// Throws unless every element is finite (for inputs a solver cannot reject itself).
+void check_finite(const at::Tensor &tensor, const char *op, const char *argument);
+
+// The `lbfgs` mode of any op: `iterations` TAO quasi-Newton steps per sample on
+// 1/2 ||P(x') - (y - y_step g)||^2 from x; returns x - x_n.  x: [B, ...n], y and
+// g: [B, ...m], contiguous float64.  TAO options prefix "physgrad_<op>_lbfgs_".
+at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op, const at::Tensor &x,
+                                   const at::Tensor &y, const at::Tensor &g, double y_step, int64_t iterations,
+                                   OnFailure on_failure);
+
+// Per-thread statistics of the last solve of each op, readable from Python.
+void record_solve_info(const std::string &op, const std::string &phase, std::vector<CPhysSolveInfo> info);
+
+// Object caches keyed by configuration; cleared when solver options change,
+// since PETSc reads options when an object is created.
+void register_cache_clearer(std::function<void()> clear);
+void clear_all_caches();
+
+template <typename Key, typename Object>
+class ObjectCache {
+ public:
+  ObjectCache(std::function<int(const Key &, Object *)> create, std::function<int(Object *)> destroy)
+      : create_(std::move(create)), destroy_(std::move(destroy)) {
+    register_cache_clearer([this] { clear(); });
+  }
+  // Returns the cached object for `key`, creating it on first use.  Objects are
+  // never destroyed while in use: clear() only runs from set_solver_options.
+  std::shared_ptr<typename std::remove_pointer<Object>::type> get(const Key &key, const char *op) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto found = objects_.find(key);
+    if (found != objects_.end()) return found->second;
+    Object object = nullptr;
+    check_cphys(create_(key, &object), op);
+    auto destroy = destroy_;
+    std::shared_ptr<typename std::remove_pointer<Object>::type> handle(
+        object, [destroy](Object o) { destroy(&o); });
+    objects_.emplace(key, handle);
+    return handle;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    objects_.clear();
+  }
+
+ private:
+  std::function<int(const Key &, Object *)> create_;
+  std::function<int(Object *)> destroy_;
+  std::mutex mutex_;
+  std::map<Key, std::shared_ptr<typename std::remove_pointer<Object>::type>> objects_;
+};
+
+}  // namespace physgrad

@@ -1,0 +1,226 @@
+// physgrad::poisson: schema, CPU kernels (forward and backward) and autograd.
+//   y = laplace^-1 x on [B, ny, nx] (or [B, 1, ny, nx]) with zero Dirichlet boundary.
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "common.h"
+#include "cphys/poisson.h"
+
+namespace physgrad {
+namespace {
+
+constexpr const char *kOp = "poisson";
+const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+
+struct SolverKey {
+  int64_t ny, nx;
+  double dy, dx, rtol;
+  int64_t max_iterations;
+  bool operator<(const SolverKey &o) const {
+    return std::tie(ny, nx, dy, dx, rtol, max_iterations) <
+           std::tie(o.ny, o.nx, o.dy, o.dx, o.rtol, o.max_iterations);
+  }
+};
+
+ObjectCache<SolverKey, CPhysPoisson> &solvers() {
+  static ObjectCache<SolverKey, CPhysPoisson> cache(
+      [](const SolverKey &k, CPhysPoisson *p) {
+        CPhysPoissonConfig config = CPhysPoissonDefaultConfig();
+        config.shape[0] = k.ny, config.shape[1] = k.nx;
+        config.spacing[0] = k.dy, config.spacing[1] = k.dx;
+        config.rtol = k.rtol;
+        config.max_iterations = static_cast<int>(k.max_iterations);
+        return CPhysPoissonCreate(&config, p);
+      },
+      [](CPhysPoisson *p) { return CPhysPoissonDestroy(p); });
+  return cache;
+}
+
+// The grid of `x` ([B, ny, nx] or [B, 1, ny, nx]) as a contiguous float64 [B, ny, nx] tensor.
+at::Tensor grid_input(const at::Tensor &x, const char *argument) {
+  at::Tensor grid = as_double(x, kOp, argument, {3, 4});
+  if (grid.dim() == 4) {
+    TORCH_CHECK_VALUE(grid.size(1) == 1, "physgrad.poisson: a 4-D ", argument,
+                      " must be [B, 1, ny, nx], got shape ", x.sizes());
+    grid = grid.squeeze(1);
+  }
+  TORCH_CHECK_VALUE(grid.size(1) >= 1 && grid.size(2) >= 1, "physgrad.poisson: ", argument,
+                    " must have at least one node per axis, got shape ", x.sizes());
+  return grid;
+}
+
+struct Options {
+  at::ArrayRef<double> spacing;
+  double rtol;
+  int64_t max_iterations;
+  OnFailure on_failure;
+};
+
+Options parse_options(at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                      c10::string_view on_failure) {
+  TORCH_CHECK_VALUE(spacing.size() == 2, "physgrad.poisson: spacing must be [dy, dx], got ", spacing);
+  TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
+                    "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
+  return Options{spacing, rtol, max_iterations, parse_on_failure(on_failure, kOp)};
+}
+
+std::shared_ptr<CPhysPoisson_private> solver_for(const at::Tensor &grid, const Options &o) {
+  return solvers().get(SolverKey{grid.size(1), grid.size(2), o.spacing[0], o.spacing[1], o.rtol,
+                                 o.max_iterations},
+                       kOp);
+}
+
+// Runs a batched solve (forward or adjoint) and records its statistics.
+at::Tensor solve(const at::Tensor &rhs, const Options &o, const char *phase,
+                 int (*solver_call)(CPhysPoisson, ptrdiff_t, const double *, double *, CPhysSolveInfo *)) {
+  auto solver = solver_for(rhs, o);
+  at::Tensor out = at::empty_like(rhs);
+  std::vector<CPhysSolveInfo> info(rhs.size(0));
+  const int code = solver_call(solver.get(), rhs.size(0), rhs.data_ptr<double>(), out.data_ptr<double>(),
+                               info.data());
+  record_solve_info(kOp, phase, info);
+  check_cphys(code, kOp, o.on_failure);
+  return out;
+}
+
+at::Tensor poisson_forward(const at::Tensor &x, c10::string_view grad_mode, double y_step,
+                           at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                           int64_t lbfgs_iterations, c10::string_view on_failure) {
+  parse_grad_mode(grad_mode, kOp, kModes);
+  (void)y_step, (void)lbfgs_iterations;
+  const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
+  at::Tensor grid = grid_input(x, "x");
+  return solve(grid, o, "forward", CPhysPoissonSolve).to(x.scalar_type()).view(x.sizes());
+}
+
+// The backward of every mode; g = dL/dy, x and y the forward's input and output.
+at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y,
+                            c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
+                            double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
+                            c10::string_view on_failure) {
+  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
+  const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
+  at::Tensor g_grid = grid_input(g, "grad_y");
+  TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y has shape ", g.sizes(),
+                    " but x has shape ", x.sizes());
+  at::Tensor dx;
+  switch (mode) {
+    case GradMode::Adjoint:
+      dx = solve(g_grid, o, "adjoint", CPhysPoissonAdjoint);
+      break;
+    case GradMode::Physical: {
+      auto solver = solver_for(g_grid, o);
+      dx = at::empty_like(g_grid);
+      check_cphys(CPhysPoissonPhysicalGradient(solver.get(), g_grid.size(0), y_step, g_grid.data_ptr<double>(),
+                                               dx.data_ptr<double>()),
+                  kOp);
+      break;
+    }
+    default: {
+      auto solver = solver_for(g_grid, o);
+      CPhysLeastSquaresProblem problem;
+      check_cphys(CPhysPoissonGetLeastSquaresProblem(solver.get(), &problem), kOp);
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x"), grid_input(y, "y"), g_grid, y_step,
+                                   lbfgs_iterations, o.on_failure);
+    }
+  }
+  return dx.to(x.scalar_type()).view(x.sizes());
+}
+
+class PoissonFunction : public torch::autograd::Function<PoissonFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x,
+                            c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
+                            double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
+                            c10::string_view on_failure) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("physgrad::poisson", "")
+                         .typed<decltype(poisson_forward)>();
+    at::Tensor y = op.call(x, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations, on_failure);
+    ctx->save_for_backward({x, y});
+    ctx->saved_data["grad_mode"] = std::string(grad_mode);
+    ctx->saved_data["y_step"] = y_step;
+    ctx->saved_data["spacing"] = spacing.vec();
+    ctx->saved_data["rtol"] = rtol;
+    ctx->saved_data["max_iterations"] = max_iterations;
+    ctx->saved_data["lbfgs_iterations"] = lbfgs_iterations;
+    ctx->saved_data["on_failure"] = std::string(on_failure);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("physgrad::poisson_backward", "")
+                         .typed<decltype(poisson_backward)>();
+    auto saved = ctx->get_saved_variables();
+    const std::string grad_mode = ctx->saved_data["grad_mode"].toStringRef();
+    const std::string on_failure = ctx->saved_data["on_failure"].toStringRef();
+    const std::vector<double> spacing = ctx->saved_data["spacing"].toDoubleVector();
+    at::Tensor dx = op.call(grads[0].contiguous(), saved[0], saved[1], grad_mode,
+                            ctx->saved_data["y_step"].toDouble(), spacing,
+                            ctx->saved_data["rtol"].toDouble(), ctx->saved_data["max_iterations"].toInt(),
+                            ctx->saved_data["lbfgs_iterations"].toInt(), on_failure);
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+// The backward op is not differentiable itself: second derivatives of a
+// physical gradient are not defined, and the adjoint's are not needed.
+class PoissonBackwardFunction : public torch::autograd::Function<PoissonBackwardFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext *, const at::Tensor &g, const at::Tensor &x,
+                            const at::Tensor &y, c10::string_view grad_mode, double y_step,
+                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                            int64_t lbfgs_iterations, c10::string_view on_failure) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return poisson_backward(g, x, y, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
+                            on_failure);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *,
+                                                 torch::autograd::variable_list) {
+    TORCH_CHECK(false, "physgrad.poisson: double backward is not supported");
+  }
+};
+
+at::Tensor poisson_autograd(const at::Tensor &x, c10::string_view grad_mode, double y_step,
+                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                            int64_t lbfgs_iterations, c10::string_view on_failure) {
+  return PoissonFunction::apply(x, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
+                                on_failure);
+}
+
+at::Tensor poisson_backward_autograd(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y,
+                                     c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
+                                     double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
+                                     c10::string_view on_failure) {
+  return PoissonBackwardFunction::apply(g, x, y, grad_mode, y_step, spacing, rtol, max_iterations,
+                                        lbfgs_iterations, on_failure);
+}
+
+}  // namespace
+}  // namespace physgrad
+
+TORCH_LIBRARY_FRAGMENT(physgrad, m) {
+  m.def(
+      "poisson(Tensor x, str grad_mode=\"physical\", float y_step=1.0, float[2] spacing=[1.0, 1.0], "
+      "float rtol=1e-10, int max_iterations=10000, int lbfgs_iterations=32, str on_failure=\"raise\") "
+      "-> Tensor");
+  m.def(
+      "poisson_backward(Tensor grad_y, Tensor x, Tensor y, str grad_mode, float y_step, float[2] spacing, "
+      "float rtol, int max_iterations, int lbfgs_iterations, str on_failure) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
+  m.impl("poisson", physgrad::poisson_forward);
+  m.impl("poisson_backward", physgrad::poisson_backward);
+}
+
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {
+  m.impl("poisson", physgrad::poisson_autograd);
+  m.impl("poisson_backward", physgrad::poisson_backward_autograd);
+}
