@@ -33,11 +33,12 @@ OnFailure parse_on_failure(c10::string_view value, const char *op) {
                     std::string(value), "'");
 }
 
-void check_cphys(int code, const char *op, OnFailure on_failure) {
+void check_cphys(int code, const char *op, OnFailure on_failure, bool warn) {
   if (code == CPHYS_SUCCESS) return;
   const std::string message = CPhysGetLastErrorMessage();
   if (code == CPHYS_ERROR_NOT_CONVERGED && on_failure == OnFailure::Warn) {
-    TORCH_WARN_ONCE("physgrad.", op, ": ", message,
+    if (warn)
+      TORCH_WARN("physgrad.", op, ": ", message,
                     " (on_failure='warn': returning the last iterate; see physgrad.solve_stats)");
     return;
   }

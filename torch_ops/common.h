@@ -30,9 +30,11 @@ enum class OnFailure { Raise, Warn };
 OnFailure parse_on_failure(c10::string_view value, const char *op);
 
 // Throws a c10::Error carrying the cphys message when `code` is not success.
-// CPHYS_ERROR_NOT_CONVERGED only warns (once per process) under OnFailure::Warn,
-// in which case the outputs hold each sample's best iterate.
-void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Raise);
+// Under OnFailure::Warn, CPHYS_ERROR_NOT_CONVERGED is not an error (the outputs
+// hold each sample's last iterate): it warns when `warn` is set.  Forward
+// kernels pass warn = false because torch.ops calls bypass Python's warning
+// handler (the warning would go to stderr); the Python wrappers warn instead.
+void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Raise, bool warn = true);
 
 // Validates a floating tensor argument (CPU, float32/float64, `dims` dimensions
 // among `allowed_dims`) and returns it as a contiguous float64 tensor.

@@ -29,9 +29,11 @@ class Poisson(torch.nn.Module):
         self.on_failure = on_failure
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.physgrad.poisson(x, ops._mode(None, self.grad_mode), self.y_step,
-                                          [self.spacing[0], self.spacing[1]], self.rtol,
-                                          self.max_iterations, self.lbfgs_iterations, self.on_failure)
+        y = torch.ops.physgrad.poisson(x, ops._mode(None, self.grad_mode), self.y_step,
+                                       [self.spacing[0], self.spacing[1]], self.rtol,
+                                       self.max_iterations, self.lbfgs_iterations, self.on_failure)
+        ops._after_forward("poisson", self.on_failure)
+        return y
 
     def extra_repr(self) -> str:
         return f"grad_mode={self.grad_mode!r}, spacing={self.spacing}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import warnings
+
 import torch
 
 from . import modes
@@ -28,6 +30,23 @@ def _mode(grad_mode: Optional[str], module_mode: Optional[str] = None) -> str:
     return _eager_mode(grad_mode, module_mode)
 
 
+@torch.jit.unused
+def _warn_unconverged(op: str) -> None:
+    stats = solve_stats(op)
+    if not stats.all_converged:
+        failed = [i for i, ok in enumerate(stats.converged) if not ok]
+        warnings.warn(f"physgrad.{op}: the {stats.phase} solve did not converge for samples {failed} "
+                      f"({', '.join(stats.reasons[i] for i in failed)}); on_failure='warn' returned the last "
+                      f"iterate", RuntimeWarning, stacklevel=3)
+
+
+def _after_forward(op: str, on_failure: str) -> None:
+    """Turns a forward solve's non-convergence into a Python warning (eager mode;
+    scripted code reads :func:`solve_stats`)."""
+    if on_failure == "warn" and not torch.jit.is_scripting():
+        _warn_unconverged(op)
+
+
 def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
             spacing: Tuple[float, float] = (1.0, 1.0), rtol: float = 1e-10, max_iterations: int = 10000,
             lbfgs_iterations: int = 32, on_failure: str = "raise") -> torch.Tensor:
@@ -44,8 +63,10 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     ``"raise"`` on a solve that does not converge, or ``"warn"`` once and return
     the last iterate (see :func:`solve_stats`).
     """
-    return torch.ops.physgrad.poisson(x, _mode(grad_mode), y_step, [float(spacing[0]), float(spacing[1])],
-                                      rtol, max_iterations, lbfgs_iterations, on_failure)
+    y = torch.ops.physgrad.poisson(x, _mode(grad_mode), y_step, [float(spacing[0]), float(spacing[1])],
+                                   rtol, max_iterations, lbfgs_iterations, on_failure)
+    _after_forward("poisson", on_failure)
+    return y
 
 
 @dataclass
