@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
 #include <c10/util/string_view.h>
 
 #include <functional>
@@ -52,6 +53,13 @@ at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, cons
 
 // Per-thread statistics of the last solve of each op, readable from Python.
 void record_solve_info(const std::string &op, const std::string &phase, std::vector<CPhysSolveInfo> info);
+
+// Autograd for a physics op `name` (see docs/decisions.md, "one autograd kernel"):
+//   forward schema   name(Tensor in_1, ..., Tensor in_k, <options>) -> Tensor
+//   backward schema  name_backward(Tensor grad_y, Tensor in_1, ..., Tensor in_k, Tensor y, <options>)
+//                        -> Tensor  (k = 1)  or  Tensor[]  (one per input; undefined: no gradient)
+// Registers a boxed Autograd kernel for both; the backward op refuses double backward.
+void register_physics_autograd(torch::Library &m, const char *name);
 
 // Object caches keyed by configuration; cleared when solver options change,
 // since PETSc reads options when an object is created.

@@ -1,6 +1,5 @@
-// physgrad::poisson: schema, CPU kernels (forward and backward) and autograd.
+// physgrad::poisson: schema and CPU kernels (forward, backward of every mode).
 //   y = laplace^-1 x on [B, ny, nx] (or [B, 1, ny, nx]) with zero Dirichlet boundary.
-#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -129,79 +128,6 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
   return dx.to(x.scalar_type()).view(x.sizes());
 }
 
-class PoissonFunction : public torch::autograd::Function<PoissonFunction> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x,
-                            c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
-                            double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
-                            c10::string_view on_failure) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("physgrad::poisson", "")
-                         .typed<decltype(poisson_forward)>();
-    at::Tensor y = op.call(x, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations, on_failure);
-    ctx->save_for_backward({x, y});
-    ctx->saved_data["grad_mode"] = std::string(grad_mode);
-    ctx->saved_data["y_step"] = y_step;
-    ctx->saved_data["spacing"] = spacing.vec();
-    ctx->saved_data["rtol"] = rtol;
-    ctx->saved_data["max_iterations"] = max_iterations;
-    ctx->saved_data["lbfgs_iterations"] = lbfgs_iterations;
-    ctx->saved_data["on_failure"] = std::string(on_failure);
-    return y;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
-                                                 torch::autograd::variable_list grads) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("physgrad::poisson_backward", "")
-                         .typed<decltype(poisson_backward)>();
-    auto saved = ctx->get_saved_variables();
-    const std::string grad_mode = ctx->saved_data["grad_mode"].toStringRef();
-    const std::string on_failure = ctx->saved_data["on_failure"].toStringRef();
-    const std::vector<double> spacing = ctx->saved_data["spacing"].toDoubleVector();
-    at::Tensor dx = op.call(grads[0].contiguous(), saved[0], saved[1], grad_mode,
-                            ctx->saved_data["y_step"].toDouble(), spacing,
-                            ctx->saved_data["rtol"].toDouble(), ctx->saved_data["max_iterations"].toInt(),
-                            ctx->saved_data["lbfgs_iterations"].toInt(), on_failure);
-    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
-// The backward op is not differentiable itself: second derivatives of a
-// physical gradient are not defined, and the adjoint's are not needed.
-class PoissonBackwardFunction : public torch::autograd::Function<PoissonBackwardFunction> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext *, const at::Tensor &g, const at::Tensor &x,
-                            const at::Tensor &y, c10::string_view grad_mode, double y_step,
-                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
-                            int64_t lbfgs_iterations, c10::string_view on_failure) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return poisson_backward(g, x, y, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
-                            on_failure);
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *,
-                                                 torch::autograd::variable_list) {
-    TORCH_CHECK(false, "physgrad.poisson: double backward is not supported");
-  }
-};
-
-at::Tensor poisson_autograd(const at::Tensor &x, c10::string_view grad_mode, double y_step,
-                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
-                            int64_t lbfgs_iterations, c10::string_view on_failure) {
-  return PoissonFunction::apply(x, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
-                                on_failure);
-}
-
-at::Tensor poisson_backward_autograd(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y,
-                                     c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
-                                     double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
-                                     c10::string_view on_failure) {
-  return PoissonBackwardFunction::apply(g, x, y, grad_mode, y_step, spacing, rtol, max_iterations,
-                                        lbfgs_iterations, on_failure);
-}
-
 }  // namespace
 }  // namespace physgrad
 
@@ -220,7 +146,4 @@ TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
   m.impl("poisson_backward", physgrad::poisson_backward);
 }
 
-TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {
-  m.impl("poisson", physgrad::poisson_autograd);
-  m.impl("poisson_backward", physgrad::poisson_backward_autograd);
-}
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) { physgrad::register_physics_autograd(m, "poisson"); }

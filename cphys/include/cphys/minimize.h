@@ -26,7 +26,7 @@ typedef struct {
 } CPhysLeastSquaresConfig;
 
 /* x: [n], in: the start, out: the last iterate (unchanged on failure).  target: [m].
- * info: written when not NULL (iterations, final gradient norm, TAO reason).
+ * info: written on success when not NULL (iterations, final gradient norm, TAO reason).
  * Reaching max_iterations is not an error: info->converged says whether a
  * tolerance was met.  A non-finite objective or gradient is
  * CPHYS_ERROR_NONFINITE; a callback's nonzero code is returned as it is.

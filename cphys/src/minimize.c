@@ -1,0 +1,194 @@
+/* Least-squares minimization  1/2 ||P(x) - target||^2  on PETSc TAO (LMVM / BLMVM). */
+#include "cphys/minimize.h"
+
+#include <math.h>
+#include <petsctao.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "petsc_env.h"
+
+#if defined(PETSC_USE_COMPLEX) || !defined(PETSC_USE_REAL_DOUBLE)
+#error "cphys copies double arrays into PETSc vectors: PETSc must be built with real double scalars"
+#endif
+
+/* What the TAO callback needs; `error` carries a failed callback's cphys code
+ * through TaoSolve, which only understands PetscErrorCode. */
+typedef struct {
+  CPhysForwardFn forward;
+  CPhysAdjointFn adjoint;
+  void *context;
+  const double *target; /* [m] */
+  ptrdiff_t n, m;
+  double *residual; /* [m] work: P(x), then P(x) - target */
+  int error;        /* 0, or the cphys code that stopped the solve */
+} LeastSquaresProblem;
+
+/* f = 1/2 ||P(x) - target||^2 and g = J(x)^T (P(x) - target).  x, g: [n]. */
+static int evaluate(LeastSquaresProblem *p, const double *x, double *f, double *g) {
+  CPhysCall(p->forward(p->context, x, p->residual));
+  double sum = 0.0;
+  for (ptrdiff_t i = 0; i < p->m; i++) {
+    p->residual[i] -= p->target[i];
+    sum += p->residual[i] * p->residual[i];
+  }
+  *f = 0.5 * sum;
+  CPhysCheck(isfinite(*f), CPHYS_ERROR_NONFINITE, "objective 1/2 ||P(x) - target||^2 is %g", *f);
+  CPhysCall(p->adjoint(p->context, x, p->residual, g));
+  for (ptrdiff_t i = 0; i < p->n; i++)
+    CPhysCheck(isfinite(g[i]), CPHYS_ERROR_NONFINITE, "gradient entry %td is %g", i, g[i]);
+  return 0;
+}
+
+static PetscErrorCode objective_and_gradient(Tao tao, Vec X, PetscReal *f, Vec G, void *ctx) {
+  LeastSquaresProblem *p = ctx;
+  const PetscScalar *x;
+  PetscScalar *g;
+  (void)tao;
+  PetscFunctionBeginUser;
+  PetscCall(VecGetArrayRead(X, &x));
+  PetscCall(VecGetArray(G, &g));
+  p->error = evaluate(p, x, f, g);
+  PetscCall(VecRestoreArray(G, &g));
+  PetscCall(VecRestoreArrayRead(X, &x));
+  /* Any nonzero code unwinds TaoSolve; the cphys message is already recorded on this thread. */
+  PetscFunctionReturn(p->error ? PETSC_ERR_USER : 0);
+}
+
+static int check_arguments(const CPhysLeastSquaresConfig *config, ptrdiff_t n, ptrdiff_t m,
+                           CPhysForwardFn forward, CPhysAdjointFn adjoint, const double *target,
+                           const double *x) {
+  CPhysCheck(config != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
+  CPhysCheck(config->max_iterations > 0, CPHYS_ERROR_ARGUMENT, "max_iterations must be > 0, got %d",
+             config->max_iterations);
+  CPhysCheck(isfinite(config->gradient_atol) && config->gradient_atol >= 0.0, CPHYS_ERROR_ARGUMENT,
+             "gradient_atol must be finite and >= 0, got %g", config->gradient_atol);
+  CPhysCheck(isfinite(config->gradient_rtol) && config->gradient_rtol >= 0.0, CPHYS_ERROR_ARGUMENT,
+             "gradient_rtol must be finite and >= 0, got %g", config->gradient_rtol);
+  CPhysCheck(n >= 1 && n <= PETSC_MAX_INT, CPHYS_ERROR_ARGUMENT, "n must be in [1, %d], got %td",
+             (int)PETSC_MAX_INT, n);
+  CPhysCheck(m >= 1, CPHYS_ERROR_ARGUMENT, "m must be >= 1, got %td", m);
+  CPhysCheck((size_t)m <= SIZE_MAX / sizeof(double), CPHYS_ERROR_MEMORY, "m = %td is too large", m);
+  CPhysCheck(forward != NULL && adjoint != NULL, CPHYS_ERROR_ARGUMENT,
+             "the forward and adjoint callbacks must not be NULL");
+  CPhysCheck(target != NULL && x != NULL, CPHYS_ERROR_ARGUMENT, "target and x must not be NULL");
+  for (ptrdiff_t i = 0; i < m; i++)
+    CPhysCheck(isfinite(target[i]), CPHYS_ERROR_NONFINITE, "target[%td] is %g", i, target[i]);
+  for (ptrdiff_t i = 0; i < n; i++)
+    CPhysCheck(isfinite(x[i]), CPHYS_ERROR_NONFINITE, "x[%td] (the start) is %g", i, x[i]);
+  for (ptrdiff_t i = 0; i < n; i++) {
+    double lo = config->lower ? config->lower[i] : -INFINITY;
+    double hi = config->upper ? config->upper[i] : INFINITY;
+    CPhysCheck(!isnan(lo) && !isnan(hi) && lo <= hi, CPHYS_ERROR_ARGUMENT, "bounds of entry %td are [%g, %g]",
+               i, lo, hi);
+  }
+  return 0;
+}
+
+/* Either bound may be absent; TAO wants both vectors, so an absent one is +-infinity. */
+static int set_bounds_locked(Tao tao, const CPhysLeastSquaresConfig *config, Vec solution) {
+  Vec lower, upper;
+  PetscScalar *lo, *hi;
+  CPhysPetscCall(VecDuplicate(solution, &lower));
+  CPhysPetscCall(VecDuplicate(solution, &upper));
+  CPhysPetscCall(VecGetArray(lower, &lo));
+  CPhysPetscCall(VecGetArray(upper, &hi));
+  PetscInt n;
+  CPhysPetscCall(VecGetLocalSize(solution, &n));
+  for (PetscInt i = 0; i < n; i++) {
+    lo[i] = config->lower ? config->lower[i] : PETSC_NINFINITY;
+    hi[i] = config->upper ? config->upper[i] : PETSC_INFINITY;
+  }
+  CPhysPetscCall(VecRestoreArray(lower, &lo));
+  CPhysPetscCall(VecRestoreArray(upper, &hi));
+  /* TAO keeps its own references to the bound vectors. */
+  CPhysPetscCall(TaoSetVariableBounds(tao, lower, upper));
+  CPhysPetscCall(VecDestroy(&lower));
+  CPhysPetscCall(VecDestroy(&upper));
+  return 0;
+}
+
+static void fill_info(Tao tao, CPhysSolveInfo *info) {
+  PetscInt iterations = 0;
+  PetscReal gradient_norm = 0.0;
+  TaoConvergedReason reason = TAO_CONTINUE_ITERATING;
+  TaoGetSolutionStatus(tao, &iterations, NULL, &gradient_norm, NULL, NULL, &reason);
+  info->iterations = (int)iterations;
+  info->residual_norm = gradient_norm;
+  info->converged = reason > 0;
+  info->reason = (int)reason;
+  const char *name =
+      (reason >= TAO_DIVERGED_USER && reason <= TAO_CONVERGED_USER) ? TaoConvergedReasons[reason] : NULL;
+  snprintf(info->reason_text, sizeof info->reason_text, "%s", name && name[0] ? name : "UNKNOWN");
+}
+
+/* Configures and runs an already created Tao; the caller destroys it either way. */
+static int solve_locked(Tao tao, Vec solution, const CPhysLeastSquaresConfig *config,
+                        LeastSquaresProblem *problem, double *x, CPhysSolveInfo *info) {
+  const int bounded = config->lower != NULL || config->upper != NULL;
+  PetscScalar *start;
+  CPhysPetscCall(VecGetArray(solution, &start));
+  memcpy(start, x, (size_t)problem->n * sizeof(double));
+  CPhysPetscCall(VecRestoreArray(solution, &start));
+  CPhysPetscCall(TaoSetType(tao, bounded ? TAOBLMVM : TAOLMVM));
+  CPhysPetscCall(TaoSetSolution(tao, solution));
+  CPhysPetscCall(TaoSetObjectiveAndGradient(tao, NULL, objective_and_gradient, problem));
+  if (bounded) CPhysCall(set_bounds_locked(tao, config, solution));
+  CPhysPetscCall(TaoSetMaximumIterations(tao, config->max_iterations));
+  /* The iteration count is the budget; line-search evaluations must not end the solve first. */
+  CPhysPetscCall(TaoSetMaximumFunctionEvaluations(tao, PETSC_MAX_INT));
+  /* 0 switches a test off (it then fires only on an exactly zero gradient). */
+  CPhysPetscCall(TaoSetTolerances(tao, config->gradient_atol, config->gradient_rtol, 0.0));
+  if (config->options_prefix) CPhysPetscCall(TaoSetOptionsPrefix(tao, config->options_prefix));
+  CPhysPetscCall(TaoSetFromOptions(tao));
+
+  PetscErrorCode perr = TaoSolve(tao);
+  if (problem->error) return problem->error; /* message set by the callback or by evaluate() */
+  if (perr) return CPhysPetscError(perr, __func__, "TaoSolve(tao)");
+
+  TaoConvergedReason reason;
+  CPhysPetscCall(TaoGetConvergedReason(tao, &reason));
+  CPhysCheck(reason != TAO_DIVERGED_NAN, CPHYS_ERROR_NONFINITE, "TAO stopped on a NaN or Inf");
+  const PetscScalar *solved;
+  CPhysPetscCall(VecGetArrayRead(solution, &solved));
+  memcpy(x, solved, (size_t)problem->n * sizeof(double));
+  CPhysPetscCall(VecRestoreArrayRead(solution, &solved));
+  if (info) fill_info(tao, info);
+  return 0;
+}
+
+/* A Tao is created and destroyed per call: its setup (a few vectors and the
+ * LMVM matrix) is cheap next to the iterations, and no state leaks between
+ * unrelated problems of different sizes. */
+static int minimize_locked(const CPhysLeastSquaresConfig *config, LeastSquaresProblem *problem, double *x,
+                           CPhysSolveInfo *info) {
+  CPhysCall(CPhysPetscEnsureInitializedLocked());
+  Vec solution = NULL;
+  Tao tao = NULL;
+  CPhysPetscCall(VecCreateSeq(PETSC_COMM_SELF, (PetscInt)problem->n, &solution));
+  PetscErrorCode perr = TaoCreate(PETSC_COMM_SELF, &tao);
+  int ierr = perr ? CPhysPetscError(perr, __func__, "TaoCreate")
+                  : solve_locked(tao, solution, config, problem, x, info);
+  /* Clean-up failures are reported only when the solve itself succeeded. */
+  perr = TaoDestroy(&tao);
+  if (!ierr && perr) ierr = CPhysPetscError(perr, __func__, "TaoDestroy(&tao)");
+  perr = VecDestroy(&solution);
+  if (!ierr && perr) ierr = CPhysPetscError(perr, __func__, "VecDestroy(&solution)");
+  return ierr;
+}
+
+int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n, ptrdiff_t m,
+                              CPhysForwardFn forward, CPhysAdjointFn adjoint, void *context,
+                              const double *target, double *x, CPhysSolveInfo *info) {
+  CPhysCall(check_arguments(config, n, m, forward, adjoint, target, x));
+  LeastSquaresProblem problem = {forward, adjoint, context, target, n, m, NULL, 0};
+  problem.residual = malloc((size_t)m * sizeof(double));
+  CPhysCheck(problem.residual != NULL, CPHYS_ERROR_MEMORY, "cannot allocate %td residual entries", m);
+  CPhysLibraryLock();
+  int ierr = minimize_locked(config, &problem, x, info);
+  CPhysLibraryUnlock();
+  free(problem.residual);
+  return ierr;
+}

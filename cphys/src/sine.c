@@ -1,0 +1,161 @@
+/* The sine op sin(a/x): forward, adjoint and the paper's four inverse updates. */
+#include "cphys/sine.h"
+
+#include <math.h>
+
+static const double kPi = 3.14159265358979323846264338327950288;
+static const double kTwoPi = 6.28318530717958647692528676655900577;
+
+/* Checks what every sine function shares, with the caller's name in the
+ * message.  `second` is the other input array (y_target, dy) or NULL. */
+static int check_inputs(const char *func, ptrdiff_t n, const double *a, const double *x,
+                        const double *second, const char *second_name, const double *out) {
+  if (n < 0) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "n must be >= 0, got %td", n);
+  if (n == 0) return 0;
+  if (!a || !x || !out || (second_name && !second))
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "array arguments must not be NULL when n = %td", n);
+  for (ptrdiff_t i = 0; i < n; i++) {
+    if (!isfinite(a[i]))
+      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "a[%td] = %g is not finite", i, a[i]);
+    if (!(fabs(a[i]) >= CPHYS_SINE_MIN_ABS_A))
+      return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "|a[%td]| = %g is below %g (sin(a/x) is flat)", i,
+                           fabs(a[i]), CPHYS_SINE_MIN_ABS_A);
+    if (!isfinite(x[i]))
+      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "x[%td] = %g is not finite", i, x[i]);
+    if (second_name && !isfinite(second[i]))
+      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td] = %g is not finite", second_name, i,
+                           second[i]);
+  }
+  return 0;
+}
+
+static int check_positive_clip(const char *func, double clip) {
+  if (!(isfinite(clip) && clip > 0.0))
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "clip must be positive and finite, got %g", clip);
+  return 0;
+}
+
+/* The point every function evaluates at: |x| floored so that |a/x| stays
+ * below CPHYS_SINE_MAX_PHASE; +-0 goes to the positive side. */
+static double floored(double a, double x) {
+  const double floor_abs = fabs(a) / CPHYS_SINE_MAX_PHASE;
+  const double magnitude = fmax(fabs(x), floor_abs);
+  return x < 0.0 ? -magnitude : magnitude;
+}
+
+/* +1 when a and x are on the same side of 0, i.e. a/x > 0.  Taken from the
+ * signs rather than from a/x, which can underflow to a signless 0. */
+static double phase_side(double a, double x_eff) { return (a > 0.0) == (x_eff > 0.0) ? 1.0 : -1.0; }
+
+static double sign_of(double v) { return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : 0.0); }
+
+static double clamp_target(double t) { return fmin(fmax(t, -1.0), 1.0); }
+
+/* min(numerator / denominator, clip) for non-negative operands, without
+ * dividing by 0: an infinite ratio clips. */
+static double clipped_ratio(double numerator, double denominator, double clip) {
+  if (numerator >= clip * denominator) return clip;
+  return numerator / denominator;
+}
+
+/* The x' with sin(a/x') = t nearest to x_eff, t in [-1, 1].  The solution
+ * phases form the two ladders asin(t) + 2 pi k and pi - asin(t) + 2 pi k.  On
+ * the side of x_eff, x = a/phase is monotonic in the phase, so the solutions
+ * neighbouring x_eff in x are those bracketing its phase on each ladder;
+ * rounding to the nearest phase instead (as the paper's code does) would pick
+ * the wrong one where the spacing in x changes fast, near 0. */
+static double nearest_solution(double a, double x_eff, double t) {
+  const double side = phase_side(a, x_eff);
+  const double phase = copysign(a / x_eff, side);
+  const double ladder_start[2] = {asin(t), kPi - asin(t)};
+  double best = 0.0, best_distance = INFINITY;
+  int found = 0;
+  for (int ladder = 0; ladder < 2; ladder++) {
+    const double below = floor((phase - ladder_start[ladder]) / kTwoPi);
+    for (int step = 0; step < 2; step++) {
+      const double candidate_phase = ladder_start[ladder] + kTwoPi * (below + step);
+      /* Only solutions on x_eff's side; phase 0 would be x = infinity. */
+      if (!(candidate_phase * side > 0.0)) continue;
+      const double candidate = a / candidate_phase;
+      const double distance = fabs(candidate - x_eff);
+      if (!found || distance < best_distance ||
+          (distance == best_distance && fabs(candidate) > fabs(best))) {
+        best = candidate, best_distance = distance, found = 1;
+      }
+    }
+  }
+  /* The bracket above x_eff's phase (below, on the negative side) always lies
+   * on x_eff's side, so `found` is always set and `best` is finite. */
+  return best;
+}
+
+int CPhysSineForward(ptrdiff_t n, const double *a, const double *x, double *y) {
+  CPhysCall(check_inputs(__func__, n, a, x, NULL, NULL, y));
+  for (ptrdiff_t i = 0; i < n; i++) y[i] = sin(a[i] / floored(a[i], x[i]));
+  return 0;
+}
+
+int CPhysSineAdjoint(ptrdiff_t n, const double *a, const double *x, const double *dy, double clip,
+                     double *dx) {
+  CPhysCheck(clip >= 0.0, CPHYS_ERROR_ARGUMENT, "clip must be >= 0 (0: no clipping), got %g", clip);
+  CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", dx));
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
+    /* (a/x)/x rather than a/x^2: x^2 overflows for |x| > 1e154. */
+    double derivative = -(phase / x_eff) * cos(phase);
+    if (clip > 0.0) derivative = fmin(fmax(derivative, -clip), clip);
+    const double product = derivative * dy[i];
+    CPhysCheck(isfinite(product), CPHYS_ERROR_NONFINITE,
+               "dP/dx * dy overflows at element %td (dP/dx = %g, dy = %g)", i, derivative, dy[i]);
+    dx[i] = product;
+  }
+  return 0;
+}
+
+int CPhysSinePhysicalGradient(ptrdiff_t n, const double *a, const double *x, const double *y_target,
+                              double *dx) {
+  CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const double x_now = x[i];
+    dx[i] = x_now - nearest_solution(a[i], floored(a[i], x_now), clamp_target(y_target[i]));
+  }
+  return 0;
+}
+
+int CPhysSineNearestMinimum(ptrdiff_t n, const double *a, const double *x0, double *x_min) {
+  CPhysCall(check_inputs(__func__, n, a, x0, NULL, NULL, x_min));
+  for (ptrdiff_t i = 0; i < n; i++) x_min[i] = nearest_solution(a[i], floored(a[i], x0[i]), -1.0);
+  return 0;
+}
+
+/* sign(dP/dx) at x_eff: dP/dx = -(a/x^2) cos(a/x), and a/x^2 has the sign of a.
+ * Taken from the signs so that it survives an underflowing magnitude. */
+static double derivative_sign(double a, double phase) { return -sign_of(a) * sign_of(cos(phase)); }
+
+int CPhysSineNewton(ptrdiff_t n, const double *a, const double *x, const double *y_target, double clip,
+                    double *dx) {
+  CPhysCall(check_positive_clip(__func__, clip));
+  CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
+    const double c = cos(phase), s = sin(phase);
+    /* x^2 cos / (2 x cos - a sin), divided through by x so nothing overflows. */
+    const double length = clipped_ratio(fabs(x_eff * c), fabs(2.0 * c - phase * s), clip);
+    const double height = s - clamp_target(y_target[i]);
+    dx[i] = sign_of(height) * derivative_sign(a[i], phase) * length;
+  }
+  return 0;
+}
+
+int CPhysSineInverseGradient(ptrdiff_t n, const double *a, const double *x, const double *y_target,
+                             double clip, double *dx) {
+  CPhysCall(check_positive_clip(__func__, clip));
+  CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
+    const double height = sin(phase) - clamp_target(y_target[i]);
+    const double slope = fabs(phase / x_eff * cos(phase));
+    dx[i] = sign_of(height) * derivative_sign(a[i], phase) * clipped_ratio(fabs(height), slope, clip);
+  }
+  return 0;
+}

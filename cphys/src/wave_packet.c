@@ -1,0 +1,213 @@
+/* Wave-packet object: forward, adjoint and the damped Gauss-Newton step. */
+#include "cphys/wave_packet.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct CPhysWavePacket_private {
+  CPhysWavePacketConfig config;
+  double inverse_sigma_squared; /* 1 / sigma^2, samples^-2 */
+  double *carrier;              /* [n_samples] sin(f xi_j), the part independent of the parameters */
+};
+
+CPhysWavePacketConfig CPhysWavePacketDefaultConfig(void) {
+  CPhysWavePacketConfig config = {CPHYS_WAVE_PACKET_DEFAULT_SAMPLES, CPHYS_WAVE_PACKET_DEFAULT_FREQUENCY,
+                                  CPHYS_WAVE_PACKET_DEFAULT_SIGMA};
+  return config;
+}
+
+CPhysWavePacketGaussNewtonConfig CPhysWavePacketGaussNewtonDefaultConfig(void) {
+  CPhysWavePacketGaussNewtonConfig config = {1e-4, 10.0, 12};
+  return config;
+}
+
+int CPhysWavePacketCreate(const CPhysWavePacketConfig *config, CPhysWavePacket *packet) {
+  CPhysCheck(packet != NULL, CPHYS_ERROR_ARGUMENT, "packet must not be NULL");
+  *packet = NULL;
+  CPhysCheck(config != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
+  CPhysCheck(config->n_samples >= 1, CPHYS_ERROR_ARGUMENT, "n_samples must be >= 1, got %td",
+             config->n_samples);
+  CPhysCheck(isfinite(config->frequency), CPHYS_ERROR_ARGUMENT, "frequency must be finite, got %g",
+             config->frequency);
+  CPhysCheck(isfinite(config->sigma) && config->sigma > 0.0, CPHYS_ERROR_ARGUMENT,
+             "sigma must be positive and finite, got %g", config->sigma);
+  const double inverse_sigma_squared = 1.0 / (config->sigma * config->sigma);
+  CPhysCheck(isfinite(inverse_sigma_squared), CPHYS_ERROR_ARGUMENT,
+             "sigma = %g is too small (1/sigma^2 overflows)", config->sigma);
+  CPhysCheck((size_t)config->n_samples <= SIZE_MAX / sizeof(double), CPHYS_ERROR_MEMORY,
+             "n_samples = %td is too large", config->n_samples);
+  struct CPhysWavePacket_private *p = calloc(1, sizeof *p);
+  CPhysCheck(p != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the wave-packet object");
+  p->carrier = malloc(sizeof(double) * (size_t)config->n_samples);
+  if (!p->carrier) {
+    free(p);
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate %td carrier samples", config->n_samples);
+  }
+  p->config = *config;
+  p->inverse_sigma_squared = inverse_sigma_squared;
+  for (ptrdiff_t j = 0; j < config->n_samples; j++) p->carrier[j] = sin(config->frequency * (double)j);
+  *packet = p;
+  return 0;
+}
+
+int CPhysWavePacketDestroy(CPhysWavePacket *packet) {
+  if (!packet || !*packet) return 0;
+  free((*packet)->carrier);
+  free(*packet);
+  *packet = NULL;
+  return 0;
+}
+
+int CPhysWavePacketGetConfig(CPhysWavePacket packet, CPhysWavePacketConfig *config) {
+  CPhysCheck(packet != NULL && config != NULL, CPHYS_ERROR_ARGUMENT, "packet and config must not be NULL");
+  *config = packet->config;
+  return 0;
+}
+
+/* Shared checks: handle, batch, pointers, finite values of the inputs. */
+static int check_call(const char *func, CPhysWavePacket packet, ptrdiff_t batch, const double *params,
+                      const double *series, const char *series_name, const void *out) {
+  if (!packet) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "packet must not be NULL");
+  if (batch < 0) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "batch must be >= 0, got %td", batch);
+  if (batch == 0) return 0;
+  if (!params || !out || (series_name && !series))
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "array arguments must not be NULL when batch = %td", batch);
+  for (ptrdiff_t k = 0; k < 2 * batch; k++)
+    if (!isfinite(params[k]))
+      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "params[%td][%d] = %g is not finite", k / 2, (int)(k % 2),
+                           params[k]);
+  const ptrdiff_t n = packet->config.n_samples;
+  if (series_name)
+    for (ptrdiff_t k = 0; k < batch * n; k++)
+      if (!isfinite(series[k]))
+        return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td][%td] = %g is not finite", series_name, k / n,
+                             k % n, series[k]);
+  return 0;
+}
+
+/* The envelope exp(-(xi_j - xi0)^2 / sigma^2) of sample j. */
+static inline double envelope(const struct CPhysWavePacket_private *p, double offset) {
+  return exp(-offset * offset * p->inverse_sigma_squared);
+}
+
+/* dy_j / dA = sin(f xi_j) e_j.  Forward, objective and Gauss-Newton all form
+ * y_j = A * shape(j) in this one order, so that P(p) - P(p) is exactly 0 and
+ * Gauss-Newton sees a solution computed by Forward as exactly stationary. */
+static inline double shape_at(const struct CPhysWavePacket_private *p, ptrdiff_t j, double xi0) {
+  return p->carrier[j] * envelope(p, (double)j - xi0);
+}
+
+int CPhysWavePacketForward(CPhysWavePacket packet, ptrdiff_t batch, const double *params, double *y) {
+  CPhysCall(check_call(__func__, packet, batch, params, NULL, NULL, y));
+  const ptrdiff_t n = packet->config.n_samples;
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    const double xi0 = params[2 * b], amplitude = params[2 * b + 1];
+    for (ptrdiff_t j = 0; j < n; j++)
+      y[b * n + j] = amplitude * shape_at(packet, j, xi0);
+  }
+  return 0;
+}
+
+int CPhysWavePacketAdjoint(CPhysWavePacket packet, ptrdiff_t batch, const double *params, const double *dy,
+                           double *dparams) {
+  CPhysCall(check_call(__func__, packet, batch, params, dy, "dy", dparams));
+  const ptrdiff_t n = packet->config.n_samples;
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    const double xi0 = params[2 * b], amplitude = params[2 * b + 1];
+    double d_position = 0.0, d_amplitude = 0.0;
+    for (ptrdiff_t j = 0; j < n; j++) {
+      const double weighted = shape_at(packet, j, xi0) * dy[b * n + j];
+      d_amplitude += weighted;
+      d_position += weighted * 2.0 * ((double)j - xi0) * packet->inverse_sigma_squared;
+    }
+    /* Written after the reads so dparams may alias params. */
+    dparams[2 * b] = amplitude * d_position;
+    dparams[2 * b + 1] = d_amplitude;
+  }
+  return 0;
+}
+
+/* 1/2 ||P(p) - target||^2 for one example, without storing the series. */
+static double objective(const struct CPhysWavePacket_private *p, double xi0, double amplitude,
+                        const double *target) {
+  double sum = 0.0;
+  for (ptrdiff_t j = 0; j < p->config.n_samples; j++) {
+    const double r = amplitude * shape_at(p, j, xi0) - target[j];
+    sum += r * r;
+  }
+  return 0.5 * sum;
+}
+
+static void set_info(CPhysSolveInfo *info, int tries, double f, int converged, int reason, const char *text) {
+  if (!info) return;
+  info->iterations = tries;
+  info->residual_norm = sqrt(2.0 * f);
+  info->converged = converged;
+  info->reason = reason;
+  snprintf(info->reason_text, sizeof info->reason_text, "%s", text);
+}
+
+/* One example of CPhysWavePacketGaussNewton; writes its step and info. */
+static void gauss_newton_example(const struct CPhysWavePacket_private *p,
+                                 const CPhysWavePacketGaussNewtonConfig *c, const double *param,
+                                 const double *target, double *dparam, CPhysSolveInfo *info) {
+  const double xi0 = param[0], amplitude = param[1];
+  double n00 = 0.0, n01 = 0.0, n11 = 0.0, g0 = 0.0, g1 = 0.0, sum = 0.0;
+  for (ptrdiff_t j = 0; j < p->config.n_samples; j++) {
+    const double shape = shape_at(p, j, xi0);
+    const double slope = amplitude * shape * 2.0 * ((double)j - xi0) * p->inverse_sigma_squared; /* dy_j/dxi0 */
+    const double r = amplitude * shape - target[j];
+    n00 += slope * slope, n01 += slope * shape, n11 += shape * shape;
+    g0 += slope * r, g1 += shape * r, sum += r * r;
+  }
+  const double f = 0.5 * sum;
+  dparam[0] = dparam[1] = 0.0;
+  if (g0 == 0.0 && g1 == 0.0) {
+    set_info(info, 0, f, 1, 2, "STATIONARY");
+    return;
+  }
+  /* Marquardt's scaling; the floor keeps the damped matrix definite when one
+   * column of J vanishes (A = 0 leaves xi0 without influence). */
+  const double scale_floor = 1e-12 * fmax(n00, n11);
+  const double d0 = fmax(n00, scale_floor), d1 = fmax(n11, scale_floor);
+  double lambda = c->damping;
+  for (int tries = 1; tries <= c->max_tries; tries++) {
+    const double m00 = n00 + lambda * d0, m11 = n11 + lambda * d1;
+    const double determinant = m00 * m11 - n01 * n01;
+    const double step0 = -(m11 * g0 - n01 * g1) / determinant;
+    const double step1 = -(m00 * g1 - n01 * g0) / determinant;
+    if (determinant > 0.0 && isfinite(step0) && isfinite(step1)) {
+      const double f_new = objective(p, xi0 + step0, amplitude + step1, target);
+      if (f_new < f) {
+        /* p - p_new, as every physgrad inverse mode returns. */
+        dparam[0] = -step0, dparam[1] = -step1;
+        set_info(info, tries, f_new, 1, 1, "ACCEPTED");
+        return;
+      }
+    }
+    lambda = lambda > 0.0 ? lambda * c->damping_increase : 1e-12 * c->damping_increase;
+  }
+  set_info(info, c->max_tries, f, 0, -1, "NO_DECREASE");
+}
+
+int CPhysWavePacketGaussNewton(CPhysWavePacket packet, const CPhysWavePacketGaussNewtonConfig *config,
+                               ptrdiff_t batch, const double *params, const double *target, double *dparams,
+                               CPhysSolveInfo *info) {
+  const CPhysWavePacketGaussNewtonConfig defaults = CPhysWavePacketGaussNewtonDefaultConfig();
+  const CPhysWavePacketGaussNewtonConfig *c = config ? config : &defaults;
+  CPhysCheck(isfinite(c->damping) && c->damping >= 0.0, CPHYS_ERROR_ARGUMENT,
+             "damping must be >= 0 and finite, got %g", c->damping);
+  CPhysCheck(isfinite(c->damping_increase) && c->damping_increase > 1.0, CPHYS_ERROR_ARGUMENT,
+             "damping_increase must be > 1 and finite, got %g", c->damping_increase);
+  CPhysCheck(c->max_tries >= 1, CPHYS_ERROR_ARGUMENT, "max_tries must be >= 1, got %d", c->max_tries);
+  CPhysCall(check_call(__func__, packet, batch, params, target, "target", dparams));
+  const ptrdiff_t n = packet->config.n_samples;
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    /* Copied first so that dparams may alias params. */
+    const double param[2] = {params[2 * b], params[2 * b + 1]};
+    gauss_newton_example(packet, c, param, target + b * n, dparams + 2 * b, info ? info + b : NULL);
+  }
+  return 0;
+}
