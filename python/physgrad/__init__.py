@@ -13,10 +13,11 @@ _library.load()
 
 from . import losses, modes, nn  # noqa: E402
 from .modes import GRAD_MODES, grad_mode  # noqa: E402
-from .ops import (SolveStats, clear_solver_options, library_version, poisson,  # noqa: E402
-                  set_solver_options, solve_stats)
+from .ops import (SolveStats, clear_solver_options, fluid, heat, library_version, poisson,  # noqa: E402
+                  set_solver_options, sine, sine_nearest_minimum, solve_stats, wave_packet, wave_packet_fit)
 
 __version__ = "0.1.0"
 
-__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "grad_mode", "library_version", "losses",
-           "modes", "nn", "poisson", "set_solver_options", "solve_stats", "__version__"]
+__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "fluid", "grad_mode", "heat", "library_version",
+           "losses", "modes", "nn", "poisson", "set_solver_options", "sine", "sine_nearest_minimum", "solve_stats",
+           "wave_packet", "wave_packet_fit", "__version__"]

@@ -69,6 +69,102 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     return y
 
 
+def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_step: float = 1.0,
+         spacing: Tuple[float, float] = (1.0, 1.0), lbfgs_iterations: int = 32,
+         on_failure: str = "raise") -> torch.Tensor:
+    """Diffuses x on a periodic grid: ``y = F^-1(F(x) exp(-|k|^2 nu_t))`` (FFTW3).
+
+    x: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``, cell values. nu_t: diffusivity times
+    time, in length units squared (the paper: 8 on 64x64 unit cells). spacing:
+    cell size ``(dy, dx)``; wave numbers ``k = 2 pi fftfreq(n, h)``. Returns y of
+    x's shape; the mean is preserved.
+
+    Backward modes: ``"adjoint"`` (the operator is self-adjoint), ``"physical"``
+    (the stable probabilistic inverse of the y-space step, paper B.4: frequencies
+    that carry signal are un-diffused, those that carry only noise damped),
+    ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps; the paper uses 32).
+    """
+    y = torch.ops.physgrad.heat(x, nu_t, _mode(grad_mode), y_step, [float(spacing[0]), float(spacing[1])],
+                                lbfgs_iterations, on_failure)
+    _after_forward("heat", on_failure)
+    return y
+
+
+def sine(x: torch.Tensor, a: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
+         adjoint_clip: float = 0.0, step_clip: float = 1.0) -> torch.Tensor:
+    """``y = sin(a / x)`` per element (the paper's single-parameter problem).
+
+    x, a: equal shapes ``[B, ...]``; a is given data (not differentiated) and
+    must not be 0. Near ``x = 0`` the op evaluates at ``|x| >= |a| / 1e8`` so
+    outputs and gradients stay finite.
+
+    Backward modes, with the y-space target ``t = y - y_step * g``:
+    ``"adjoint"`` (``dP/dx * g``, ``dP/dx`` clipped to ``[-adjoint_clip, adjoint_clip]``
+    when ``adjoint_clip > 0``), ``"physical"`` (``x - x'`` for the solution ``x'``
+    of ``sin(a/x') = t`` nearest to x; the nearest minimum when ``t <= -1``),
+    ``"newton"`` (Newton's step towards a minimum, clipped to ``step_clip``),
+    ``"inverse_gradient"`` (``(y - t) / dP/dx``, clipped to ``step_clip``).
+    """
+    return torch.ops.physgrad.sine(x, a, _mode(grad_mode), y_step, adjoint_clip, step_clip)
+
+
+def sine_nearest_minimum(a: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The minimum of ``sin(a/x)`` (``sin = -1``) nearest to ``x0``, per element
+    (the supervised labels of the sin experiment, with ``x0 = 1``)."""
+    return torch.ops.physgrad.sine_nearest_minimum(a, x0)
+
+
+def wave_packet(params: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
+                samples: int = 256, frequency: float = 4.0, sigma: float = 20.0, lbfgs_iterations: int = 32,
+                on_failure: str = "raise") -> torch.Tensor:
+    """A wave packet ``y(xi) = A sin(frequency xi) exp(-(xi - xi0)^2 / sigma^2)``, ``xi = 0 .. samples-1``.
+
+    params: ``[B, 2]`` = (position xi0 in samples, amplitude A). Returns ``[B, samples]``.
+    Backward modes: ``"adjoint"``, ``"newton"`` (one damped, safeguarded
+    Gauss-Newton step towards ``y - y_step * g``), ``"physical"`` (Gauss-Newton
+    iterated to convergence: the op's inverse solver), ``"lbfgs"``.
+    """
+    y = torch.ops.physgrad.wave_packet(params, _mode(grad_mode), y_step, samples, frequency, sigma,
+                                       lbfgs_iterations, on_failure)
+    _after_forward("wave_packet", on_failure)
+    return y
+
+
+def wave_packet_fit(target: torch.Tensor, initial: Tuple[float, float] = (128.0, 2.0),
+                    lower: Tuple[float, float] = (25.6, 1.0), upper: Tuple[float, float] = (230.4, 4.0),
+                    max_iterations: int = 1000, samples: int = 256, frequency: float = 4.0,
+                    sigma: float = 20.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fits a wave packet to each row of ``target`` (``[B, samples]``) with bounded
+    L-BFGS-B (PETSc TAO BLMVM) from ``initial``: the paper's classical baseline.
+    Returns ``(params [B, 2], converged [B] bool)``."""
+    return torch.ops.physgrad.wave_packet_fit(target, [float(v) for v in initial], [float(v) for v in lower],
+                                              [float(v) for v in upper], max_iterations, samples, frequency,
+                                              sigma)
+
+
+def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
+          spacing: Tuple[float, float] = (2.0, 2.0), grad_mode: Optional[str] = None, y_step: float = 1.0,
+          pressure_atol: float = 1e-4, pressure_max_iterations: int = 1000, lbfgs_iterations: int = 32,
+          on_failure: str = "raise") -> torch.Tensor:
+    """Transports a marker with incompressible Navier-Stokes flow on a periodic MAC grid.
+
+    v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
+    length units per time unit; m0: ``[B, ny, nx]`` initial marker. Runs ``steps``
+    steps of ``dt``: MacCormack self-advection, pressure projection (PETSc CG to
+    ``pressure_atol``), kinetic-energy rescale, MacCormack marker advection.
+    spacing: cell size ``(dy, dx)`` (the paper: 64x64 cells of size 2). Returns
+    the marker ``m_t``, ``[B, ny, nx]``.
+
+    Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
+    ``"physical"`` (reverse-simulation estimate of v0, paper B.5; no gradient for
+    m0), ``"lbfgs"``.
+    """
+    y = torch.ops.physgrad.fluid(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])], _mode(grad_mode),
+                                 y_step, pressure_atol, pressure_max_iterations, lbfgs_iterations, on_failure)
+    _after_forward("fluid", on_failure)
+    return y
+
+
 @dataclass
 class SolveStats:
     """Per-sample statistics of an op's last solve on this thread.
