@@ -1,0 +1,226 @@
+/* Incompressible 2-D fluid with a passive marker (paper section 3.4, appendix B.5).
+ *
+ * Grid.  A periodic MAC (staggered) grid of [ny, nx] cells of size [dy, dx]
+ * (length units; the paper: 64 x 64 cells of size 2 over a 128 x 128 box).
+ * Cell (j, i) has its centre at ((i + 1/2) dx, (j + 1/2) dy).  Marker and
+ * pressure live at cell centres.  The staggered velocity is stored as
+ * [2, ny, nx]: channel 0 holds vx on the x-faces (i dx, (j + 1/2) dy),
+ * channel 1 holds vy on the y-faces ((i + 1/2) dx, j dy).
+ *
+ * Conventions.  Extents of arrays follow C order, [y, x] (shape, spacing).
+ * Physical vectors follow (x, y): velocity channel 0 is the x-component, in
+ * cell-centred [2, ny, nx] fields as well as staggered ones; centres of mass
+ * and the vortex centre are (x, y).  Every array is contiguous double,
+ * borrowed for the duration of one call and never freed by cphys.
+ *
+ * One step (dt, time units), exactly in this order (SIP's physics_step):
+ *   1. E0 = energy of the velocity;
+ *   2. MacCormack self-advection of the staggered velocity (each component at
+ *      its own faces, the velocity sampled there bilinearly);
+ *   3. pressure projection: PETSc CG on the periodic 5-point Poisson equation
+ *      (constant null space attached, warm-started from the previous step's
+ *      pressure, absolute tolerance `atol` on the residual ||div v||_2);
+ *   4. rescale to the energy E0 (see CPhysFluidEnergy; a zero velocity is left
+ *      unchanged);
+ *   5. MacCormack advection of the marker with the new velocity.
+ * The forward map m_t = P(v0; m0): the cell-centred v0 is resampled to the
+ * faces (average of the two neighbouring centres), projected once (zero
+ * initial pressure, no rescale), then `steps` steps run (the first step's
+ * pressure guess is zero again, as in SIP).
+ *
+ * MacCormack (Selle et al. 2008), per node p of the advected grid with the
+ * velocity u(p):  semi = f(p - u dt),  back = semi(p + u dt),
+ * corrected = semi + (f(p) - back) / 2, all by periodic bilinear
+ * interpolation; the limiter (CPhysFluidLimiter) bounds `corrected` by the
+ * four values of f around p - u dt.
+ *
+ * Threading: one call at a time per object (it owns work arrays and the tape);
+ * different objects may be used from different threads, but every call that
+ * solves holds the library lock (recursive, shared with all PETSc users in
+ * cphys) for its whole duration. */
+#pragma once
+#include <stddef.h>
+
+#include "cphys/error.h"
+
+typedef struct CPhysFluid_private *CPhysFluid;
+
+/* What MacCormack does when the corrected value leaves [min, max] of the four
+ * grid values around the departure point p - u dt. */
+typedef enum {
+  /* Clip to the nearer bound (PhiFlow's advect.mac_cormack, used by the paper). */
+  CPHYS_FLUID_LIMITER_CLAMP = 0,
+  /* Fall back to the semi-Lagrangian value (Selle et al.'s alternative). */
+  CPHYS_FLUID_LIMITER_REVERT = 1,
+  /* No limiter: plain MacCormack (not unconditionally stable; for tests). */
+  CPHYS_FLUID_LIMITER_NONE = 2
+} CPhysFluidLimiter;
+
+/* How step 4 restores the energy E = sum of squared face velocities. */
+typedef enum {
+  /* One factor sqrt(E0 / E) for the whole field (the paper's text). */
+  CPHYS_FLUID_ENERGY_TOTAL = 0,
+  /* One factor per component (what SIP's code does: PhiFlow's field.mean keeps
+   * the vector channel, so vx and vy are rescaled separately). */
+  CPHYS_FLUID_ENERGY_PER_COMPONENT = 1,
+  /* No rescale. */
+  CPHYS_FLUID_ENERGY_NONE = 2
+} CPhysFluidEnergy;
+
+/* Which pressure solves CPhysFluidGetSolveInfo reports. */
+typedef enum {
+  CPHYS_FLUID_PASS_FORWARD = 0, /* steps + 1 solves: index 0 the initial projection, k the step k */
+  CPHYS_FLUID_PASS_ADJOINT = 1, /* steps + 1 solves, same indexing as the forward pass */
+  CPHYS_FLUID_PASS_REVERSE = 2  /* steps solves of the inverse's reverse run: index k-1 the step k */
+} CPhysFluidPass;
+
+typedef struct {
+  ptrdiff_t shape[2];    /* cells [ny, nx]; each >= 3 so that the periodic stencils (5-point
+                            Laplacian, the 2 x 2 interpolation and clamp neighbourhoods) do
+                            not alias a cell with itself */
+  double spacing[2];     /* cell size [dy, dx], length units, > 0 */
+  double dt;             /* time step, time units, > 0 */
+  int steps;             /* number of steps, >= 1 (paper: 8 of 0.25, t = 2) */
+  double atol;           /* CG absolute tolerance on ||div v||_2, 1 / time units (paper: 1e-4) */
+  double rtol;           /* CG relative tolerance, in [0, 1) (paper: 0) */
+  int max_iterations;    /* CG iteration limit; beyond it: CPHYS_ERROR_NOT_CONVERGED */
+  const char *options_prefix; /* PETSc options prefix; NULL: "physgrad_fluid_" */
+  CPhysFluidLimiter limiter;
+  CPhysFluidEnergy energy;
+  /* Physical inverse (CPhysFluidPhysicalInverse). */
+  double vortex_sigma;     /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
+  double vortex_center[2]; /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5) */
+  double vortex_gain;      /* strength correction per unit cross product, 1 / (length^2 time)
+                              (SIP: 1e-3) */
+  double marker_destination[2]; /* (x, y), fractions of the box, where the uniform flow carries the
+                                   marker's centre in time T (the paper's data: the box centre) */
+  int destination_from_target;  /* 1: the destination is the target's centre of mass instead */
+} CPhysFluidConfig;
+
+/* The paper's setup: 64 x 64 cells of size 2, 8 steps of 0.25, atol 1e-4, rtol 0,
+ * 1000 CG iterations, clamp limiter, total-energy rescale, vortex sigma 20 at the
+ * box centre, gain 1e-3.  The default PETSc preconditioner is none (as PhiFlow's
+ * CG), so atol bounds the true residual.  "-physgrad_fluid_pc_type icc
+ * -physgrad_fluid_pc_factor_shift_type nonzero -physgrad_fluid_ksp_norm_type
+ * unpreconditioned" keeps that stopping rule and roughly halves the time (CG
+ * dominates: ~83 -> ~27 iterations per solve at 64 x 64). */
+CPHYS_EXTERN CPhysFluidConfig CPhysFluidDefaultConfig(void);
+
+/* Validates `config`, assembles the Poisson matrix and the KSP (PETSc lazily
+ * started); options under the prefix are read here. */
+CPHYS_EXTERN int CPhysFluidCreate(const CPhysFluidConfig *config, CPhysFluid *fluid);
+/* NULL-safe; sets *fluid = NULL. */
+CPHYS_EXTERN int CPhysFluidDestroy(CPhysFluid *fluid);
+
+/* Forward map m_t = P(v0; m0).
+ *   v0:  [batch, 2, ny, nx] cell-centred initial velocity, channel 0 = vx (length / time)
+ *   m0:  [batch, ny, nx] initial marker
+ *   m_t: [batch, ny, nx] marker after `steps` steps (output)
+ * record != 0 keeps every intermediate state (the tape, about
+ * (5 steps + 6) ny nx doubles per sample) for CPhysFluidAdjoint and
+ * CPhysFluidGetState.  Inputs must be finite (CPHYS_ERROR_NONFINITE). */
+CPHYS_EXTERN int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
+                                   const double *m0, double *m_t, int record);
+
+/* Discrete adjoint of the forward map: g_v0 = (dm_t/dv0)^T g_mt and
+ * g_m0 = (dm_t/dm0)^T g_mt.  Uses the tape of the last CPhysFluidForward with
+ * record when it was made from the same (bitwise) v0 and m0; records one
+ * otherwise.  The limiter's branch choices are those of the recorded forward
+ * pass; the projection's adjoint is the projection itself (exact only as far
+ * as the CG tolerance is met: use a tight atol where gradients must be exact).
+ * Each adjoint solve runs on the adjoint field scaled to the norm of the
+ * forward velocity at that step, so atol gives it the forward's relative
+ * accuracy whatever the scale of g_mt (the result is linear in g_mt).
+ * Statistics: ADJOINT (and FORWARD when a recording was made).
+ *   v0: [batch, 2, ny, nx]   m0, g_mt: [batch, ny, nx]
+ *   g_v0: [batch, 2, ny, nx] (output)   g_m0: [batch, ny, nx] (output, may be NULL) */
+CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
+                                   const double *m0, const double *g_mt, double *g_v0,
+                                   double *g_m0);
+
+/* Physical inverse (paper B.5; SIP's estimate_v0 with its constants, made
+ * grid-independent): an estimate v0_new of the initial velocity whose forward
+ * run ends at `target`.  It fits only a uniform flow plus one Gaussian vortex
+ * (the prior of the paper's data set); small-scale parts of v0 are dropped.
+ *  1. Forward run from (v0, m0), recording the marker centre of mass c_f(t_k),
+ *     t_k = k dt, k = 0..steps, T = steps dt.
+ *  2. Uniform part u = d(c(m0), D) / T with d the periodic minimal-image
+ *     displacement: the uniform velocity that carries the marker's centre to
+ *     its destination D in the simulated time.  D = marker_destination, by
+ *     default the box centre: the paper's data set moves every marker there
+ *     (SIP: u = (64 - c(m0)) / T).  With destination_from_target, D = c(target):
+ *     no knowledge of the data is needed, but the vortex's own displacement of
+ *     the centre is then mistaken for uniform flow (and the truth is no longer
+ *     a fixed point).  The com mismatch cannot tell translation from rotation;
+ *     the prior is what lets the vortex estimate below see the rotation.
+ *  3. Current vortex strength s = <v0 - mean(v0), W> / <W, W>: the least-squares
+ *     fit by the unit vortex W(x) = exp(-|r|^2 / (2 sigma^2)) (-r_y, r_x), r the
+ *     minimal-image offset of the cell centre x from the vortex centre c0
+ *     (counter-clockwise for s > 0; s is an angular velocity, 1 / time).
+ *     (SIP: mean(cross(-v0, x - 64)) / 120.5, the same for a pure vortex.)
+ *  4. Reverse run: marker = target, velocity = -(final forward velocity),
+ *     `steps` ordinary steps, recording centres c_r(t_k) back to t_0.
+ *  5. s_new = s + gain * mean_k cross(d(c_r, c_f), d(c(t_k), c_r))(t_k), with
+ *     cross(a, b) = a_x b_y - a_y b_x, over the steps + 1 times (c_r(T) is the
+ *     target's centre) where both centres are defined, and the vortex centre
+ *     moved with the uniform flow, c(t_k) = c0 + u t_k.  (SIP moves it by u per
+ *     step index rather than u t_k; we use the physical time.)
+ *  6. v0_new = u + s_new W (W is divergence-free up to its periodic truncation).
+ * Constants (config): sigma = 20 length units, c0 = D = the box centre, gain
+ * 1e-3 per length^2 per time, as in SIP.
+ * Centre of mass: the circular mean per axis, c_x = Lx / (2 pi) arg(sum_cells
+ * m exp(2 pi i x / Lx)), in [0, Lx) (see CPhysFluidCentreOfMass); on a periodic
+ * domain the plain mean depends on where the box is cut, this does not.
+ *   v0: [batch, 2, ny, nx]   m0, target: [batch, ny, nx] (target = y - y_step g)
+ *   v0_new: [batch, 2, ny, nx] (output, may be NULL)
+ *   dv0:    [batch, 2, ny, nx] (output, may be NULL) = v0 - v0_new, the physical gradient
+ * Statistics: FORWARD (steps + 1 solves) and REVERSE (steps solves). */
+CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
+                                           const double *m0, const double *target,
+                                           double *v0_new, double *dv0);
+
+/* Statistics of the last call's pressure solves of `pass`: `solve` indexes as
+ * documented at CPhysFluidPass.  CPHYS_ERROR_ARGUMENT when out of range or when
+ * the last call made no such pass. */
+CPHYS_EXTERN int CPhysFluidGetSolveInfo(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t sample,
+                                        int solve, CPhysSolveInfo *info);
+/* Batch and solves per sample recorded for `pass` (0, 0 when none). */
+CPHYS_EXTERN int CPhysFluidGetSolveCount(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t *batch,
+                                         int *solves);
+
+/* State k (0..steps) of the recorded forward pass of `sample`: the staggered
+ * velocity at the start of step k + 1 (k = 0: the projected v0; k = steps: the
+ * final velocity) and the marker.
+ *   velocity: [2, ny, nx] staggered (output, may be NULL)   marker: [ny, nx] (output, may be NULL) */
+CPHYS_EXTERN int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, double *velocity,
+                                    double *marker);
+
+/* ---- building blocks (for tests, diagnostics and the glue) ---- */
+
+/* Face values = averages of the two neighbouring cell centres, and its adjoint.
+ *   centred: [batch, 2, ny, nx]   staggered: [batch, 2, ny, nx] */
+CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch,
+                                              const double *centred, double *staggered);
+CPHYS_EXTERN int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch,
+                                                     const double *g_staggered, double *g_centred);
+/* Cell-centred divergence of a staggered field, 1 / time units.
+ *   staggered: [batch, 2, ny, nx]   divergence: [batch, ny, nx] (output) */
+CPHYS_EXTERN int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
+                                      double *divergence);
+/* Pressure projection in place, from a zero pressure guess (stats: FORWARD, solve 0).
+ *   staggered: [batch, 2, ny, nx] (in/out) */
+CPHYS_EXTERN int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered);
+/* One step (the five stages above) in place (stats: FORWARD, solve 1).
+ *   velocity: [batch, 2, ny, nx] staggered (in/out)   marker: [batch, ny, nx] (in/out)
+ *   pressure: [batch, ny, nx] warm start and result (in/out; NULL: zero guess) */
+CPHYS_EXTERN int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *marker,
+                                double *pressure);
+/* Circular-mean centre of mass (x, y), length units in [0, L).  A marker whose
+ * first Fourier coefficient on an axis vanishes (|.| <= 1e-12 sum |m|), e.g. a
+ * uniform or zero one, has no centre: defined[s] = 0 and the centre is the box
+ * centre.  Exact under periodic translation by whole cells.
+ *   marker: [batch, ny, nx]   centre: [batch, 2] (output)   defined: [batch] (output, may be NULL) */
+CPHYS_EXTERN int CPhysFluidCentreOfMass(CPhysFluid fluid, ptrdiff_t batch, const double *marker,
+                                        double *centre, int *defined);
+/* The unit vortex W of the inverse at cell centres: [2, ny, nx] (output). */
+CPHYS_EXTERN int CPhysFluidUnitVortex(CPhysFluid fluid, double *vortex);

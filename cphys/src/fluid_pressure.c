@@ -1,0 +1,152 @@
+/* Pressure projection on the periodic MAC grid with PETSc CG.
+ *
+ * With D the face-to-centre divergence and G the centre-to-face gradient,
+ * G = -D^T on the periodic MAC grid, so A = -D G = D D^T is the symmetric
+ * positive semi-definite 5-point -Laplacian whose null space is the constants,
+ * and the projection v - G A^+ D v = (I - D^T (D D^T)^+ D) v is an orthogonal
+ * projector: its adjoint is itself. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fluid_internal.h"
+
+static int assemble_locked(CPhysFluid f) {
+  const PetscInt nx = (PetscInt)f->nx, ny = (PetscInt)f->ny;
+  const double wx = 1.0 / (f->dx * f->dx), wy = 1.0 / (f->dy * f->dy);
+  CPhysPetscCall(MatCreateSeqAIJ(PETSC_COMM_SELF, nx * ny, nx * ny, 5, NULL, &f->laplacian));
+  for (PetscInt j = 0; j < ny; j++)
+    for (PetscInt i = 0; i < nx; i++) {
+      const PetscInt row = j * nx + i;
+      const PetscInt columns[5] = {row, j * nx + (i + nx - 1) % nx, j * nx + (i + 1) % nx,
+                                   ((j + ny - 1) % ny) * nx + i, ((j + 1) % ny) * nx + i};
+      const PetscScalar values[5] = {2.0 * (wx + wy), -wx, -wx, -wy, -wy};
+      CPhysPetscCall(MatSetValues(f->laplacian, 1, &row, 5, columns, values, INSERT_VALUES));
+    }
+  CPhysPetscCall(MatAssemblyBegin(f->laplacian, MAT_FINAL_ASSEMBLY));
+  CPhysPetscCall(MatAssemblyEnd(f->laplacian, MAT_FINAL_ASSEMBLY));
+  CPhysPetscCall(MatSetOption(f->laplacian, MAT_SYMMETRIC, PETSC_TRUE));
+  /* Periodic: the constants are the null space; CG stays in its complement. */
+  CPhysPetscCall(MatNullSpaceCreate(PETSC_COMM_SELF, PETSC_TRUE, 0, NULL, &f->nullspace));
+  CPhysPetscCall(MatSetNullSpace(f->laplacian, f->nullspace));
+  return 0;
+}
+
+int fluid_pressure_create_locked(CPhysFluid f) {
+  PC pc;
+  CPhysCall(assemble_locked(f));
+  CPhysPetscCall(KSPCreate(PETSC_COMM_SELF, &f->ksp));
+  CPhysPetscCall(KSPSetOperators(f->ksp, f->laplacian, f->laplacian));
+  CPhysPetscCall(KSPSetType(f->ksp, KSPCG));
+  CPhysPetscCall(KSPGetPC(f->ksp, &pc));
+  /* As PhiFlow's CG: unpreconditioned, so atol bounds ||div v||_2 itself. */
+  CPhysPetscCall(PCSetType(pc, PCNONE));
+  CPhysPetscCall(KSPSetTolerances(f->ksp, f->config.rtol, f->config.atol, PETSC_DEFAULT,
+                                  f->config.max_iterations));
+  CPhysPetscCall(KSPSetInitialGuessNonzero(f->ksp, PETSC_TRUE));
+  CPhysPetscCall(KSPSetOptionsPrefix(f->ksp, f->prefix));
+  CPhysPetscCall(KSPSetFromOptions(f->ksp));
+  CPhysPetscCall(KSPSetUp(f->ksp));
+  CPhysPetscCall(MatCreateVecs(f->laplacian, &f->solution, &f->rhs));
+  return 0;
+}
+
+void fluid_pressure_destroy_locked(CPhysFluid f) {
+  /* Destroy must not fail half-way: PETSc's destroy errors are ignored. */
+  if (f->ksp) KSPDestroy(&f->ksp);
+  if (f->nullspace) MatNullSpaceDestroy(&f->nullspace);
+  if (f->laplacian) MatDestroy(&f->laplacian);
+  if (f->rhs) VecDestroy(&f->rhs);
+  if (f->solution) VecDestroy(&f->solution);
+}
+
+void fluid_divergence(CPhysFluid f, const double *v, double *divergence) {
+  const ptrdiff_t nx = f->nx, ny = f->ny;
+  const double *vx = v, *vy = v + f->n;
+  for (ptrdiff_t j = 0; j < ny; j++) {
+    const ptrdiff_t jp = j == ny - 1 ? 0 : j + 1;
+    for (ptrdiff_t i = 0; i < nx; i++) {
+      const ptrdiff_t ip = i == nx - 1 ? 0 : i + 1, p = j * nx + i;
+      divergence[p] = (vx[j * nx + ip] - vx[p]) / f->dx + (vy[jp * nx + i] - vy[p]) / f->dy;
+    }
+  }
+}
+
+static void describe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
+  PetscInt iterations = 0;
+  PetscReal residual = NAN;
+  KSPGetIterationNumber(ksp, &iterations);
+  KSPGetResidualNorm(ksp, &residual);
+  info->iterations = (int)iterations;
+  info->residual_norm = (double)residual;
+  info->converged = reason > 0;
+  info->reason = (int)reason;
+  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
+}
+
+int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
+                         const char *what, ptrdiff_t sample, int solve) {
+  const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
+  PetscScalar *b;
+  KSPConvergedReason reason;
+  CPhysPetscCall(VecGetArrayWrite(f->rhs, &b));
+  fluid_divergence(f, v, b);
+  /* The divergence of a periodic field sums to zero up to rounding; removing
+   * the rounding keeps the singular system consistent. */
+  double mean = 0.0;
+  for (ptrdiff_t k = 0; k < n; k++) mean += b[k];
+  mean /= (double)n;
+  for (ptrdiff_t k = 0; k < n; k++) b[k] = mean - b[k];
+  CPhysPetscCall(VecRestoreArrayWrite(f->rhs, &b));
+  CPhysPetscCall(VecPlaceArray(f->solution, p));
+  PetscErrorCode perr = KSPSolve(f->ksp, f->rhs, f->solution);
+  VecResetArray(f->solution);
+  if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
+  CPhysPetscCall(KSPGetConvergedReason(f->ksp, &reason));
+  describe(f->ksp, reason, info);
+  CPhysCheck(reason > 0, CPHYS_ERROR_NOT_CONVERGED,
+             "%s pressure solve %d of sample %td did not converge: %s after %d iterations "
+             "(residual %g, atol %g, max_iterations %d)",
+             what, solve, sample, info->reason_text, info->iterations, info->residual_norm,
+             f->config.atol, f->config.max_iterations);
+  double *vx = v, *vy = v + n;
+  for (ptrdiff_t j = 0; j < ny; j++) {
+    const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1;
+    for (ptrdiff_t i = 0; i < nx; i++) {
+      const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, q = j * nx + i;
+      vx[q] -= (p[q] - p[j * nx + im]) / f->dx;
+      vy[q] -= (p[q] - p[jm * nx + i]) / f->dy;
+    }
+  }
+  return 0;
+}
+
+int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
+                         double *divergence) {
+  CPhysCall(fluid_check_batch(fluid, batch, 2));
+  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 0));
+  CPhysCheck(batch == 0 || divergence != NULL, CPHYS_ERROR_ARGUMENT, "divergence must not be NULL");
+  for (ptrdiff_t s = 0; s < batch; s++)
+    fluid_divergence(fluid, staggered + s * 2 * fluid->n, divergence + s * fluid->n);
+  return 0;
+}
+
+static int project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered) {
+  double *p = fluid_slot(f, FLUID_SLOT_FREE);
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, 1));
+  for (ptrdiff_t s = 0; s < batch; s++) {
+    memset(p, 0, (size_t)f->n * sizeof *p);
+    CPhysCall(fluid_project_locked(f, staggered + s * 2 * f->n, p,
+                                   fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "projection", s, 0));
+  }
+  return 0;
+}
+
+int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered) {
+  CPhysCall(fluid_check_batch(fluid, batch, 2));
+  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 1));
+  CPhysLibraryLock();
+  int ierr = project_batch_locked(fluid, batch, staggered);
+  CPhysLibraryUnlock();
+  return ierr;
+}
