@@ -1,4 +1,5 @@
-/* Heat object: Fourier kernels, cached batched FFTW plans, forward, adjoint, exact inverse. */
+/* Heat object: Fourier kernels, cached batched FFTW plans, forward, adjoint, exact inverse,
+ * the least-squares problem of the `lbfgs` mode. */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -259,4 +260,22 @@ static int apply_inverse_gain(CPhysHeat heat, const double *sample, fftw_complex
 
 int CPhysHeatInverseExact(CPhysHeat heat, ptrdiff_t batch, const double *y, double *x) {
   return CPhysHeatApplySpectral(heat, batch, y, x, apply_inverse_gain, NULL, __func__);
+}
+
+static int forward_one(void *context, const double *x, double *y) {
+  return CPhysHeatForward((CPhysHeat)context, 1, x, y);
+}
+
+static int adjoint_one(void *context, const double *x, const double *dy, double *dx) {
+  (void)x; /* the map is linear */
+  return CPhysHeatAdjoint((CPhysHeat)context, 1, dy, dx);
+}
+
+int CPhysHeatGetLeastSquaresProblem(CPhysHeat heat, CPhysLeastSquaresProblem *problem) {
+  CPhysCheck(heat != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "heat and problem must not be NULL");
+  problem->n = problem->m = heat->cells;
+  problem->forward = forward_one;
+  problem->adjoint = adjoint_one;
+  problem->context = heat;
+  return 0;
 }

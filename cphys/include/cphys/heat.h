@@ -62,6 +62,7 @@
 #include <stddef.h>
 
 #include "cphys/error.h"
+#include "cphys/minimize.h"
 
 typedef struct CPhysHeat_private *CPhysHeat;
 
@@ -103,3 +104,8 @@ CPHYS_EXTERN int CPhysHeatInverseExact(CPhysHeat heat, ptrdiff_t batch, const do
  * dy = y_step * dL/dy.  dy: borrowed [batch, ny, nx]; dx: written [batch, ny, nx].
  * A sample with dy == 0 gives dx == 0. */
 CPHYS_EXTERN int CPhysHeatPhysicalGradient(CPhysHeat heat, ptrdiff_t batch, const double *dy, double *dx);
+
+/* One sample of the forward map as a least-squares problem (n = m = ny*nx), for
+ * the `lbfgs` mode; the adjoint callback ignores x (P is linear).  The problem
+ * borrows the object: keep it alive while the problem is used. */
+CPHYS_EXTERN int CPhysHeatGetLeastSquaresProblem(CPhysHeat heat, CPhysLeastSquaresProblem *problem);

@@ -1,0 +1,161 @@
+// physgrad::heat: schema and CPU kernels (forward, backward of every mode).
+//   y = F^-1(F(x) exp(-|k|^2 nu_t)) on a periodic [B, ny, nx] (or [B, 1, ny, nx]) grid.
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common.h"
+#include "cphys/heat.h"
+
+namespace physgrad {
+namespace {
+
+constexpr const char *kOp = "heat";
+const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+
+struct HeatKey {
+  int64_t ny, nx;
+  double dy, dx, nu_t;
+  bool operator<(const HeatKey &o) const {
+    return std::tie(ny, nx, dy, dx, nu_t) < std::tie(o.ny, o.nx, o.dy, o.dx, o.nu_t);
+  }
+};
+
+ObjectCache<HeatKey, CPhysHeat> &objects() {
+  static ObjectCache<HeatKey, CPhysHeat> cache(
+      [](const HeatKey &k, CPhysHeat *h) {
+        CPhysHeatConfig config = CPhysHeatDefaultConfig();
+        config.shape[0] = k.ny, config.shape[1] = k.nx;
+        config.spacing[0] = k.dy, config.spacing[1] = k.dx;
+        config.nu_t = k.nu_t;
+        return CPhysHeatCreate(&config, h);
+      },
+      [](CPhysHeat *h) { return CPhysHeatDestroy(h); });
+  return cache;
+}
+
+// The grid of `tensor` ([B, ny, nx] or [B, 1, ny, nx]) as a contiguous float64 [B, ny, nx] tensor.
+at::Tensor grid_input(const at::Tensor &tensor, const char *argument) {
+  at::Tensor grid = as_double(tensor, kOp, argument, {3, 4});
+  if (grid.dim() == 4) {
+    TORCH_CHECK_VALUE(grid.size(1) == 1, "physgrad.heat: a 4-D ", argument,
+                      " must be [B, 1, ny, nx], got shape ", tensor.sizes());
+    grid = grid.squeeze(1);
+  }
+  TORCH_CHECK_VALUE(grid.size(1) >= 1 && grid.size(2) >= 1, "physgrad.heat: ", argument,
+                    " must have at least one cell per axis, got shape ", tensor.sizes());
+  return grid;
+}
+
+// Throws for a failed cphys call on `argument`, naming it (e.g. a NaN in grad_y).
+void check_call(int code, const char *argument) {
+  if (code == CPHYS_SUCCESS) return;
+  check_cphys(code, (std::string(kOp) + ": " + argument).c_str());
+}
+
+struct Options {
+  GradMode mode;
+  double nu_t, y_step, dy, dx;
+  int64_t lbfgs_iterations;
+  OnFailure on_failure;
+};
+
+// Validates every option where the op is called, so a bad one fails in the forward.
+Options parse_options(double nu_t, c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
+                      int64_t lbfgs_iterations, c10::string_view on_failure) {
+  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
+  TORCH_CHECK_VALUE(std::isfinite(nu_t) && nu_t >= 0.0, "physgrad.heat: nu_t must be finite and >= 0, got ",
+                    nu_t);
+  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.heat: y_step must be finite, got ", y_step);
+  TORCH_CHECK_VALUE(spacing.size() == 2, "physgrad.heat: spacing must be [dy, dx], got ", spacing);
+  for (double h : spacing)
+    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.heat: spacing must be positive and finite, got ",
+                      spacing);
+  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
+                    "physgrad.heat: lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
+  const OnFailure failure = parse_on_failure(on_failure, kOp);
+  return Options{mode, nu_t, y_step, spacing[0], spacing[1], lbfgs_iterations, failure};
+}
+
+std::shared_ptr<CPhysHeat_private> object_for(const at::Tensor &grid, const Options &o) {
+  return objects().get(HeatKey{grid.size(1), grid.size(2), o.dy, o.dx, o.nu_t}, kOp);
+}
+
+// The forward is exact (no iterations), but it records statistics so that
+// solve_stats("heat") after a forward describes that forward.
+void record_exact_forward(int64_t batch) {
+  CPhysSolveInfo exact = {};
+  exact.converged = 1;
+  snprintf(exact.reason_text, sizeof exact.reason_text, "%s", "DIRECT");
+  record_solve_info(kOp, "forward", std::vector<CPhysSolveInfo>(batch, exact));
+}
+
+at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_mode, double y_step,
+                        at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure) {
+  const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
+  const at::Tensor grid = grid_input(x, "x");
+  auto heat = object_for(grid, o);
+  at::Tensor y = at::empty_like(grid);
+  check_call(CPhysHeatForward(heat.get(), grid.size(0), grid.data_ptr<double>(), y.data_ptr<double>()), "x");
+  record_exact_forward(grid.size(0));
+  return y.to(x.scalar_type()).view(x.sizes());
+}
+
+// The backward of every mode; g = dL/dy, x and y the forward's input and output.
+at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y, double nu_t,
+                         c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
+                         int64_t lbfgs_iterations, c10::string_view on_failure) {
+  const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
+  const at::Tensor g_grid = grid_input(g, "grad_y");
+  TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.heat_backward: grad_y has shape ", g.sizes(),
+                    " but x has shape ", x.sizes());
+  TORCH_CHECK_VALUE(y.sizes() == x.sizes(), "physgrad.heat_backward: y has shape ", y.sizes(),
+                    " but x has shape ", x.sizes());
+  auto heat = object_for(g_grid, o);
+  const int64_t batch = g_grid.size(0);
+  at::Tensor dx;
+  switch (o.mode) {
+    case GradMode::Adjoint:
+      dx = at::empty_like(g_grid);
+      check_call(CPhysHeatAdjoint(heat.get(), batch, g_grid.data_ptr<double>(), dx.data_ptr<double>()),
+                 "grad_y");
+      break;
+    case GradMode::Physical:
+      // The y-space step; P is linear, so the physical gradient needs neither x nor y.
+      // A new tensor: g_grid may be the caller's own.  cphys transforms it in place.
+      dx = g_grid.mul(o.y_step);
+      check_call(CPhysHeatPhysicalGradient(heat.get(), batch, dx.data_ptr<double>(), dx.data_ptr<double>()),
+                 "grad_y");
+      break;
+    default: {
+      CPhysLeastSquaresProblem problem;
+      check_call(CPhysHeatGetLeastSquaresProblem(heat.get(), &problem), "x");
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x"), grid_input(y, "y"), g_grid, o.y_step,
+                                   o.lbfgs_iterations, o.on_failure);
+    }
+  }
+  return dx.to(x.scalar_type()).view(x.sizes());
+}
+
+}  // namespace
+}  // namespace physgrad
+
+TORCH_LIBRARY_FRAGMENT(physgrad, m) {
+  m.def(
+      "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, "
+      "float[2] spacing=[1.0, 1.0], int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
+  m.def(
+      "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
+      "float[2] spacing, int lbfgs_iterations, str on_failure) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
+  m.impl("heat", physgrad::heat_forward);
+  m.impl("heat_backward", physgrad::heat_backward);
+}
+
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) { physgrad::register_physics_autograd(m, "heat"); }
