@@ -102,8 +102,8 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
   at::Tensor g_grid = grid_input(g, "grad_y");
-  TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y has shape ", g.sizes(),
-                    " but x has shape ", x.sizes());
+  TORCH_CHECK_VALUE(g.sizes() == x.sizes() && y.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y ",
+                    g.sizes(), " and y ", y.sizes(), " must have the shape of x ", x.sizes());
   at::Tensor dx;
   switch (mode) {
     case GradMode::Adjoint:
