@@ -41,22 +41,42 @@ c10::List<c10::IValue> as_list(const std::vector<c10::IValue> &values) {
 
 // Refuses to differentiate a backward op: physical gradients have no derivative
 // in the sense autograd would need, and no mode needs second derivatives.
+// A custom Function cannot return an undefined tensor (torch 1.13 fails with
+// "get_autograd_meta() on undefined tensor"), but a backward op returns one for
+// each input it gives no gradient: those leave forward() as empty placeholders,
+// flagged in `undefined`, and call_backward_op restores them.
 class NoDoubleBackward : public torch::autograd::Function<NoDoubleBackward> {
  public:
   static variable_list forward(AutogradContext *ctx, std::string name, at::TensorList inputs,
-                               std::vector<c10::IValue> options) {
+                               std::vector<c10::IValue> options, std::vector<bool> *undefined) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->saved_data["name"] = name;
     torch::jit::Stack stack(inputs.begin(), inputs.end());
     stack.insert(stack.end(), options.begin(), options.end());
     find_op(name).callBoxed(stack);
-    return outputs_as_tensors(stack.at(0));
+    variable_list outputs = outputs_as_tensors(stack.at(0));
+    undefined->assign(outputs.size(), false);
+    for (size_t i = 0; i < outputs.size(); i++) {
+      if (!outputs[i].defined()) (*undefined)[i] = true, outputs[i] = at::empty({0});
+    }
+    return outputs;
   }
   static variable_list backward(AutogradContext *ctx, variable_list) {
     TORCH_CHECK(false, ctx->saved_data["name"].toStringRef(),
                 ": double backward (differentiating a gradient) is not supported");
   }
 };
+
+// Runs backward op `name` through NoDoubleBackward; undefined gradients stay undefined.
+variable_list call_backward_op(const std::string &name, at::TensorList inputs,
+                               std::vector<c10::IValue> options) {
+  std::vector<bool> undefined;
+  variable_list outputs = NoDoubleBackward::apply(name, inputs, std::move(options), &undefined);
+  for (size_t i = 0; i < outputs.size(); i++) {
+    if (undefined.at(i)) outputs[i] = at::Tensor();
+  }
+  return outputs;
+}
 
 class PhysicsFunction : public torch::autograd::Function<PhysicsFunction> {
  public:
@@ -82,7 +102,7 @@ class PhysicsFunction : public torch::autograd::Function<PhysicsFunction> {
     tensors.insert(tensors.end(), saved.begin(), saved.end());
     std::vector<c10::IValue> options;
     for (const c10::IValue &option : ctx->saved_data["options"].toList()) options.push_back(option);
-    const variable_list input_grads = NoDoubleBackward::apply(name, at::TensorList(tensors), options);
+    const variable_list input_grads = call_backward_op(name, at::TensorList(tensors), options);
     TORCH_CHECK(input_grads.size() == saved.size() - 1, name, " returned ", input_grads.size(),
                 " gradients for ", saved.size() - 1, " inputs");
     variable_list result{at::Tensor()};  // the name
@@ -104,7 +124,7 @@ void physics_autograd_kernel(const c10::OperatorHandle &op, torch::jit::Stack *s
   // Passed as a TensorList, the inputs become the autograd graph's edges.
   const at::TensorList input_list(inputs);
   variable_list outputs = name.size() > 9 && name.compare(name.size() - 9, 9, "_backward") == 0
-                              ? NoDoubleBackward::apply(name, input_list, options)
+                              ? call_backward_op(name, input_list, options)
                               : PhysicsFunction::apply(name, input_list, options);
   if (schema.returns().at(0).type()->isSubtypeOf(*c10::TensorType::get())) {
     stack->emplace_back(outputs.at(0));

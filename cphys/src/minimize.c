@@ -1,6 +1,7 @@
 /* Least-squares minimization  1/2 ||P(x) - target||^2  on PETSc TAO (LMVM / BLMVM). */
 #include "cphys/minimize.h"
 
+#include <float.h>
 #include <math.h>
 #include <petsctao.h>
 #include <stdint.h>
@@ -22,8 +23,11 @@ typedef struct {
   void *context;
   const double *target; /* [m] */
   ptrdiff_t n, m;
-  double *residual; /* [m] work: P(x), then P(x) - target */
-  int error;        /* 0, or the cphys code that stopped the solve */
+  double *residual;          /* [m] work: P(x), then P(x) - target */
+  double roundoff_objective; /* 1/2 ||r||^2 with every |r_i| a few ulps of |target_i| */
+  double *best_x;            /* [n] the point of the lowest objective evaluated so far */
+  double best_f;             /* its objective; INFINITY before the first evaluation */
+  int error;                 /* 0, or the cphys code that stopped the solve */
 } LeastSquaresProblem;
 
 /* f = 1/2 ||P(x) - target||^2 and g = J(x)^T (P(x) - target).  x, g: [n]. */
@@ -51,6 +55,10 @@ static PetscErrorCode objective_and_gradient(Tao tao, Vec X, PetscReal *f, Vec G
   PetscCall(VecGetArrayRead(X, &x));
   PetscCall(VecGetArray(G, &g));
   p->error = evaluate(p, x, f, g);
+  if (!p->error && *f < p->best_f) {
+    p->best_f = *f;
+    memcpy(p->best_x, x, (size_t)p->n * sizeof(double));
+  }
   PetscCall(VecRestoreArray(G, &g));
   PetscCall(VecRestoreArrayRead(X, &x));
   /* Any nonzero code unwinds TaoSolve; the cphys message is already recorded on this thread. */
@@ -141,11 +149,32 @@ static int solve_locked(Tao tao, Vec solution, const CPhysLeastSquaresConfig *co
   CPhysPetscCall(TaoSetMaximumFunctionEvaluations(tao, PETSC_MAX_INT));
   /* 0 switches a test off (it then fires only on an exactly zero gradient). */
   CPhysPetscCall(TaoSetTolerances(tao, config->gradient_atol, config->gradient_rtol, 0.0));
+  /* An objective at the rounding level of the target is a solution: stop there
+   * (TAO_CONVERGED_MINF).  Iterating on, the More-Thuente line search compares
+   * function values that are pure rounding noise and fails with a PETSc error
+   * ("dx * (stp-stx) >= 0.0") instead of a convergence reason. */
+  CPhysPetscCall(TaoSetFunctionLowerBound(tao, problem->roundoff_objective));
   if (config->options_prefix) CPhysPetscCall(TaoSetOptionsPrefix(tao, config->options_prefix));
   CPhysPetscCall(TaoSetFromOptions(tao));
 
   PetscErrorCode perr = TaoSolve(tao);
   if (problem->error) return problem->error; /* message set by the callback or by evaluate() */
+  if (perr == PETSC_ERR_ARG_OUTOFRANGE && problem->best_f < INFINITY) {
+    /* The More-Thuente line search (Tao_mcstep) raises its consistency checks,
+     * e.g. "dx * (stp-stx) >= 0.0", as errors when the objective changes along
+     * the search direction only at the rounding level (a flat region, far from
+     * any feature of P).  That is a line-search failure: end the solve as TAO
+     * ends one, at the best point evaluated, not converged. */
+    memcpy(x, problem->best_x, (size_t)problem->n * sizeof(double));
+    if (info) {
+      fill_info(tao, info);
+      info->converged = 0;
+      info->reason = (int)TAO_DIVERGED_LS_FAILURE;
+      snprintf(info->reason_text, sizeof info->reason_text, "%s",
+               TaoConvergedReasons[TAO_DIVERGED_LS_FAILURE]);
+    }
+    return 0;
+  }
   if (perr) return CPhysPetscError(perr, __func__, "TaoSolve(tao)");
 
   TaoConvergedReason reason;
@@ -183,12 +212,22 @@ int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n
                               CPhysForwardFn forward, CPhysAdjointFn adjoint, void *context,
                               const double *target, double *x, CPhysSolveInfo *info) {
   CPhysCall(check_arguments(config, n, m, forward, adjoint, target, x));
-  LeastSquaresProblem problem = {forward, adjoint, context, target, n, m, NULL, 0};
+  LeastSquaresProblem problem = {forward, adjoint, context, target, n, m, NULL, 0.0, NULL, INFINITY, 0};
+  double target_norm_squared = 0.0;
+  for (ptrdiff_t i = 0; i < m; i++) target_norm_squared += target[i] * target[i];
+  problem.roundoff_objective = 0.5 * (4.0 * DBL_EPSILON) * (4.0 * DBL_EPSILON) * target_norm_squared;
   problem.residual = malloc((size_t)m * sizeof(double));
-  CPhysCheck(problem.residual != NULL, CPHYS_ERROR_MEMORY, "cannot allocate %td residual entries", m);
+  problem.best_x = malloc((size_t)n * sizeof(double));
+  if (!problem.residual || !problem.best_x) {
+    free(problem.residual);
+    free(problem.best_x);
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate %td residual and %td point entries",
+                         m, n);
+  }
   CPhysLibraryLock();
   int ierr = minimize_locked(config, &problem, x, info);
   CPhysLibraryUnlock();
   free(problem.residual);
+  free(problem.best_x);
   return ierr;
 }

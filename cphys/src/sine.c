@@ -112,6 +112,18 @@ int CPhysSineAdjoint(ptrdiff_t n, const double *a, const double *x, const double
   return 0;
 }
 
+int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const double *x, const double *dy, double *da) {
+  CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", da));
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const double x_eff = floored(a[i], x[i]);
+    const double product = cos(a[i] / x_eff) / x_eff * dy[i];
+    CPhysCheck(isfinite(product), CPHYS_ERROR_NONFINITE,
+               "dP/da * dy overflows at element %td (x = %g, dy = %g)", i, x_eff, dy[i]);
+    da[i] = product;
+  }
+  return 0;
+}
+
 int CPhysSinePhysicalGradient(ptrdiff_t n, const double *a, const double *x, const double *y_target,
                               double *dx) {
   CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));

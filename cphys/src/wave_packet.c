@@ -1,4 +1,4 @@
-/* Wave-packet object: forward, adjoint and the damped Gauss-Newton step. */
+/* Wave-packet object: forward, adjoint, the damped Gauss-Newton step and its iteration. */
 #include "cphys/wave_packet.h"
 
 #include <math.h>
@@ -149,10 +149,13 @@ static void set_info(CPhysSolveInfo *info, int tries, double f, int converged, i
   snprintf(info->reason_text, sizeof info->reason_text, "%s", text);
 }
 
-/* One example of CPhysWavePacketGaussNewton; writes its step and info. */
+/* One example of CPhysWavePacketGaussNewton; writes its step and info, and in
+ * *output_change (when not NULL) ||J delta||, the linearized change of the
+ * series by the accepted step (0 when none was accepted). */
 static void gauss_newton_example(const struct CPhysWavePacket_private *p,
                                  const CPhysWavePacketGaussNewtonConfig *c, const double *param,
-                                 const double *target, double *dparam, CPhysSolveInfo *info) {
+                                 const double *target, double *dparam, CPhysSolveInfo *info,
+                                 double *output_change) {
   const double xi0 = param[0], amplitude = param[1];
   double n00 = 0.0, n01 = 0.0, n11 = 0.0, g0 = 0.0, g1 = 0.0, sum = 0.0;
   for (ptrdiff_t j = 0; j < p->config.n_samples; j++) {
@@ -164,6 +167,7 @@ static void gauss_newton_example(const struct CPhysWavePacket_private *p,
   }
   const double f = 0.5 * sum;
   dparam[0] = dparam[1] = 0.0;
+  if (output_change) *output_change = 0.0;
   if (g0 == 0.0 && g1 == 0.0) {
     set_info(info, 0, f, 1, 2, "STATIONARY");
     return;
@@ -183,6 +187,9 @@ static void gauss_newton_example(const struct CPhysWavePacket_private *p,
       if (f_new < f) {
         /* p - p_new, as every physgrad inverse mode returns. */
         dparam[0] = -step0, dparam[1] = -step1;
+        if (output_change)
+          *output_change =
+              sqrt(fmax(n00 * step0 * step0 + 2.0 * n01 * step0 * step1 + n11 * step1 * step1, 0.0));
         set_info(info, tries, f_new, 1, 1, "ACCEPTED");
         return;
       }
@@ -192,22 +199,87 @@ static void gauss_newton_example(const struct CPhysWavePacket_private *p,
   set_info(info, c->max_tries, f, 0, -1, "NO_DECREASE");
 }
 
+static int check_gauss_newton_config(const char *func, const CPhysWavePacketGaussNewtonConfig *c) {
+  if (!(isfinite(c->damping) && c->damping >= 0.0))
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "damping must be >= 0 and finite, got %g", c->damping);
+  if (!(isfinite(c->damping_increase) && c->damping_increase > 1.0))
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "damping_increase must be > 1 and finite, got %g",
+                         c->damping_increase);
+  if (c->max_tries < 1)
+    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "max_tries must be >= 1, got %d", c->max_tries);
+  return 0;
+}
+
 int CPhysWavePacketGaussNewton(CPhysWavePacket packet, const CPhysWavePacketGaussNewtonConfig *config,
                                ptrdiff_t batch, const double *params, const double *target, double *dparams,
                                CPhysSolveInfo *info) {
   const CPhysWavePacketGaussNewtonConfig defaults = CPhysWavePacketGaussNewtonDefaultConfig();
   const CPhysWavePacketGaussNewtonConfig *c = config ? config : &defaults;
-  CPhysCheck(isfinite(c->damping) && c->damping >= 0.0, CPHYS_ERROR_ARGUMENT,
-             "damping must be >= 0 and finite, got %g", c->damping);
-  CPhysCheck(isfinite(c->damping_increase) && c->damping_increase > 1.0, CPHYS_ERROR_ARGUMENT,
-             "damping_increase must be > 1 and finite, got %g", c->damping_increase);
-  CPhysCheck(c->max_tries >= 1, CPHYS_ERROR_ARGUMENT, "max_tries must be >= 1, got %d", c->max_tries);
+  CPhysCall(check_gauss_newton_config(__func__, c));
   CPhysCall(check_call(__func__, packet, batch, params, target, "target", dparams));
   const ptrdiff_t n = packet->config.n_samples;
   for (ptrdiff_t b = 0; b < batch; b++) {
     /* Copied first so that dparams may alias params. */
     const double param[2] = {params[2 * b], params[2 * b + 1]};
-    gauss_newton_example(packet, c, param, target + b * n, dparams + 2 * b, info ? info + b : NULL);
+    gauss_newton_example(packet, c, param, target + b * n, dparams + 2 * b, info ? info + b : NULL, NULL);
+  }
+  return 0;
+}
+
+CPhysWavePacketGaussNewtonSolveConfig CPhysWavePacketGaussNewtonSolveDefaultConfig(void) {
+  CPhysWavePacketGaussNewtonSolveConfig config = {CPhysWavePacketGaussNewtonDefaultConfig(), 20, 1e-10};
+  return config;
+}
+
+/* One example of CPhysWavePacketGaussNewtonSolve. */
+static void gauss_newton_solve_example(const struct CPhysWavePacket_private *p,
+                                       const CPhysWavePacketGaussNewtonSolveConfig *c, const double *param,
+                                       const double *target, double *dparam, CPhysSolveInfo *info) {
+  double target_norm = 0.0;
+  for (ptrdiff_t j = 0; j < p->config.n_samples; j++) target_norm += target[j] * target[j];
+  target_norm = sqrt(target_norm);
+  double current[2] = {param[0], param[1]}, step[2], output_change;
+  CPhysSolveInfo step_info;
+  int steps = 0, converged = 0, reason = -1;
+  const char *text = "DIVERGED_MAX_STEPS";
+  while (steps < c->max_steps) {
+    gauss_newton_example(p, &c->step, current, target, step, &step_info, &output_change);
+    if (step_info.reason == 2) {
+      converged = 1, reason = 2, text = "CONVERGED_STATIONARY";
+      break;
+    }
+    if (step_info.reason == -1) {
+      /* Not even a tiny damped step lowers f: a minimum to working precision. */
+      converged = 1, reason = 3, text = "CONVERGED_NO_DECREASE";
+      break;
+    }
+    current[0] -= step[0], current[1] -= step[1];
+    steps++;
+    if (output_change <= c->output_rtol * target_norm) {
+      converged = 1, reason = 1, text = "CONVERGED_OUTPUT_CHANGE";
+      break;
+    }
+  }
+  dparam[0] = param[0] - current[0], dparam[1] = param[1] - current[1];
+  set_info(info, steps, objective(p, current[0], current[1], target), converged, reason, text);
+}
+
+int CPhysWavePacketGaussNewtonSolve(CPhysWavePacket packet,
+                                    const CPhysWavePacketGaussNewtonSolveConfig *config, ptrdiff_t batch,
+                                    const double *params, const double *target, double *dparams,
+                                    CPhysSolveInfo *info) {
+  const CPhysWavePacketGaussNewtonSolveConfig defaults = CPhysWavePacketGaussNewtonSolveDefaultConfig();
+  const CPhysWavePacketGaussNewtonSolveConfig *c = config ? config : &defaults;
+  CPhysCall(check_gauss_newton_config(__func__, &c->step));
+  CPhysCheck(c->max_steps >= 1, CPHYS_ERROR_ARGUMENT, "max_steps must be >= 1, got %d", c->max_steps);
+  CPhysCheck(isfinite(c->output_rtol) && c->output_rtol >= 0.0, CPHYS_ERROR_ARGUMENT,
+             "output_rtol must be >= 0 and finite, got %g", c->output_rtol);
+  CPhysCall(check_call(__func__, packet, batch, params, target, "target", dparams));
+  const ptrdiff_t n = packet->config.n_samples;
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    /* Copied first so that dparams may alias params. */
+    const double param[2] = {params[2 * b], params[2 * b + 1]};
+    gauss_newton_solve_example(packet, c, param, target + b * n, dparams + 2 * b, info ? info + b : NULL);
   }
   return 0;
 }

@@ -1,4 +1,4 @@
-/* Sine op: every mode against its closed form, the analytic inverse against a
+/* Sine op: every mode (and the adjoint in a) against its closed form, the analytic inverse against a
  * brute-force search, finiteness near x = 0, error paths. */
 #include <float.h>
 #include <math.h>
@@ -61,6 +61,30 @@ static void test_adjoint_matches_closed_form_and_central_difference(void) {
     CHECK(fabs(clipped[i] - expected_clipped) <= 1e-15, "clipped adjoint[%d]: %g vs %g", i, clipped[i],
           expected_clipped);
   }
+}
+
+static void test_coefficient_adjoint_matches_closed_form_and_central_difference(void) {
+  double a[N_POINTS], x[N_POINTS], dy[N_POINTS], da[N_POINTS];
+  unsigned long long seed = 9;
+  sample_points(a, x, 31);
+  for (int i = 0; i < N_POINTS; i++) dy[i] = test_random(&seed);
+  CHECK_OK(CPhysSineCoefficientAdjoint(N_POINTS, a, x, dy, da));
+  for (int i = 0; i < N_POINTS; i++) {
+    const double derivative = cos(a[i] / x[i]) / x[i];
+    CHECK(fabs(da[i] - derivative * dy[i]) <= 1e-13 * fabs(derivative) + 1e-300, "da[%d]: %g vs %g", i, da[i],
+          derivative * dy[i]);
+    const double h = 1e-6 * fabs(a[i]);
+    const double difference = (sin((a[i] + h) / x[i]) - sin((a[i] - h) / x[i])) / (2.0 * h) * dy[i];
+    CHECK(fabs(da[i] - difference) <= 1e-6 * fmax(1.0, fabs(derivative)), "da[%d] %g vs finite difference %g",
+          i, da[i], difference);
+  }
+  const double zero_x[2] = {0.0, -1e-300}, ones[2] = {1.0, 1.0}, unit_a[2] = {1.0, 1.0};
+  CHECK_OK(CPhysSineCoefficientAdjoint(2, unit_a, zero_x, ones, da));
+  CHECK(isfinite(da[0]) && isfinite(da[1]), "coefficient adjoint near 0: %g, %g", da[0], da[1]);
+  const double huge[2] = {1e300, 1e300}, tiny_a[2] = {1e-100, 1e-100};
+  CHECK_FAILS(CPhysSineCoefficientAdjoint(2, tiny_a, zero_x, huge, da), CPHYS_ERROR_NONFINITE);
+  const double zero_a[2] = {0.0, 1.0};
+  CHECK_FAILS(CPhysSineCoefficientAdjoint(2, zero_a, zero_x, ones, da), CPHYS_ERROR_ARGUMENT);
 }
 
 static void test_physical_lands_on_the_nearest_minimum(void) {
@@ -254,6 +278,7 @@ static void test_error_paths_return_codes_with_messages(void) {
 int main(void) {
   test_forward_is_sin_a_over_x();
   test_adjoint_matches_closed_form_and_central_difference();
+  test_coefficient_adjoint_matches_closed_form_and_central_difference();
   test_physical_lands_on_the_nearest_minimum();
   test_physical_reaches_targets_inside_the_range_exactly();
   test_physical_clamps_targets_above_one_to_the_nearest_maximum();

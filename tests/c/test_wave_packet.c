@@ -1,5 +1,5 @@
 /* Wave packet: forward against the formula, adjoint against finite differences,
- * Gauss-Newton convergence, the bounded L-BFGS-B fit, error paths. */
+ * Gauss-Newton convergence (one step at a time and solved), the bounded L-BFGS-B fit, error paths. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +104,95 @@ static void test_gauss_newton_converges_from_near_the_solution(void) {
   CPhysWavePacketDestroy(&packet);
 }
 
+static void test_gauss_newton_solve_reaches_the_solution_in_one_call(void) {
+  const CPhysWavePacketConfig config = CPhysWavePacketDefaultConfig();
+  const ptrdiff_t n = config.n_samples;
+  CPhysWavePacket packet;
+  CHECK_OK(CPhysWavePacketCreate(&config, &packet));
+  const double truth[4] = {100.3, 2.7, 180.0, 1.2};
+  double params[4] = {106.0, 2.1, 171.0, 1.9}, target[512], dparams[4];
+  CHECK_OK(CPhysWavePacketForward(packet, 2, truth, target));
+  CPhysSolveInfo info[2];
+  CHECK_OK(CPhysWavePacketGaussNewtonSolve(packet, NULL, 2, params, target, dparams, info));
+  for (int b = 0; b < 2; b++) {
+    CHECK(info[b].converged && info[b].iterations >= 2 && info[b].iterations <= 10,
+          "example %d: %s after %d steps", b, info[b].reason_text, info[b].iterations);
+    CHECK(info[b].residual_norm < 1e-10, "example %d: residual %g", b, info[b].residual_norm);
+    for (int k = 0; k < 2; k++)
+      CHECK(fabs(params[2 * b + k] - dparams[2 * b + k] - truth[2 * b + k]) < 1e-9,
+            "example %d parameter %d: reached %.15g, truth %.15g", b, k,
+            params[2 * b + k] - dparams[2 * b + k], truth[2 * b + k]);
+  }
+  /* Noise: converges to the least-squares minimum, where one more Gauss-Newton step does not move. */
+  unsigned long long seed = 3;
+  for (ptrdiff_t k = 0; k < 2 * n; k++) target[k] += 0.5 * test_random(&seed);
+  CHECK_OK(CPhysWavePacketGaussNewtonSolve(packet, NULL, 2, params, target, dparams, info));
+  for (int b = 0; b < 2; b++) {
+    double reached[2] = {params[2 * b] - dparams[2 * b], params[2 * b + 1] - dparams[2 * b + 1]}, again[2];
+    CHECK(info[b].converged, "noisy example %d: %s after %d steps", b, info[b].reason_text,
+          info[b].iterations);
+    CHECK_OK(CPhysWavePacketGaussNewton(packet, NULL, 1, reached, target + b * n, again, NULL));
+    CHECK(fabs(again[0]) < 1e-7 && fabs(again[1]) < 1e-7,
+          "noisy example %d: a further step moves by (%g, %g)", b, again[0], again[1]);
+  }
+  /* One step allowed from far away: not converged, reported, last iterate returned. */
+  CPhysWavePacketGaussNewtonSolveConfig one_step = CPhysWavePacketGaussNewtonSolveDefaultConfig();
+  CHECK(one_step.max_steps == 20 && one_step.output_rtol == 1e-10, "solve defaults %d %g", one_step.max_steps,
+        one_step.output_rtol);
+  one_step.max_steps = 1;
+  double aliased[4] = {106.0, 2.1, 171.0, 1.9};
+  CHECK_OK(CPhysWavePacketGaussNewtonSolve(packet, &one_step, 2, aliased, target, aliased, info));
+  CHECK(!info[0].converged && info[0].reason == -1 && info[0].iterations == 1, "one-step solve: %s, %d steps",
+        info[0].reason_text, info[0].iterations);
+  CHECK(isfinite(aliased[0]) && aliased[0] != 0.0, "the one-step solve returned no step");
+  /* At the solution: stationary, no step. */
+  CHECK_OK(CPhysWavePacketForward(packet, 2, truth, target));
+  CHECK_OK(CPhysWavePacketGaussNewtonSolve(packet, NULL, 2, truth, target, dparams, info));
+  CHECK(max_abs(dparams, 4) == 0.0 && info[0].converged && info[0].iterations == 0,
+        "solve at the solution: %g (%s)", max_abs(dparams, 4), info[0].reason_text);
+  one_step.max_steps = 0;
+  CHECK_FAILS(CPhysWavePacketGaussNewtonSolve(packet, &one_step, 1, truth, target, dparams, NULL),
+              CPHYS_ERROR_ARGUMENT);
+  one_step = CPhysWavePacketGaussNewtonSolveDefaultConfig(), one_step.step.max_tries = 0;
+  CHECK_FAILS(CPhysWavePacketGaussNewtonSolve(packet, &one_step, 1, truth, target, dparams, NULL),
+              CPHYS_ERROR_ARGUMENT);
+  target[5] = NAN;
+  CHECK_FAILS(CPhysWavePacketGaussNewtonSolve(packet, NULL, 1, truth, target, dparams, NULL),
+              CPHYS_ERROR_NONFINITE);
+  CPhysWavePacketDestroy(&packet);
+}
+
+/* The minimizer behind the op's lbfgs mode: an exact target is reached (the
+ * objective's rounding level stops TAO), and a start where the objective is
+ * flat to rounding (the packet 100 samples away) ends as a line-search
+ * failure at the best point seen, not as an error. */
+static void test_unbounded_minimize_stops_at_rounding_level_and_in_flat_regions(void) {
+  const CPhysWavePacketConfig config = CPhysWavePacketDefaultConfig();
+  CPhysWavePacket packet;
+  CHECK_OK(CPhysWavePacketCreate(&config, &packet));
+  CPhysLeastSquaresProblem problem;
+  CHECK_OK(CPhysWavePacketGetLeastSquaresProblem(packet, &problem));
+  const CPhysLeastSquaresConfig lbfgs = {.max_iterations = 200};
+  const double truth[4] = {100.3, 2.7, 229.83892654596355, 3.423879262782304};
+  double target[512], x[2] = {101.5, 2.5};
+  CHECK_OK(CPhysWavePacketForward(packet, 2, truth, target));
+  CPhysSolveInfo info;
+  CHECK_OK(CPhysLeastSquaresMinimize(&lbfgs, 2, 256, problem.forward, problem.adjoint, problem.context,
+                                     target, x, &info));
+  CHECK(info.converged && strcmp(info.reason_text, "CONVERGED_MINF") == 0,
+        "exact target: %s after %d iterations", info.reason_text, info.iterations);
+  CHECK(fabs(x[0] - truth[0]) < 1e-9 && fabs(x[1] - truth[1]) < 1e-9, "exact target reached (%.15g, %.15g)",
+        x[0], x[1]);
+  const double flat_start[2] = {128.0, 2.0};
+  x[0] = flat_start[0], x[1] = flat_start[1];
+  const double before = objective(packet, x, target + 256, 256);
+  CHECK_OK(CPhysLeastSquaresMinimize(&lbfgs, 2, 256, problem.forward, problem.adjoint, problem.context,
+                                     target + 256, x, &info));
+  CHECK(isfinite(x[0]) && isfinite(x[1]) && objective(packet, x, target + 256, 256) <= before,
+        "flat start: (%g, %g), %s", x[0], x[1], info.reason_text);
+  CPhysWavePacketDestroy(&packet);
+}
+
 static void test_fit_respects_bounds_and_reports_each_example(void) {
   const CPhysWavePacketConfig config = CPhysWavePacketDefaultConfig();
   const ptrdiff_t n = config.n_samples, batch = 4;
@@ -181,6 +270,8 @@ int main(void) {
   test_forward_matches_formula_with_paper_defaults();
   test_adjoint_matches_central_differences();
   test_gauss_newton_converges_from_near_the_solution();
+  test_gauss_newton_solve_reaches_the_solution_in_one_call();
+  test_unbounded_minimize_stops_at_rounding_level_and_in_flat_regions();
   test_fit_respects_bounds_and_reports_each_example();
   test_error_paths_return_codes_with_messages();
   CHECK_REPORT();

@@ -64,6 +64,14 @@ CPHYS_EXTERN int CPhysSineForward(ptrdiff_t n, const double *a, const double *x,
 CPHYS_EXTERN int CPhysSineAdjoint(ptrdiff_t n, const double *a, const double *x, const double *dy,
                                   double clip, double *dx);
 
+/* The vector-Jacobian product with respect to the coefficient a,
+ *   da = dP/da * dy,   dP/da = cos(a / x) / x,
+ * at x_eff as above (never clipped: a is data, and this is for checking and
+ * for the rare model that learns a).  Overflow for huge |dy| as in Adjoint.
+ *   a: [n], x: [n], dy: [n] (dL/dy), da: [n] (dL/da). */
+CPHYS_EXTERN int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const double *x, const double *dy,
+                                             double *da);
+
 /* The physical gradient: dx = x - x_new, with x_new the analytic inverse
  *   x_new = argmin_{x' : sin(a/x') = t} |x' - x_eff|,   t = min(max(y_target, -1), 1),
  * i.e. the solution nearest to the current point measured in x (not in phase).

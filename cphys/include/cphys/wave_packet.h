@@ -85,6 +85,36 @@ CPHYS_EXTERN int CPhysWavePacketGaussNewton(CPhysWavePacket packet, const CPhysW
                                             ptrdiff_t batch, const double *params, const double *target,
                                             double *dparams, CPhysSolveInfo *info);
 
+/* Options of the Gauss-Newton solve (the op's `physical` mode). */
+typedef struct {
+  CPhysWavePacketGaussNewtonConfig step; /* the damping of every step */
+  int max_steps;                         /* accepted steps at most; >= 1 */
+  double output_rtol;                    /* converged when a step changes the series by
+                                            ||J delta|| <= output_rtol * ||target||; >= 0 */
+} CPhysWavePacketGaussNewtonSolveConfig;
+
+/* The step defaults above, 20 steps, output_rtol 1e-10. */
+CPHYS_EXTERN CPhysWavePacketGaussNewtonSolveConfig CPhysWavePacketGaussNewtonSolveDefaultConfig(void);
+
+/* The op's inverse solver: CPhysWavePacketGaussNewton repeated from each new
+ * point until it converges, per example.  An example converges when a step's
+ * linearized change of the series ||J delta|| falls to output_rtol * ||target||
+ * (dimensionless, so invariant to rescaling xi0 or A), when p is stationary
+ * (J^T r = 0), or when no damped step lowers f any more (a minimum to working
+ * precision).  Returns  dparams = p - p_final.
+ *   params: [batch, 2], target: [batch, n_samples], dparams: [batch, 2] (may
+ *   alias params), info: [batch] or NULL: iterations = accepted steps,
+ *   residual_norm = ||P(p_final) - target||, reason 1 CONVERGED_OUTPUT_CHANGE /
+ *   2 CONVERGED_STATIONARY / 3 CONVERGED_NO_DECREASE / -1 DIVERGED_MAX_STEPS.
+ * Reaching max_steps is not an error (info[b].converged says; dparams holds
+ * the last iterate): with noisy targets Gauss-Newton converges only linearly,
+ * and from far away it may wander, so a fixed budget is the op's contract, as
+ * max_iterations is for the `lbfgs` mode.  config: NULL for the defaults. */
+CPHYS_EXTERN int CPhysWavePacketGaussNewtonSolve(CPhysWavePacket packet,
+                                                 const CPhysWavePacketGaussNewtonSolveConfig *config,
+                                                 ptrdiff_t batch, const double *params, const double *target,
+                                                 double *dparams, CPhysSolveInfo *info);
+
 /* Options of the per-example L-BFGS-B fitter (the paper's baseline). */
 typedef struct {
   double initial[2];          /* start (xi0, A) of every example when use_initial != 0 */
