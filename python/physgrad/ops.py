@@ -169,7 +169,7 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
 class SolveStats:
     """Per-sample statistics of an op's last solve on this thread.
 
-    phase: ``"forward"``, ``"adjoint"`` or ``"lbfgs"``; iterations, residual_norms,
+    phase: ``"forward"``, ``"adjoint"``, ``"physical"``, ``"newton"``, ``"lbfgs"`` or ``"fit"``; iterations, residual_norms,
     converged and reasons (the solver's reason names, e.g. ``"CONVERGED_RTOL"``)
     have one entry per sample.
     """
