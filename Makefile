@@ -9,7 +9,7 @@ DEMO_ITERATIONS ?= 300
 
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-c test-python demo clean
+.PHONY: all deps build test test-c test-python demo install clean
 
 all: build
 
@@ -30,6 +30,11 @@ test: test-c test-python
 
 demo: build
 	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --out $(DEMO_OUT)
+
+# libcphys + include/cphys/ + libphysgrad_ops + the CMake package `cphys`, under $(PREFIX).
+PREFIX ?= $(HOME)/.local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD)

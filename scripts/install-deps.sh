@@ -9,6 +9,7 @@ packages=(
   libpetsc-real-dev libfftw3-dev
   python3-numpy python3-scipy python3-matplotlib python3-tqdm
   python3-pytest python3-hypothesis
+  python3-setuptools python3-wheel python3-pip python3-venv
   "$@"
 )
 

@@ -296,7 +296,8 @@ int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const
   CPhysCall(check_forward_args(fluid, batch, v0, m0));
   CPhysCheck(batch == 0 || m_t != NULL, CPHYS_ERROR_ARGUMENT, "m_t must not be NULL");
   CPhysLibraryLock();
-  int ierr = forward_locked(fluid, batch, v0, m0, m_t, record);
+  fluid_failures_begin(fluid);
+  int ierr = fluid_failures_end(fluid, forward_locked(fluid, batch, v0, m0, m_t, record));
   CPhysLibraryUnlock();
   return ierr;
 }
@@ -317,8 +318,10 @@ int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const
   CPhysCall(fluid_check_array(g_mt, batch * fluid->n, "g_mt", 1));
   CPhysCheck(batch == 0 || g_v0 != NULL, CPHYS_ERROR_ARGUMENT, "g_v0 must not be NULL");
   CPhysLibraryLock();
+  fluid_failures_begin(fluid);
   int ierr = fluid_ensure_tape_locked(fluid, batch, v0, m0);
   if (!ierr) ierr = fluid_adjoint_locked(fluid, batch, g_mt, g_v0, g_m0);
+  ierr = fluid_failures_end(fluid, ierr);
   CPhysLibraryUnlock();
   return ierr;
 }
@@ -347,7 +350,8 @@ int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *
   CPhysCall(fluid_check_array(marker, batch * fluid->n, "marker", 1));
   if (pressure) CPhysCall(fluid_check_array(pressure, batch * fluid->n, "pressure", 1));
   CPhysLibraryLock();
-  int ierr = step_batch_locked(fluid, batch, velocity, marker, pressure);
+  fluid_failures_begin(fluid);
+  int ierr = fluid_failures_end(fluid, step_batch_locked(fluid, batch, velocity, marker, pressure));
   CPhysLibraryUnlock();
   return ierr;
 }

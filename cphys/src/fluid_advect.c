@@ -258,3 +258,15 @@ int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch, const
                                        g_centred + s * 2 * fluid->n);
   return 0;
 }
+
+int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
+                                 double *centred) {
+  CPhysCall(fluid_check_batch(fluid, batch, 2));
+  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 0));
+  CPhysCheck(batch == 0 || centred != NULL, CPHYS_ERROR_ARGUMENT, "centred must not be NULL");
+  for (ptrdiff_t s = 0; s < batch; s++) {
+    double *out = centred + s * 2 * fluid->n;
+    fluid_node_velocity(fluid, FLUID_CENTRED, staggered + s * 2 * fluid->n, out, out + fluid->n);
+  }
+  return 0;
+}

@@ -47,6 +47,10 @@ struct CPhysFluid_private {
   ptrdiff_t tape_capacity, tape_branch_capacity, tape_batch;
   int tape_valid;
   FluidStats stats[3];         /* by CPhysFluidPass */
+  /* The first unconverged pressure solve of the current call (see
+   * fluid_failures_begin); the call goes on with the solver's last iterate. */
+  int failed;
+  char failure[512];
 };
 
 static inline double *fluid_slot(CPhysFluid f, int slot) { return f->work + (ptrdiff_t)slot * f->n; }
@@ -76,9 +80,19 @@ int fluid_pressure_create_locked(CPhysFluid f);
 void fluid_pressure_destroy_locked(CPhysFluid f);
 void fluid_divergence(CPhysFluid f, const double *v, double *divergence);
 /* v [2, n] -= grad p with -Laplacian p = -div v; p [n] is the warm start and the
- * result.  Non-convergence: CPHYS_ERROR_NOT_CONVERGED naming `what` and `sample`. */
+ * result.  Non-convergence is deferred: the last iterate is applied, the first
+ * failure of the call (naming `what`, `sample` and PETSc's reason) is kept and
+ * the caller goes on; fluid_failures_end turns it into CPHYS_ERROR_NOT_CONVERGED. */
 int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
                          const char *what, ptrdiff_t sample, int solve);
+
+/* Every public entry point that solves brackets its work (under the library
+ * lock) with these: begin forgets earlier failures; end returns `ierr` when it
+ * is an error, else CPHYS_ERROR_NOT_CONVERGED with the first deferred failure's
+ * message, else 0.  So a batch runs to the end even when a solve fails
+ * (docs/decisions.md), and the outputs hold what the last iterates gave. */
+void fluid_failures_begin(CPhysFluid f);
+int fluid_failures_end(CPhysFluid f, int ierr);
 
 /* ---- fluid.c ---- */
 /* Energy groups of the rescale: count and [begin, end) of group g in a [2 n] field. */

@@ -196,7 +196,8 @@ int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v
   CPhysCheck(batch == 0 || v0_new != NULL || dv0 != NULL, CPHYS_ERROR_ARGUMENT,
              "at least one of v0_new and dv0 must be given");
   CPhysLibraryLock();
-  int ierr = fluid_inverse_locked(fluid, batch, v0, m0, target, v0_new, dv0);
+  fluid_failures_begin(fluid);
+  int ierr = fluid_failures_end(fluid, fluid_inverse_locked(fluid, batch, v0, m0, target, v0_new, dv0));
   CPhysLibraryUnlock();
   return ierr;
 }

@@ -39,8 +39,14 @@ int fluid_pressure_create_locked(CPhysFluid f) {
   CPhysPetscCall(KSPSetOperators(f->ksp, f->laplacian, f->laplacian));
   CPhysPetscCall(KSPSetType(f->ksp, KSPCG));
   CPhysPetscCall(KSPGetPC(f->ksp, &pc));
-  /* As PhiFlow's CG: unpreconditioned, so atol bounds ||div v||_2 itself. */
-  CPhysPetscCall(PCSetType(pc, PCNONE));
+  /* ICC(0) with a nonzero shift (the matrix is singular: its last pivot would
+   * be zero), measured at 64 x 64: ~90 -> ~33 CG iterations per solve, the
+   * forward 30% faster.  The convergence test uses the unpreconditioned
+   * residual, so atol still bounds ||div v||_2 itself, as PhiFlow's plain CG.
+   * The options under the prefix override all three. */
+  CPhysPetscCall(PCSetType(pc, PCICC));
+  CPhysPetscCall(PCFactorSetShiftType(pc, MAT_SHIFT_NONZERO));
+  CPhysPetscCall(KSPSetNormType(f->ksp, KSP_NORM_UNPRECONDITIONED));
   CPhysPetscCall(KSPSetTolerances(f->ksp, f->config.rtol, f->config.atol, PETSC_DEFAULT,
                                   f->config.max_iterations));
   CPhysPetscCall(KSPSetInitialGuessNonzero(f->ksp, PETSC_TRUE));
@@ -104,11 +110,14 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
   CPhysPetscCall(KSPGetConvergedReason(f->ksp, &reason));
   describe(f->ksp, reason, info);
-  CPhysCheck(reason > 0, CPHYS_ERROR_NOT_CONVERGED,
+  if (reason <= 0 && !f->failed) {
+    f->failed = 1;
+    snprintf(f->failure, sizeof f->failure,
              "%s pressure solve %d of sample %td did not converge: %s after %d iterations "
              "(residual %g, atol %g, max_iterations %d)",
              what, solve, sample, info->reason_text, info->iterations, info->residual_norm,
              f->config.atol, f->config.max_iterations);
+  }
   double *vx = v, *vy = v + n;
   for (ptrdiff_t j = 0; j < ny; j++) {
     const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1;
@@ -119,6 +128,13 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
     }
   }
   return 0;
+}
+
+void fluid_failures_begin(CPhysFluid f) { f->failed = 0, f->failure[0] = '\0'; }
+
+int fluid_failures_end(CPhysFluid f, int ierr) {
+  if (ierr || !f->failed) return ierr;
+  return CPhysSetError(CPHYS_ERROR_NOT_CONVERGED, "fluid_project", "%s", f->failure);
 }
 
 int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
@@ -146,7 +162,8 @@ int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered) {
   CPhysCall(fluid_check_batch(fluid, batch, 2));
   CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 1));
   CPhysLibraryLock();
-  int ierr = project_batch_locked(fluid, batch, staggered);
+  fluid_failures_begin(fluid);
+  int ierr = fluid_failures_end(fluid, project_batch_locked(fluid, batch, staggered));
   CPhysLibraryUnlock();
   return ierr;
 }

@@ -13,11 +13,12 @@ _library.load()
 
 from . import losses, modes, nn  # noqa: E402
 from .modes import GRAD_MODES, grad_mode  # noqa: E402
-from .ops import (SolveStats, clear_solver_options, fluid, heat, library_version, poisson,  # noqa: E402
-                  set_solver_options, sine, sine_nearest_minimum, solve_stats, wave_packet, wave_packet_fit)
+from .ops import (SolveStats, clear_solver_options, fluid, fluid_sequence, heat, library_version,  # noqa: E402
+                  poisson, set_solver_options, sine, sine_nearest_minimum, solve_stats, wave_packet,
+                  wave_packet_fit)
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (the VERSION file)
 
-__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "fluid", "grad_mode", "heat", "library_version",
-           "losses", "modes", "nn", "poisson", "set_solver_options", "sine", "sine_nearest_minimum", "solve_stats",
-           "wave_packet", "wave_packet_fit", "__version__"]
+__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "fluid", "fluid_sequence", "grad_mode", "heat",
+           "library_version", "losses", "modes", "nn", "poisson", "set_solver_options", "sine",
+           "sine_nearest_minimum", "solve_stats", "wave_packet", "wave_packet_fit", "__version__"]

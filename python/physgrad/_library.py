@@ -6,13 +6,16 @@ from pathlib import Path
 
 import torch
 
+from . import _version
+
 _LIBRARY_NAME = "libphysgrad_ops.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPOSITORY = _PACKAGE_DIR.parent.parent
 
 _HOW_TO_BUILD = (
-    "Build it from the repository root with `make build` (or `make test`), or point the "
-    "PHYSGRAD_LIBRARY environment variable at a built libphysgrad_ops.so."
+    "Build it from the repository root with `make build` (or `make test`), reinstall the package "
+    "(`pip install --no-build-isolation .`), or point the PHYSGRAD_LIBRARY environment variable at a "
+    "built libphysgrad_ops.so."
 )
 
 
@@ -45,4 +48,8 @@ def load() -> Path:
     if built_for != torch.__version__:
         raise ImportError(f"physgrad: {path} was built for torch {built_for}, but this is torch "
                           f"{torch.__version__}; rebuild it. " + _HOW_TO_BUILD)
+    built_as, package = torch.ops.physgrad.version(), _version.__version__
+    if built_as != package:
+        raise ImportError(f"physgrad: {path} is version {built_as}, but the Python package is {package}; "
+                          f"the library is stale, rebuild it. " + _HOW_TO_BUILD)
     return path

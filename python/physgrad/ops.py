@@ -165,6 +165,24 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     return y
 
 
+def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
+                   spacing: Tuple[float, float] = (2.0, 2.0), pressure_atol: float = 1e-4,
+                   pressure_max_iterations: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every state of the run :func:`fluid` makes, for plots (not differentiable).
+
+    v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
+    length units per time unit; m0: ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` initial marker;
+    the other arguments as in :func:`fluid`. Returns ``(markers, velocities)``:
+    markers ``[B, steps + 1, ny, nx]`` and velocities ``[B, steps + 1, 2, ny, nx]``,
+    state k at time ``k * dt`` (state 0: m0 and the projected, divergence-free v0;
+    ``markers[:, -1]`` is ``fluid(v0, m0)``). The simulation keeps the velocity on
+    the staggered grid; the returned one is resampled to the cell centres (the
+    mean of the two faces of each cell). In v0's dtype.
+    """
+    return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])],
+                                             pressure_atol, pressure_max_iterations)
+
+
 @dataclass
 class SolveStats:
     """Per-sample statistics of an op's last solve on this thread.

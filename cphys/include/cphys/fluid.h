@@ -34,6 +34,13 @@
  * interpolation; the limiter (CPhysFluidLimiter) bounds `corrected` by the
  * four values of f around p - u dt.
  *
+ * Failures.  A pressure solve that does not converge does not stop a call: its
+ * last iterate is applied and the call runs to the end of the batch, then
+ * returns CPHYS_ERROR_NOT_CONVERGED with the first failure (pass, solve,
+ * sample, PETSc's reason) in the message; the outputs hold what the last
+ * iterates gave and the statistics say which solves failed (so a caller may
+ * warn instead of raising, docs/decisions.md).  Any other error returns at once.
+ *
  * Threading: one call at a time per object (it owns work arrays and the tape);
  * different objects may be used from different threads, but every call that
  * solves holds the library lock (recursive, shared with all PETSc users in
@@ -42,6 +49,7 @@
 #include <stddef.h>
 
 #include "cphys/error.h"
+#include "cphys/minimize.h"
 
 typedef struct CPhysFluid_private *CPhysFluid;
 
@@ -99,11 +107,12 @@ typedef struct {
 
 /* The paper's setup: 64 x 64 cells of size 2, 8 steps of 0.25, atol 1e-4, rtol 0,
  * 1000 CG iterations, clamp limiter, total-energy rescale, vortex sigma 20 at the
- * box centre, gain 1e-3.  The default PETSc preconditioner is none (as PhiFlow's
- * CG), so atol bounds the true residual.  "-physgrad_fluid_pc_type icc
- * -physgrad_fluid_pc_factor_shift_type nonzero -physgrad_fluid_ksp_norm_type
- * unpreconditioned" keeps that stopping rule and roughly halves the time (CG
- * dominates: ~83 -> ~27 iterations per solve at 64 x 64). */
+ * box centre, gain 1e-3.  The pressure solver is CG preconditioned by ICC(0)
+ * with a nonzero factor shift, its convergence tested on the unpreconditioned
+ * residual, so atol bounds the true ||div v||_2 as in PhiFlow's plain CG (at
+ * 64 x 64: ~33 instead of ~90 iterations per solve, the forward pass ~30%
+ * faster).  "-physgrad_fluid_pc_type none" restores plain CG; every KSP/PC
+ * option under the prefix overrides these defaults. */
 CPHYS_EXTERN CPhysFluidConfig CPhysFluidDefaultConfig(void);
 
 /* Validates `config`, assembles the Poisson matrix and the KSP (PETSc lazily
@@ -179,6 +188,22 @@ CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, co
                                            const double *m0, const double *target,
                                            double *v0_new, double *dv0);
 
+/* The `lbfgs` physical gradient (DESIGN section 1) with m0 fixed, per sample s:
+ *   dv0[s] = v0[s] - v_n,  v_n = config->max_iterations TAO L-BFGS iterations on
+ *   1/2 ||P(v'; m0[s]) - (y[s] - y_step g[s])||^2 from v' = v0[s],
+ * each objective evaluation one forward run (recorded) and one adjoint run of
+ * this object (CPhysQuasiNewtonPhysicalGradient with batch 1 per sample).  A
+ * sample whose minimization stops on an unconverged pressure solve gets
+ * dv0[s] = 0, info[s] says so, and the call goes on with the next sample and
+ * returns CPHYS_ERROR_NOT_CONVERGED at the end; other errors return at once.
+ * Afterwards the object's statistics and tape are those of the last evaluation.
+ *   v0, dv0: [batch, 2, ny, nx]   m0, y, g: [batch, ny, nx] (y = P(v0; m0), g = dL/dy)
+ *   info: [batch] TAO statistics (output, may be NULL) */
+CPHYS_EXTERN int CPhysFluidLbfgsPhysicalGradient(CPhysFluid fluid, const CPhysLeastSquaresConfig *config,
+                                                 ptrdiff_t batch, const double *v0, const double *m0,
+                                                 const double *y, const double *g, double y_step,
+                                                 double *dv0, CPhysSolveInfo *info);
+
 /* Statistics of the last call's pressure solves of `pass`: `solve` indexes as
  * documented at CPhysFluidPass.  CPHYS_ERROR_ARGUMENT when out of range or when
  * the last call made no such pass. */
@@ -203,6 +228,11 @@ CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch,
                                               const double *centred, double *staggered);
 CPHYS_EXTERN int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch,
                                                      const double *g_staggered, double *g_centred);
+/* Cell-centre values = averages of the two faces around each centre (for
+ * plots: the velocity CPhysFluidGetState returns, at the cell centres).
+ *   staggered: [batch, 2, ny, nx]   centred: [batch, 2, ny, nx] (output) */
+CPHYS_EXTERN int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch,
+                                              const double *staggered, double *centred);
 /* Cell-centred divergence of a staggered field, 1 / time units.
  *   staggered: [batch, 2, ny, nx]   divergence: [batch, ny, nx] (output) */
 CPHYS_EXTERN int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,

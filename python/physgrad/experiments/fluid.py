@@ -1,0 +1,270 @@
+"""Navier-Stokes marker transport (paper 3.4, B.5): learn ``v0`` from ``[m0, m_t]``.
+
+An example is a marker pair: ``m0`` at t = 0 and ``m_t = P(v0*; m0)`` at
+``t = steps * dt`` (8 steps of 0.25), transported by incompressible flow on a
+periodic 64x64 grid of cells of size 2 (a 128x128 box). The network, the
+paper's U-net with 5 levels and 16 filters (49,570 parameters), gets
+``[m0, m_t]`` as two channels and predicts the initial cell-centred velocity
+``v0`` (two channels, x then y); the physics op maps it back to ``m_t``.
+
+Data (:class:`FluidData`, after SIP's ``generate_example``, lengths scaled with
+the box so that other grids keep the proportions; a 128x128 box gives SIP's):
+
+* the marker: smooth noise (PhiFlow's ``Noise(scale=10)``: amplitude ``1/k^2``,
+  wavelengths above 31.6 length units removed) inside an axis-aligned box of
+  56x56 length units centred at a uniform position in the middle half of the
+  domain; the ``fill`` fraction of the domain's cells with the largest noise
+  (``fill ~ U[0.05, 0.15)`` per example) is set to 1 where it lies in the box,
+  every other cell is 0;
+* ``v0* = u + s W + 0.1 n``: the uniform velocity ``u`` that carries the
+  marker's centre of mass to the box centre in time t, a Gaussian vortex ``W``
+  at the box centre (``exp(-r^2 / (2 * 20^2)) (-r_y, r_x)``, the op's physical
+  inverse's prior) of strength ``s ~ U[-2, 2)`` (angular velocity), and smooth
+  noise ``n`` (same spectrum, std 1 over both channels);
+* ``m_t = physgrad.fluid(v0*, m0)``.
+
+Centres of mass are circular means on the periodic domain, as in the op's
+inverse (for a marker inside the middle of the box they equal SIP's plain mean
+up to the discretization); SIP draws one fill fraction per batch, here each
+example draws its own.
+
+Training (paper B.5): Adam, learning rate 5e-3, batch 64; the y-space loss is
+``physgrad.losses.l2(m, m_t)`` (the paper's objective is a frequency-weighted
+L1 norm; the sum-reduced L2 makes ``adam+pg``'s step target ``m_t`` exactly);
+the reported accuracy is the mean absolute error of ``v0`` against ``v0*``.
+``adam+pg`` uses the op's reverse-simulation inverse (uniform flow plus one
+vortex), ``adam+lbfgs`` ``lbfgs_iterations`` L-BFGS steps through the adjoint
+(16, as SIP's fluid code). After training, :meth:`FluidExperiment.evaluate`
+scores the networks on fixed test examples and plots one of them
+(:mod:`physgrad.fluid_plots`, the paper's figure 13).
+"""
+import math
+import os
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..data import PHIFLOW_NOISE_MAX_WAVELENGTH, smooth_noise
+from ..nets import UNet
+from .base import Experiment
+
+__all__ = ["FluidBatch", "FluidData", "FluidExperiment", "unit_vortex", "centre_of_mass"]
+
+#: SIP's proportions on its 128x128 box: marker box half size 28, vortex sigma 20.
+_BOX_HALF_FRACTION = 28.0 / 128.0
+_VORTEX_SIGMA = 20.0
+
+
+class FluidBatch(NamedTuple):
+    """One batch: ``x_star`` the true v0 ``[B, 2, ny, nx]`` (channel 0: x),
+    ``y_star`` the observed ``m_t`` ``[B, ny, nx]``, ``m0`` the initial marker ``[B, ny, nx]``."""
+    x_star: torch.Tensor
+    y_star: torch.Tensor
+    m0: torch.Tensor
+
+
+def _cell_centres(n: int, spacing: float) -> torch.Tensor:
+    return (torch.arange(n, dtype=torch.float64) + 0.5) * spacing
+
+
+def _periodic_delta(d: torch.Tensor, period: float) -> torch.Tensor:
+    """Minimal-image offset, in ``[-period/2, period/2]``."""
+    return d - period * torch.round(d / period)
+
+
+def unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float], sigma: float = _VORTEX_SIGMA,
+                centre: Tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+    """The op's unit vortex at the cell centres, ``[2, ny, nx]`` float64 (channel 0: x):
+    ``W(x) = exp(-|r|^2 / (2 sigma^2)) (-r_y, r_x)`` with ``r`` the minimal-image offset of
+    the cell centre from ``centre`` (fractions (x, y) of the box); counter-clockwise,
+    ``s W`` has angular velocity ``s`` at the centre. sigma in length units."""
+    (ny, nx), (dy, dx) = shape, spacing
+    lx, ly = nx * dx, ny * dy
+    rx = _periodic_delta(_cell_centres(nx, dx) - centre[0] * lx, lx)[None, :].expand(ny, nx)
+    ry = _periodic_delta(_cell_centres(ny, dy) - centre[1] * ly, ly)[:, None].expand(ny, nx)
+    falloff = torch.exp(-(rx ** 2 + ry ** 2) / (2.0 * sigma ** 2))
+    return torch.stack([-falloff * ry, falloff * rx])
+
+
+def centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float]) -> torch.Tensor:
+    """Circular-mean centre of mass of ``[B, ny, nx]`` markers: ``[B, 2]`` (x, y) in
+    length units, in ``[0, L)`` per axis (the op's definition; a marker with no
+    first Fourier component on an axis gets the box centre on that axis)."""
+    m = marker.to(torch.float64)
+    (ny, nx), (dy, dx) = m.shape[-2:], spacing
+    total = m.abs().sum(dim=(-2, -1))
+    centres = []
+    for weights, count, h in ((m.sum(dim=-2), nx, dx), (m.sum(dim=-1), ny, dy)):
+        angle = 2.0 * math.pi * (torch.arange(count, dtype=torch.float64) + 0.5) / count
+        c, s = (weights * torch.cos(angle)).sum(-1), (weights * torch.sin(angle)).sum(-1)
+        period = count * h
+        position = torch.remainder(torch.atan2(s, c) / (2.0 * math.pi) * period, period)
+        defined = torch.hypot(c, s) > 1e-12 * total
+        centres.append(torch.where(defined, position, torch.full_like(position, 0.5 * period)))
+    return torch.stack(centres, dim=-1)
+
+
+class FluidData:
+    """Seeded marker pairs of the paper's fluid data set (see the module docstring).
+
+    Args:
+        shape: ``(ny, nx)`` cells (paper: 64x64).
+        spacing: cell size ``(dy, dx)`` in length units (paper: 2).
+        seed: seed of this source's ``torch.Generator``.
+        steps, dt: simulated steps and time step of ``m_t`` (paper: 8 of 0.25).
+        pressure_atol: tolerance of the op's pressure solves.
+        max_vortex: vortex strengths are uniform in ``[-max_vortex, max_vortex)`` (2).
+        fluctuation: std of the small-scale velocity noise (0.1).
+        fill: range of the filled fraction of cells (``(0.05, 0.15)``).
+        dtype: dtype of the batch tensors (simulated in float64).
+    """
+
+    def __init__(self, shape: Tuple[int, int] = (64, 64), spacing: Tuple[float, float] = (2.0, 2.0),
+                 seed: int = 0, steps: int = 8, dt: float = 0.25, pressure_atol: float = 1e-4,
+                 max_vortex: float = 2.0, fluctuation: float = 0.1,
+                 fill: Tuple[float, float] = (0.05, 0.15), dtype: torch.dtype = torch.float32):
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.steps, self.dt, self.pressure_atol = steps, dt, pressure_atol
+        self.max_vortex, self.fluctuation, self.fill = max_vortex, fluctuation, fill
+        self.dtype = dtype
+        # PhiFlow's noise cut-off is in length units; smooth_noise wants cells.
+        self.max_wavelength = PHIFLOW_NOISE_MAX_WAVELENGTH / min(self.spacing)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The position in the batch sequence (seed and generator state)."""
+        return {"seed": self.seed, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue the batch sequence saved by ``state_dict()``."""
+        self.seed = state["seed"]
+        self.generator.set_state(state["generator"])
+
+    def _noise(self, count: int) -> torch.Tensor:
+        return smooth_noise(self.generator, count, self.shape, 2.0, self.max_wavelength, torch.float64)
+
+    def markers(self, batch_size: int) -> torch.Tensor:
+        """Initial markers ``m0``: ``[batch_size, ny, nx]`` float64 of 0 and 1."""
+        g, (ny, nx), (dy, dx) = self.generator, self.shape, self.spacing
+        extent = torch.tensor([nx * dx, ny * dy], dtype=torch.float64)                  # (x, y)
+        position = (torch.rand(batch_size, 2, generator=g, dtype=torch.float64) * 0.5 + 0.25) * extent
+        half = _BOX_HALF_FRACTION * extent
+        fill = self.fill[0] + (self.fill[1] - self.fill[0]) * torch.rand(batch_size, generator=g,
+                                                                         dtype=torch.float64)
+        noise = self._noise(batch_size)
+        x, y = _cell_centres(nx, dx), _cell_centres(ny, dy)
+        inside_x = ((x[None, :] >= position[:, :1] - half[0]) & (x[None, :] < position[:, :1] + half[0]))
+        inside_y = ((y[None, :] >= position[:, 1:] - half[1]) & (y[None, :] < position[:, 1:] + half[1]))
+        box = inside_y[:, :, None] & inside_x[:, None, :]                                # [B, ny, nx]
+        values = noise * box
+        # SIP's discretize: the `fill` fraction of all cells with the largest values (cells
+        # outside the box count as 0), then restricted to the box.
+        count = torch.round(fill * ny * nx).long().clamp(1, ny * nx)
+        ranked = values.flatten(1).sort(dim=1, descending=True).values
+        threshold = ranked.gather(1, (count - 1)[:, None])[:, :, None]
+        return (box & (values >= threshold) & (values > 0)).to(torch.float64)
+
+    def velocities(self, m0: torch.Tensor) -> torch.Tensor:
+        """Ground-truth ``v0*`` for markers ``m0``: ``[B, 2, ny, nx]`` float64."""
+        batch_size, (ny, nx), (dy, dx) = m0.shape[0], self.shape, self.spacing
+        lx, ly, time = nx * dx, ny * dy, self.steps * self.dt
+        centre = centre_of_mass(m0, self.spacing)
+        uniform = torch.stack([_periodic_delta(0.5 * lx - centre[:, 0], lx),
+                               _periodic_delta(0.5 * ly - centre[:, 1], ly)], dim=1) / time   # [B, 2]
+        strength = (torch.rand(batch_size, generator=self.generator, dtype=torch.float64) - 0.5) \
+            * (2.0 * self.max_vortex)
+        swirl = strength[:, None, None, None] * unit_vortex(self.shape, self.spacing)[None]
+        fluctuations = self.fluctuation * self._noise(2 * batch_size).view(batch_size, 2, ny, nx)
+        return uniform[:, :, None, None] + swirl + fluctuations
+
+    def sample(self, batch_size: int) -> FluidBatch:
+        """Next batch (:class:`FluidBatch`), tensors in ``dtype``."""
+        import physgrad  # the op, looked up at sampling time only
+        m0 = self.markers(batch_size)
+        v0 = self.velocities(m0)
+        with torch.no_grad():
+            m_t = physgrad.fluid(v0, m0, steps=self.steps, dt=self.dt, spacing=self.spacing,
+                                 grad_mode="physical", pressure_atol=self.pressure_atol)
+        return FluidBatch(v0.to(self.dtype), m_t.to(self.dtype), m0.to(self.dtype))
+
+
+class FluidExperiment(Experiment):
+    """The fluid inverse problem on a periodic ``shape`` grid of ``spacing``-sized cells."""
+
+    name = "fluid"
+    description = "Navier-Stokes marker transport, [m0, m_t] -> initial velocity v0 (paper 3.4, B.5)"
+    default_iterations = 20000
+    default_batch_size = 64
+    learning_rates = {"adam": 5e-3, "adam+pg": 5e-3, "adam+lbfgs": 5e-3}
+
+    def __init__(self, shape: Tuple[int, int] = (64, 64), spacing: Tuple[float, float] = (2.0, 2.0),
+                 steps: int = 8, dt: float = 0.25, pressure_atol: float = 1e-4, lbfgs_iterations: int = 16):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.steps, self.dt = steps, dt
+        self.pressure_atol = pressure_atol
+        self.lbfgs_iterations = lbfgs_iterations
+
+    def make_network(self) -> nn.Module:
+        return UNet(in_channels=2, out_channels=2, levels=5, filters=16)
+
+    def make_data(self, seed: int) -> FluidData:
+        return FluidData(shape=self.shape, spacing=self.spacing, seed=seed, steps=self.steps, dt=self.dt,
+                         pressure_atol=self.pressure_atol)
+
+    def network_input(self, batch: FluidBatch) -> torch.Tensor:
+        """``[m0, m_t]`` as two channels: ``[B, 2, ny, nx]``."""
+        return torch.stack([batch.m0, batch.y_star], dim=1)
+
+    def predict(self, network: nn.Module, batch: FluidBatch) -> torch.Tensor:
+        """The predicted cell-centred ``v0``: ``[B, 2, ny, nx]`` (channel 0: x)."""
+        return self.postprocess(network(self.network_input(batch)), batch)
+
+    def simulate(self, x: torch.Tensor, batch: FluidBatch, grad_mode: Optional[str]) -> torch.Tensor:
+        import physgrad
+        return physgrad.fluid(x, batch.m0, steps=self.steps, dt=self.dt, spacing=self.spacing,
+                              grad_mode=grad_mode, pressure_atol=self.pressure_atol,
+                              lbfgs_iterations=self.lbfgs_iterations)
+
+    def options(self) -> Dict[str, Any]:
+        return {"shape": list(self.shape), "spacing": list(self.spacing), "steps": self.steps, "dt": self.dt,
+                "pressure_atol": self.pressure_atol, "lbfgs_iterations": self.lbfgs_iterations}
+
+    def evaluate(self, networks: Dict[str, nn.Module], out_dir: Optional[str] = None,
+                 histories: Optional[Dict[str, Any]] = None, test_size: int = 16,
+                 test_seed: int = 12345) -> Optional[Dict[str, Any]]:
+        """Report on trained networks (method -> network): x-MAE and y-loss per example
+        of each on ``test_size`` fixed test examples (data seed ``test_seed``, eval mode),
+        and, with ``out_dir``, the plot of the first of them (``fluid_example.png``:
+        marker sequences of the ground truth and of each prediction, paper figure 13)."""
+        from .. import fluid_plots, losses
+        if not networks:
+            return None
+        batch = self.make_data(test_seed).sample(test_size)
+        report: Dict[str, Any] = {"test_size": test_size, "test_seed": test_seed, "x_mae": {}, "y_loss": {}}
+        for method, network in networks.items():
+            was_training = network.training
+            network.eval()
+            try:
+                with torch.no_grad():
+                    x = self.predict(network, batch)
+                    y = self.simulate(x, batch, None)
+            finally:
+                network.train(was_training)
+            report["x_mae"][method] = float(self.x_metric(x, batch))
+            report["y_loss"][method] = float(losses.l2(y, batch.y_star)) / test_size
+        lines = [f"fluid test set ({test_size} examples, data seed {test_seed}):"]
+        lines += [f"  {method:<12} x-MAE {report['x_mae'][method]:.4g}   y-loss {report['y_loss'][method]:.4g}"
+                  for method in networks]
+        if out_dir is not None:
+            path = os.path.join(out_dir, "fluid_example.png")
+            report["plot"] = fluid_plots.plot_predictions(self, networks, path, seed=test_seed)
+            lines.append(f"example plot: {report['plot']}")
+        report["text"] = "\n".join(lines)
+        return report
+
+
+EXPERIMENT = FluidExperiment

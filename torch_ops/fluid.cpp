@@ -1,0 +1,312 @@
+// physgrad::fluid: schema and CPU kernels (forward, backward of every mode) and
+// physgrad::fluid_sequence (the states of a run, for plots).
+//   m_t = P(v0; m0): incompressible flow on a periodic MAC grid transports the
+//   marker m0 [B, ny, nx] (or [B, 1, ny, nx]) with the initial cell-centred
+//   velocity v0 [B, 2, ny, nx] (channel 0 = vx, 1 = vy); see cphys/fluid.h.
+//
+// Threading: a cphys fluid object owns work arrays, the tape of its last
+// recorded run and the statistics of its last call, and is not safe to use from
+// two threads at once; so each cached object has a mutex, held for the call and
+// the reading of its statistics.  (cphys also holds its library lock for the
+// whole of every fluid call that solves, so fluid calls on different objects
+// run one at a time as well.)
+#include "cphys/fluid.h"
+
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "common.h"
+
+namespace physgrad {
+namespace {
+
+constexpr const char *kOp = "fluid";
+const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+
+struct FluidKey {
+  int64_t ny, nx;
+  double dy, dx, dt;
+  int64_t steps;
+  double atol;
+  int64_t max_iterations;
+  bool operator<(const FluidKey &o) const {
+    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations) <
+           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations);
+  }
+};
+
+// A cached fluid object and the mutex that gives it to one call at a time.
+struct FluidSolver {
+  CPhysFluid fluid = nullptr;
+  std::mutex mutex;
+};
+
+ObjectCache<FluidKey, FluidSolver *> &solvers() {
+  static ObjectCache<FluidKey, FluidSolver *> cache(
+      [](const FluidKey &k, FluidSolver **out) {
+        CPhysFluidConfig config = CPhysFluidDefaultConfig();
+        config.shape[0] = k.ny, config.shape[1] = k.nx;
+        config.spacing[0] = k.dy, config.spacing[1] = k.dx;
+        config.dt = k.dt;
+        config.steps = static_cast<int>(k.steps);
+        config.atol = k.atol;
+        config.max_iterations = static_cast<int>(k.max_iterations);
+        std::unique_ptr<FluidSolver> solver(new FluidSolver);
+        const int code = CPhysFluidCreate(&config, &solver->fluid);
+        if (code == CPHYS_SUCCESS) *out = solver.release();
+        return code;
+      },
+      [](FluidSolver **solver) {
+        if (*solver) CPhysFluidDestroy(&(*solver)->fluid);
+        delete *solver;
+        *solver = nullptr;
+        return 0;
+      });
+  return cache;
+}
+
+struct Options {
+  int64_t steps;
+  double dt, dy, dx, atol;
+  int64_t max_iterations;
+};
+
+std::string op_name(const char *op) {
+  return std::string("physgrad.") + op;
+}
+
+Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<double> spacing, double atol,
+                      int64_t max_iterations) {
+  const std::string name = op_name(op);
+  TORCH_CHECK_VALUE(steps >= 1 && steps <= 100000, name, ": steps must be in [1, 100000], got ", steps);
+  TORCH_CHECK_VALUE(std::isfinite(dt) && dt > 0.0, name, ": dt must be positive and finite, got ", dt);
+  TORCH_CHECK_VALUE(spacing.size() == 2, name, ": spacing must be [dy, dx], got ", spacing);
+  TORCH_CHECK_VALUE(
+      std::isfinite(spacing[0]) && spacing[0] > 0.0 && std::isfinite(spacing[1]) && spacing[1] > 0.0, name,
+      ": spacing must be positive and finite, got ", spacing);
+  TORCH_CHECK_VALUE(std::isfinite(atol) && atol > 0.0, name,
+                    ": pressure_atol must be positive and finite, got ", atol);
+  TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX, name,
+                    ": pressure_max_iterations must be in [1, 2^31), got ", max_iterations);
+  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations};
+}
+
+// v0 as contiguous float64 [B, 2, ny, nx] and m0 as [B, ny, nx], checked against each other.
+struct Inputs {
+  at::Tensor v0, m0;
+  int64_t batch, ny, nx;
+};
+
+Inputs parse_inputs(const at::Tensor &v0, const at::Tensor &m0, const char *op) {
+  const std::string name = op_name(op);
+  at::Tensor v = as_double(v0, op, "v0", {4});
+  TORCH_CHECK_VALUE(v.size(1) == 2, name, ": v0 must be [B, 2, ny, nx] (channel 0 = vx, 1 = vy), got shape ",
+                    v0.sizes());
+  at::Tensor m = as_double(m0, op, "m0", {3, 4});
+  if (m.dim() == 4) {
+    TORCH_CHECK_VALUE(m.size(1) == 1, name, ": a 4-D m0 must be [B, 1, ny, nx], got shape ", m0.sizes());
+    m = m.squeeze(1);
+  }
+  TORCH_CHECK_VALUE(m.size(0) == v.size(0), name, ": m0 has batch ", m.size(0), " but v0 has batch ",
+                    v.size(0));
+  TORCH_CHECK_VALUE(m.size(1) == v.size(2) && m.size(2) == v.size(3), name, ": m0's grid [", m.size(1), ", ",
+                    m.size(2), "] differs from v0's grid [", v.size(2), ", ", v.size(3), "]");
+  TORCH_CHECK_VALUE(v.size(2) >= 3 && v.size(3) >= 3, name,
+                    ": v0 and m0 need at least 3 cells per axis (periodic stencils), got grid [", v.size(2),
+                    ", ", v.size(3), "]");
+  return Inputs{v, m, v.size(0), v.size(2), v.size(3)};
+}
+
+std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
+  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations}, op);
+}
+
+// Per sample, over the pressure solves of `passes` in the last call: the total
+// CG iterations, the largest final residual, whether all converged, and the
+// first failure's reason (else the last solve's).
+std::vector<CPhysSolveInfo> pass_info(CPhysFluid fluid, std::initializer_list<CPhysFluidPass> passes,
+                                      int64_t batch) {
+  std::vector<CPhysSolveInfo> summary(batch);
+  for (int64_t s = 0; s < batch; s++) {
+    CPhysSolveInfo &total = summary[s];
+    std::memset(&total, 0, sizeof total);
+    total.converged = 1;
+    for (CPhysFluidPass pass : passes) {
+      ptrdiff_t recorded = 0;
+      int solves = 0;
+      if (CPhysFluidGetSolveCount(fluid, pass, &recorded, &solves) || recorded != batch) continue;
+      for (int solve = 0; solve < solves; solve++) {
+        CPhysSolveInfo info;
+        if (CPhysFluidGetSolveInfo(fluid, pass, s, solve, &info)) continue;
+        total.iterations += info.iterations;
+        total.residual_norm = std::max(total.residual_norm, info.residual_norm);
+        if (total.converged) {
+          total.converged = info.converged;
+          total.reason = info.reason;
+          std::memcpy(total.reason_text, info.reason_text, sizeof total.reason_text);
+        }
+      }
+    }
+  }
+  return summary;
+}
+
+// Statistics are recorded when the call ran its solves (success or a deferred
+// non-convergence); after other errors they would describe an earlier call.
+void record(int code, CPhysFluid fluid, const char *phase, std::initializer_list<CPhysFluidPass> passes,
+            int64_t batch) {
+  if (code == CPHYS_SUCCESS || code == CPHYS_ERROR_NOT_CONVERGED)
+    record_solve_info(kOp, phase, pass_info(fluid, passes, batch));
+}
+
+at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t steps, double dt,
+                         at::ArrayRef<double> spacing, c10::string_view grad_mode, double y_step,
+                         double pressure_atol, int64_t pressure_max_iterations, int64_t lbfgs_iterations,
+                         c10::string_view on_failure) {
+  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
+  const OnFailure failure = parse_on_failure(on_failure, kOp);
+  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid: y_step must be finite, got ", y_step);
+  TORCH_CHECK_VALUE(mode != GradMode::Lbfgs || (lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX),
+                    "physgrad.fluid: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
+  const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Inputs in = parse_inputs(v0, m0, kOp);
+  auto solver = solver_for(in, o, kOp);
+  at::Tensor m_t = at::empty({in.batch, in.ny, in.nx}, in.m0.options());
+  {
+    std::lock_guard<std::mutex> guard(solver->mutex);
+    // The adjoint backward reuses the tape of a recorded run from the same inputs.
+    const int code =
+        CPhysFluidForward(solver->fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
+                          m_t.data_ptr<double>(), mode == GradMode::Adjoint);
+    record(code, solver->fluid, "forward", {CPHYS_FLUID_PASS_FORWARD}, in.batch);
+    check_cphys(code, kOp, failure, /*warn=*/false);
+  }
+  return m_t.to(v0.scalar_type()).view(m0.sizes());
+}
+
+// The backward of every mode: [dv0, dm0]; dm0 only in the adjoint mode (the
+// marker is data to the physical and lbfgs modes), undefined otherwise.
+std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tensor &v0, const at::Tensor &m0,
+                                       const at::Tensor &y, int64_t steps, double dt,
+                                       at::ArrayRef<double> spacing, c10::string_view grad_mode,
+                                       double y_step, double pressure_atol, int64_t pressure_max_iterations,
+                                       int64_t lbfgs_iterations, c10::string_view on_failure) {
+  constexpr const char *kBackward = "fluid_backward";
+  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
+  const OnFailure failure = parse_on_failure(on_failure, kOp);
+  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid_backward: y_step must be finite, got ", y_step);
+  const Options o = parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Inputs in = parse_inputs(v0, m0, kBackward);
+  TORCH_CHECK_VALUE(grad_y.sizes() == m0.sizes(), "physgrad.fluid_backward: grad_y has shape ",
+                    grad_y.sizes(), " but m0 has shape ", m0.sizes());
+  TORCH_CHECK_VALUE(y.sizes() == m0.sizes(), "physgrad.fluid_backward: y has shape ", y.sizes(),
+                    " but m0 has shape ", m0.sizes());
+  const at::Tensor g = as_double(grad_y, kBackward, "grad_y", {3, 4}).reshape({in.batch, in.ny, in.nx});
+  auto solver = solver_for(in, o, kBackward);
+  at::Tensor dv0 = at::empty_like(in.v0), dm0;
+  std::lock_guard<std::mutex> guard(solver->mutex);
+  CPhysFluid fluid = solver->fluid;
+  int code = CPHYS_SUCCESS;
+  switch (mode) {
+    case GradMode::Adjoint:
+      dm0 = at::empty_like(in.m0);
+      code = CPhysFluidAdjoint(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
+                               g.data_ptr<double>(), dv0.data_ptr<double>(), dm0.data_ptr<double>());
+      record(code, fluid, "adjoint", {CPHYS_FLUID_PASS_ADJOINT}, in.batch);
+      break;
+    case GradMode::Physical: {
+      const at::Tensor y_double = as_double(y, kBackward, "y", {3, 4}).reshape({in.batch, in.ny, in.nx});
+      const at::Tensor target = (y_double - y_step * g).contiguous();
+      code = CPhysFluidPhysicalInverse(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
+                                       target.data_ptr<double>(), nullptr, dv0.data_ptr<double>());
+      record(code, fluid, "physical", {CPHYS_FLUID_PASS_FORWARD, CPHYS_FLUID_PASS_REVERSE}, in.batch);
+      break;
+    }
+    default: {
+      TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
+                        "physgrad.fluid_backward: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
+      const at::Tensor y_double = as_double(y, kBackward, "y", {3, 4}).reshape({in.batch, in.ny, in.nx});
+      CPhysLeastSquaresConfig config = {};
+      config.max_iterations = static_cast<int>(lbfgs_iterations);
+      config.options_prefix = "physgrad_fluid_lbfgs_";
+      std::vector<CPhysSolveInfo> info(in.batch);
+      code = CPhysFluidLbfgsPhysicalGradient(
+          fluid, &config, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
+          y_double.data_ptr<double>(), g.data_ptr<double>(), y_step, dv0.data_ptr<double>(), info.data());
+      if (code == CPHYS_SUCCESS || code == CPHYS_ERROR_NOT_CONVERGED) record_solve_info(kOp, "lbfgs", info);
+    }
+  }
+  check_cphys(code, kOp, failure);
+  return {dv0.to(v0.scalar_type()).view(v0.sizes()),
+          dm0.defined() ? dm0.to(m0.scalar_type()).view(m0.sizes()) : at::Tensor()};
+}
+
+// Every state of the forward run: markers [B, steps + 1, ny, nx] and the
+// velocity at the cell centres [B, steps + 1, 2, ny, nx] (state 0: m0 and the
+// projected v0; state k: after step k).  Not differentiable.
+std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at::Tensor &m0, int64_t steps,
+                                                  double dt, at::ArrayRef<double> spacing,
+                                                  double pressure_atol, int64_t pressure_max_iterations) {
+  constexpr const char *kSequence = "fluid_sequence";
+  const Options o = parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Inputs in = parse_inputs(v0, m0, kSequence);
+  auto solver = solver_for(in, o, kSequence);
+  const int64_t states = steps + 1, n = in.ny * in.nx;
+  at::Tensor markers = at::empty({in.batch, states, in.ny, in.nx}, in.m0.options());
+  at::Tensor velocities = at::empty({in.batch, states, 2, in.ny, in.nx}, in.m0.options());
+  at::Tensor m_t = at::empty({in.batch, in.ny, in.nx}, in.m0.options());
+  at::Tensor staggered = at::empty({2, in.ny, in.nx}, in.m0.options());
+  {
+    std::lock_guard<std::mutex> guard(solver->mutex);
+    CPhysFluid fluid = solver->fluid;
+    const int code = CPhysFluidForward(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
+                                       m_t.data_ptr<double>(), 1);
+    check_cphys(code, kSequence);
+    for (int64_t s = 0; s < in.batch; s++) {
+      for (int64_t k = 0; k < states; k++) {
+        const int64_t state = s * states + k;
+        check_cphys(CPhysFluidGetState(fluid, s, static_cast<int>(k), staggered.data_ptr<double>(),
+                                       markers.data_ptr<double>() + state * n),
+                    kSequence);
+        check_cphys(CPhysFluidStaggeredToCentred(fluid, 1, staggered.data_ptr<double>(),
+                                                 velocities.data_ptr<double>() + state * 2 * n),
+                    kSequence);
+      }
+    }
+  }
+  return std::make_tuple(markers.to(v0.scalar_type()), velocities.to(v0.scalar_type()));
+}
+
+}  // namespace
+}  // namespace physgrad
+
+TORCH_LIBRARY_FRAGMENT(physgrad, m) {
+  m.def(
+      "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
+      "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
+      "pressure_max_iterations=1000, "
+      "int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
+  m.def(
+      "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
+      "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
+      "str on_failure) -> Tensor[]");
+  m.def(
+      "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
+      "int pressure_max_iterations) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
+  m.impl("fluid", physgrad::fluid_forward);
+  m.impl("fluid_backward", physgrad::fluid_backward);
+  m.impl("fluid_sequence", physgrad::fluid_sequence);
+}
+
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {
+  physgrad::register_physics_autograd(m, "fluid");
+}
