@@ -76,6 +76,18 @@ static int create_solver_locked(CPhysPoisson p) {
                                   p->config.max_iterations));
   if (p->prefix[0]) CPhysPetscCall(KSPSetOptionsPrefix(p->ksp, p->prefix));
   CPhysPetscCall(KSPSetFromOptions(p->ksp));
+  /* Geometric multigrid needs a grid hierarchy, which this object has no DM to
+   * give; PETSc would crash in KSPSetUp.  GAMG builds its own hierarchy. */
+  PetscBool multigrid = PETSC_FALSE;
+  CPhysPetscCall(PetscObjectTypeCompare((PetscObject)pc, PCMG, &multigrid));
+  if (multigrid) {
+    PetscInt levels = 1;
+    CPhysPetscCall(PCMGGetLevels(pc, &levels));
+    CPhysCheck(levels <= 1, CPHYS_ERROR_UNSUPPORTED,
+               "-%spc_type mg needs a grid hierarchy this single-process solver does not have; "
+               "use -%spc_type gamg (algebraic multigrid) instead",
+               p->prefix, p->prefix);
+  }
   CPhysPetscCall(KSPSetUp(p->ksp));
   CPhysPetscCall(MatCreateVecs(p->minus_laplacian, &p->solution, &p->rhs));
   return 0;

@@ -131,6 +131,13 @@ static void test_options_prefix_selects_the_solver(void) {
         info.iterations);
   CPhysPoissonDestroy(&poisson);
   CHECK_OK(CPhysClearOptions());
+
+  /* Geometric multigrid without a grid hierarchy is refused, not a crash. */
+  CHECK_OK(CPhysSetOptions("-cphys_test_pc_type mg -cphys_test_pc_mg_levels 3"));
+  CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{16, 16}, {1, 1}, 1e-12, 0, 100, "cphys_test_"}, &poisson),
+              CPHYS_ERROR_UNSUPPORTED);
+  CHECK(poisson == NULL, "a refused Create must leave the handle NULL");
+  CHECK_OK(CPhysClearOptions());
 }
 
 int main(void) {
