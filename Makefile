@@ -5,7 +5,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEMO_OUT ?= runs/demo
-DEMO_ITERATIONS ?= 300
+DEMO_ITERATIONS ?= 200
+DEMO_BATCH ?= 16
 
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
@@ -29,7 +30,7 @@ test-python: build
 test: test-c test-python
 
 demo: build
-	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --out $(DEMO_OUT)
+	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --batch-size $(DEMO_BATCH) --out $(DEMO_OUT)
 
 # libcphys + include/cphys/ + libphysgrad_ops + the CMake package `cphys`, under $(PREFIX).
 PREFIX ?= $(HOME)/.local
