@@ -11,7 +11,7 @@ from . import _library
 
 _library.load()
 
-from . import losses, modes, nn  # noqa: E402
+from . import data, losses, modes, nets, nn  # noqa: E402
 from .modes import GRAD_MODES, grad_mode  # noqa: E402
 from .ops import (SolveStats, clear_solver_options, fluid, fluid_sequence, heat, library_version,  # noqa: E402
                   poisson, set_solver_options, sine, sine_nearest_minimum, solve_stats, wave_packet,
@@ -19,6 +19,6 @@ from .ops import (SolveStats, clear_solver_options, fluid, fluid_sequence, heat,
 
 from ._version import __version__  # noqa: E402  (the VERSION file)
 
-__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "fluid", "fluid_sequence", "grad_mode", "heat",
-           "library_version", "losses", "modes", "nn", "poisson", "set_solver_options", "sine",
+__all__ = ["GRAD_MODES", "SolveStats", "clear_solver_options", "data", "fluid", "fluid_sequence", "grad_mode", "heat",
+           "library_version", "losses", "modes", "nets", "nn", "poisson", "set_solver_options", "sine",
            "sine_nearest_minimum", "solve_stats", "wave_packet", "wave_packet_fit", "__version__"]
