@@ -1,10 +1,12 @@
-"""Command line: ``python3 -m physgrad {train,compare,list} ...``.
+"""Command line: ``python3 -m physgrad {train,compare,evaluate,list} ...``.
 
 Examples::
 
     python3 -m physgrad train poisson --method adam+pg --iterations 1000 --out runs/p
     python3 -m physgrad compare poisson --methods adam,adam+pg --iterations 5000 \\
         --checkpoints 60,1000,5000 --out runs/poisson
+    python3 -m physgrad compare sin --methods adam,adam+pg --seeds 5,6,7 --out runs/sin
+    python3 -m physgrad evaluate wave-packet --run runs/wave-packet/compare
 """
 import argparse
 import os
@@ -31,9 +33,18 @@ def _shape(text: str) -> List[int]:
     return [ny, nx]
 
 
+def _experiment_name(text: str) -> str:
+    """Experiment names take ``-`` or ``_`` (``wave-packet`` is module ``wave_packet``)."""
+    return text.replace("-", "_")
+
+
+def _add_experiment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", type=_experiment_name, choices=available_experiments(),
+                        metavar="EXPERIMENT", help=f"one of: {', '.join(available_experiments())}")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", choices=available_experiments(), metavar="EXPERIMENT",
-                        help=f"one of: {', '.join(available_experiments())}")
+    _add_experiment(parser)
     parser.add_argument("--iterations", type=int, default=None,
                         help="number of updates (default: the experiment's)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -86,8 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--window", type=int, default=10,
                          help="x-MAE at a checkpoint is averaged over up to this many "
                               "iterations (default 10)")
+    compare.add_argument("--seeds", type=_int_list, default=None,
+                         help="repeat the comparison for these network initializations, e.g. "
+                              "5,6,7 (one folder seed<k> each; results.json gets the mean)")
+    compare.add_argument("--no-evaluate", action="store_true",
+                         help="skip the experiment's own report on the trained networks "
+                              "(e.g. wave-packet: the L-BFGS-B comparison)")
     compare.add_argument("--out", default=None,
                          help="output folder (default runs/<experiment>/compare)")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="the experiment's report on a finished comparison",
+        description="Load the networks of a compare (or train) output folder and run the "
+                    "experiment's own evaluation, e.g. wave-packet: the trained networks "
+                    "against per-example L-BFGS-B on a fixed seeded test set, and figure 1.")
+    _add_experiment(evaluate)
+    evaluate.set_defaults(subparser=evaluate)
+    evaluate.add_argument("--run", required=True,
+                          help="folder with <method>.pt (and <method>.csv) files, e.g. a compare --out")
+    evaluate.add_argument("--methods", default=None,
+                          help="comma-separated methods (default: every <method>.pt in --run)")
+    evaluate.add_argument("--out", default=None, help="where to write the report (default: --run)")
+    evaluate.add_argument("--threads", type=int, default=None,
+                          help="torch intra-op threads (torch.set_num_threads)")
 
     commands.add_parser("list", help="list experiments, their methods and defaults",
                         description="List experiments, their methods and defaults.")
@@ -136,13 +168,61 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     out_dir = args.out or os.path.join("runs", experiment.name, "compare")
     results = compare(experiment, methods, args.iterations, args.batch_size, args.seed, out_dir,
                       data_seed=args.data_seed, checkpoints=args.checkpoints,
-                      window=args.window, progress=False if args.no_progress else None)
+                      window=args.window, progress=False if args.no_progress else None,
+                      seeds=args.seeds, evaluate=not args.no_evaluate)
     print(format_table(results))
-    for method in results["methods"]:
-        state = " (diverged)" if results["diverged"][method] else ""
-        print(f"{method}: {results['wall_seconds'][method]:.1f} s{state}; "
-              f"log {results['csv'][method]}, weights {results['weights'][method]}")
+    if "seeds" in results:
+        for seed, seconds in results["wall_seconds"].items():
+            print(f"seed {seed}: " + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items())
+                  + f"; results {results['runs'][seed]}")
+        for seed, evaluation in results.get("evaluation_per_seed", {}).items():
+            print(f"seed {seed}:\n{evaluation.get('text', '')}")
+    else:
+        for method in results["methods"]:
+            state = " (diverged)" if results["diverged"][method] else ""
+            print(f"{method}: {results['wall_seconds'][method]:.1f} s{state}; "
+                  f"log {results['csv'][method]}, weights {results['weights'][method]}")
+        if "evaluation" in results:
+            print(results["evaluation"].get("text", ""))
     print(f"results: {results['results_json']}\nplot:    {results['plot']}")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import glob
+    import json
+    import torch
+    from .training import make_network, read_history
+    options: Dict[str, Any] = {}
+    results_path = os.path.join(args.run, "results.json")
+    if os.path.isfile(results_path):
+        with open(results_path) as stream:
+            options = json.load(stream).get("options", {})
+    try:
+        experiment = get_experiment(args.experiment, **options)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.methods:
+        methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    else:
+        methods = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(args.run, "*.pt")))
+    if not methods:
+        parser.error(f"no <method>.pt weights in {args.run}")
+    networks, histories = {}, {}
+    for method in methods:
+        weights = os.path.join(args.run, f"{method}.pt")
+        if not os.path.isfile(weights):
+            parser.error(f"no weights {weights}")
+        networks[method] = make_network(experiment, 0)
+        networks[method].load_state_dict(torch.load(weights))
+        log = os.path.join(args.run, f"{method}.csv")
+        if os.path.isfile(log):
+            histories[method] = read_history(log, experiment.name, method)
+    evaluation = experiment.evaluate(networks, args.out or args.run, histories)
+    if evaluation is None:
+        print(f"experiment {experiment.name!r} has no evaluation of its own")
+        return 1
+    print(evaluation.get("text", json.dumps(evaluation, indent=2)))
     return 0
 
 
@@ -168,4 +248,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     if args.command == "train":
         return _run_train(args, args.subparser)
+    if args.command == "evaluate":
+        return _run_evaluate(args, args.subparser)
     return _run_compare(args, args.subparser)

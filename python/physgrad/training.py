@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ from .experiments import Experiment, get_experiment
 
 __all__ = ["Method", "METHODS", "register_method", "get_method", "History",
            "make_network", "make_optimizer", "train", "smoothed_metric",
-           "default_checkpoints", "compare", "format_table"]
+           "default_checkpoints", "compare", "format_table", "read_history"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,24 +277,57 @@ def compare(experiment: Union[str, Experiment], methods: List[str],
             iterations: Optional[int] = None, batch_size: Optional[int] = None, seed: int = 0,
             out_dir: str = "runs/compare", *, data_seed: Optional[int] = None,
             checkpoints: Optional[List[int]] = None, window: int = 10,
-            progress: Optional[bool] = None) -> Dict[str, Any]:
+            progress: Optional[bool] = None, seeds: Optional[List[int]] = None,
+            evaluate: bool = True) -> Dict[str, Any]:
     """Train every method from identical initial weights on identical data.
 
     Writes ``out_dir/<method>.csv`` and ``.pt`` per method,
     ``out_dir/results.json`` and the learning curves
-    ``out_dir/learning_curves.png``.
+    ``out_dir/learning_curves.png``. With ``evaluate``, the experiment's own
+    report on the trained networks (:meth:`Experiment.evaluate`, if it has
+    one) goes to ``results["evaluation"]`` and its files to ``out_dir``.
+
+    With ``seeds`` (several network initializations, as the paper's figure
+    10), each seed is a comparison of its own in ``out_dir/seed<k>`` (data seed
+    ``data_seed`` if given, else the seed); ``out_dir/results.json`` then holds
+    the mean over seeds in ``x_mae`` and the per-seed values in
+    ``x_mae_per_seed``, and ``out_dir/learning_curves.png`` every seed's curves.
 
     Returns:
-        The results (as in ``results.json``): per method the x-MAE at each
+        The results (as in ``results.json``): per method the experiment's
+        metric (the log's ``x_mae`` column, named ``results["metric"]``) at each
         checkpoint (:func:`smoothed_metric` with ``window``; None where a run
-        stopped early) and ``ratio_to_first``, the first method's x-MAE divided
+        stopped early) and ``ratio_to_first``, the first method's value divided
         by this method's (> 1: this method is more accurate).
     """
-    from . import plots
     if isinstance(experiment, str):
         experiment = get_experiment(experiment)
     if not methods:
         raise ValueError("compare needs at least one method")
+    if seeds:
+        return _compare_seeds(experiment, methods, iterations, batch_size, list(seeds), out_dir,
+                              data_seed=data_seed, checkpoints=checkpoints, window=window,
+                              progress=progress, evaluate=evaluate)
+    return _compare_one(experiment, methods, iterations, batch_size, seed, out_dir,
+                        data_seed=data_seed, checkpoints=checkpoints, window=window,
+                        progress=progress, evaluate=evaluate)[0]
+
+
+def _ratios(table: Dict[str, List[float]], first: str) -> Dict[str, List[float]]:
+    return {name: [a / b if b > 0 else math.nan for a, b in zip(table[first], values)]
+            for name, values in table.items()}
+
+
+def _json_list(values: List[float]) -> List[Optional[float]]:
+    return [_json_number(v) for v in values]
+
+
+def _compare_one(experiment: Experiment, methods: List[str], iterations: Optional[int],
+                 batch_size: Optional[int], seed: int, out_dir: str, *, data_seed: Optional[int],
+                 checkpoints: Optional[List[int]], window: int, progress: Optional[bool],
+                 evaluate: bool) -> Tuple[Dict[str, Any], List[History]]:
+    """One seed of :func:`compare`: (results, histories)."""
+    from . import plots
     resolved = [get_method(name, experiment) for name in methods]
     iterations = experiment.default_iterations if iterations is None else iterations
     batch_size = experiment.default_batch_size if batch_size is None else batch_size
@@ -305,22 +338,21 @@ def compare(experiment: Union[str, Experiment], methods: List[str],
                  for method in resolved]
     table = {h.method: [smoothed_metric(h.x_mae, c, window) for c in checkpoints]
              for h in histories}
-    first = table[histories[0].method]
-    ratios = {name: [a / b if b > 0 else math.nan for a, b in zip(first, values)]
-              for name, values in table.items()}
+    ratios = _ratios(table, histories[0].method)
     plot_path = plots.plot_learning_curves(
         histories, os.path.join(out_dir, "learning_curves.png"),
-        title=f"{experiment.name}: batch {batch_size}, seed {seed}")
+        title=f"{experiment.name}: batch {batch_size}, seed {seed}",
+        smoothing=experiment.plot_smoothing, metric_label=experiment.metric_description)
     results = {
         "experiment": experiment.name, "options": experiment.options(),
         "methods": [h.method for h in histories], "iterations": iterations,
         "batch_size": batch_size, "seed": seed,
         "data_seed": seed if data_seed is None else data_seed,
         "learning_rates": {m.name: experiment.learning_rates[m.name] for m in resolved},
+        "metric": experiment.metric_name,
         "checkpoints": checkpoints, "smoothing_window": window,
-        "x_mae": {name: [_json_number(v) for v in values] for name, values in table.items()},
-        "ratio_to_first": {name: [_json_number(v) for v in values]
-                           for name, values in ratios.items()},
+        "x_mae": {name: _json_list(values) for name, values in table.items()},
+        "ratio_to_first": {name: _json_list(values) for name, values in ratios.items()},
         "wall_seconds": {h.method: (h.wall_seconds[-1] if h.wall_seconds else 0.0)
                          for h in histories},
         "diverged": {h.method: h.diverged for h in histories},
@@ -329,26 +361,100 @@ def compare(experiment: Union[str, Experiment], methods: List[str],
         "plot": plot_path,
         "results_json": os.path.join(out_dir, "results.json"),
     }
+    if evaluate:
+        evaluation = experiment.evaluate({h.method: h.network for h in histories}, out_dir,
+                                         {h.method: h for h in histories})
+        if evaluation is not None:
+            results["evaluation"] = evaluation
+    with open(results["results_json"], "w") as stream:
+        json.dump(results, stream, indent=2)
+    return results, histories
+
+
+def _compare_seeds(experiment: Experiment, methods: List[str], iterations: Optional[int],
+                   batch_size: Optional[int], seeds: List[int], out_dir: str, *,
+                   data_seed: Optional[int], checkpoints: Optional[List[int]], window: int,
+                   progress: Optional[bool], evaluate: bool) -> Dict[str, Any]:
+    """:func:`compare` repeated for several network initializations, and the mean."""
+    from . import plots
+    runs = [_compare_one(experiment, methods, iterations, batch_size, seed,
+                         os.path.join(out_dir, f"seed{seed}"), data_seed=data_seed,
+                         checkpoints=checkpoints, window=window, progress=progress,
+                         evaluate=evaluate) for seed in seeds]
+    first = runs[0][0]
+    names = first["methods"]
+
+    def value(v: Optional[float]) -> float:
+        return math.nan if v is None else v
+
+    per_seed = {str(seed): run[0]["x_mae"] for seed, run in zip(seeds, runs)}
+    mean = {name: [sum(value(run[0]["x_mae"][name][i]) for run in runs) / len(runs)
+                   for i in range(len(first["checkpoints"]))] for name in names}
+    results = {key: first[key] for key in ("experiment", "options", "methods", "iterations",
+                                           "batch_size", "learning_rates", "metric",
+                                           "checkpoints", "smoothing_window")}
+    # one legend entry per method (matplotlib skips labels starting with "_")
+    seed_list = ", ".join(map(str, seeds))
+    labelled = [dataclasses.replace(h, method=f"{h.method} (seeds {seed_list})" if i == 0 else f"_{h.method}")
+                for i, run in enumerate(runs) for h in run[1]]
+    results.update({
+        "seeds": seeds, "data_seed": data_seed,
+        "x_mae": {name: _json_list(values) for name, values in mean.items()},
+        "ratio_to_first": {name: _json_list(values)
+                           for name, values in _ratios(mean, names[0]).items()},
+        "x_mae_per_seed": per_seed,
+        "wall_seconds": {str(seed): run[0]["wall_seconds"] for seed, run in zip(seeds, runs)},
+        "diverged": {name: [run[0]["diverged"][name] for run in runs] for name in names},
+        "runs": {str(seed): run[0]["results_json"] for seed, run in zip(seeds, runs)},
+        "plot": plots.plot_learning_curves(
+            labelled, os.path.join(out_dir, "learning_curves.png"),
+            title=f"{experiment.name}: seeds {', '.join(map(str, seeds))}",
+            smoothing=experiment.plot_smoothing, metric_label=experiment.metric_description,
+            colors=[f"C{names.index(h.method)}" for run in runs for h in run[1]]),
+        "results_json": os.path.join(out_dir, "results.json"),
+    })
+    evaluations = {str(seed): run[0]["evaluation"] for seed, run in zip(seeds, runs)
+                   if "evaluation" in run[0]}
+    if evaluations:
+        results["evaluation_per_seed"] = evaluations
     with open(results["results_json"], "w") as stream:
         json.dump(results, stream, indent=2)
     return results
 
 
+def read_history(csv_path: str, experiment: str = "", method: str = "") -> History:
+    """A :class:`History` from a training log written by :func:`train` (no network)."""
+    history = History(experiment=experiment, method=method, csv_path=csv_path)
+    with open(csv_path, newline="") as stream:
+        for row in csv.DictReader(stream):
+            history.iteration.append(int(row["iteration"]))
+            history.wall_seconds.append(float(row["wall_seconds"]))
+            history.y_loss.append(float(row["y_loss"]))
+            history.x_mae.append(float(row["x_mae"]))
+    return history
+
+
 def format_table(results: Dict[str, Any]) -> str:
-    """The x-MAE / ratio table of :func:`compare`'s results as text."""
+    """The metric / ratio table of :func:`compare`'s results as text (with
+    ``seeds``: the mean, then one block per seed)."""
     checkpoints = results["checkpoints"]
     methods = results["methods"]
+    metric = results.get("metric", "x-MAE")
     label_width = max(12, *(len(m) + 2 for m in methods), len(methods[0]) + 8)
 
     def row(label: str, values: List[Optional[float]], fmt: str) -> str:
         cells = [("-" if v is None else format(v, fmt)).rjust(10) for v in values]
         return label.ljust(label_width) + "".join(cells)
 
-    lines = [f"x-MAE at iteration (mean over the last <= {results['smoothing_window']} "
+    over = f"mean over seeds {', '.join(map(str, results['seeds']))} of the " if "seeds" in results else ""
+    lines = [f"{over}{metric} at iteration (mean over the last <= {results['smoothing_window']} "
              f"iterations up to each checkpoint):",
              "iteration".ljust(label_width) + "".join(str(c).rjust(10) for c in checkpoints)]
     lines += [row(m, results["x_mae"][m], ".4g") for m in methods]
     if len(methods) > 1:
         lines.append(f"ratio {methods[0]} / method (> 1: method more accurate):")
         lines += [row(m, results["ratio_to_first"][m], ".3g") for m in methods[1:]]
+    for seed, table in results.get("x_mae_per_seed", {}).items():
+        lines.append(f"seed {seed}:")
+        lines += [row(m, table[m], ".4g") for m in methods]
     return "\n".join(lines)

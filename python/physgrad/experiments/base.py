@@ -13,6 +13,9 @@ a network ``x = f(y*)``. It provides the pieces the training loop combines:
 ``y_loss(y, b)``       the sum-reduced y-space loss the physics methods train
 ``supervised_loss``    the x-space loss against ``x*`` (``supervised`` method)
 ``x_metric(x, b)``     the reported accuracy: mean absolute error of ``x``
+                       (or the experiment's own metric, named by ``metric_name``)
+``evaluate(nets, ..)`` optional extra report on trained networks (e.g. a
+                       classical solver on a test set); default none
 =====================  ====================================================
 
 plus defaults: ``default_iterations``, ``default_batch_size`` and
@@ -54,6 +57,12 @@ class Experiment(ABC):
     default_batch_size: ClassVar[int] = 128
     #: method name -> learning rate; the keys are the methods offered
     learning_rates: ClassVar[Dict[str, float]] = {}
+    #: short name of :meth:`x_metric` for tables (the log's ``x_mae`` column holds it)
+    metric_name: ClassVar[str] = "x-MAE"
+    #: axis label of :meth:`x_metric` in plots
+    metric_description: ClassVar[str] = "x MAE  |x - x*| (mean)"
+    #: running-mean window of the learning-curve plots (0: about 1% of the run)
+    plot_smoothing: ClassVar[int] = 0
 
     @abstractmethod
     def make_network(self) -> nn.Module:
@@ -98,3 +107,11 @@ class Experiment(ABC):
     def options(self) -> Dict[str, Any]:
         """The constructor options of this instance, for logs and results.json."""
         return {}
+
+    def evaluate(self, networks: Dict[str, nn.Module], out_dir: Optional[str] = None,
+                 histories: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+        """Experiment-specific report on trained networks (method -> network), with
+        their training ``histories`` (method -> :class:`physgrad.training.History`)
+        where known; files go to ``out_dir``. Returns a JSON-ready dict whose
+        ``"text"`` the CLI prints, or None (the default: nothing to add)."""
+        return None
