@@ -58,12 +58,14 @@ static double clipped_ratio(double numerator, double denominator, double clip) {
   return numerator / denominator;
 }
 
-/* The x' with sin(a/x') = t nearest to x_eff, t in [-1, 1].  The solution
- * phases form the two ladders asin(t) + 2 pi k and pi - asin(t) + 2 pi k.  On
- * the side of x_eff, x = a/phase is monotonic in the phase, so the solutions
- * neighbouring x_eff in x are those bracketing its phase on each ladder;
- * rounding to the nearest phase instead (as the paper's code does) would pick
- * the wrong one where the spacing in x changes fast, near 0. */
+/* The x' with sin(a/x') = t nearest to x_eff in phase a/x, t in [-1, 1], as
+ * the paper's appendix B.2 does (the index of the closest minimum is
+ * round(a / (2 pi x) - 3/4)).  The solution phases form the two ladders
+ * asin(t) + 2 pi k and pi - asin(t) + 2 pi k; the candidates are those
+ * bracketing x_eff's phase on each ladder.  Nearest in phase, not in x: near 0
+ * the solutions crowd together in x, and the nearest in x pulls a prediction
+ * further in, where training through the op stalls (measured on the sin
+ * experiment); in phase every solution has an equal share. */
 static double nearest_solution(double a, double x_eff, double t) {
   const double side = phase_side(a, x_eff);
   const double phase = copysign(a / x_eff, side);
@@ -77,7 +79,7 @@ static double nearest_solution(double a, double x_eff, double t) {
       /* Only solutions on x_eff's side; phase 0 would be x = infinity. */
       if (!(candidate_phase * side > 0.0)) continue;
       const double candidate = a / candidate_phase;
-      const double distance = fabs(candidate - x_eff);
+      const double distance = fabs(candidate_phase - phase);
       if (!found || distance < best_distance ||
           (distance == best_distance && fabs(candidate) > fabs(best))) {
         best = candidate, best_distance = distance, found = 1;

@@ -17,8 +17,9 @@ static void sample_points(double *a, double *x, unsigned long long seed) {
   }
 }
 
-/* Nearest solution of sin(a/x') = t by enumerating both ladders of solution
- * phases far beyond the bracket: independent of the library's bracketing. */
+/* Solution of sin(a/x') = t nearest to x in phase a/x, on x's side of 0, by
+ * enumerating both ladders of solution phases far beyond the bracket:
+ * independent of the library's bracketing. */
 static double brute_force_nearest(double a, double x, double t) {
   double best = NAN, best_distance = INFINITY;
   const double start[2] = {asin(t), M_PI - asin(t)};
@@ -26,9 +27,9 @@ static double brute_force_nearest(double a, double x, double t) {
   for (int ladder = 0; ladder < 2; ladder++) {
     for (double k = centre - 50.0; k <= centre + 50.0; k++) {
       const double phase = start[ladder] + 2.0 * M_PI * k;
-      if (phase == 0.0) continue;
-      const double candidate = a / phase;
-      if (fabs(candidate - x) < best_distance) best = candidate, best_distance = fabs(candidate - x);
+      if (phase == 0.0 || (phase > 0.0) != (a / x > 0.0)) continue;
+      const double distance = fabs(phase - a / x);
+      if (distance < best_distance) best = a / phase, best_distance = distance;
     }
   }
   return best;
@@ -95,13 +96,13 @@ static void test_physical_lands_on_the_nearest_minimum(void) {
   for (int i = 0; i < N_POINTS; i++) {
     const double x_new = x[i] - dx[i], phase = a[i] / x_new;
     CHECK(fabs(sin(phase) + 1.0) <= 1e-12, "x_new[%d] = %g: sin = %.17g is no minimum", i, x_new, sin(phase));
-    /* The neighbouring minima on the same side are farther from x. */
+    /* The neighbouring minima on the same side are farther from x's phase. */
     const double m = round((phase - 1.5 * M_PI) / (2.0 * M_PI));
     for (int side = -1; side <= 1; side += 2) {
       const double neighbour_phase = 1.5 * M_PI + 2.0 * M_PI * (m + side);
       if (neighbour_phase * phase <= 0.0) continue; /* across 0: not on x's side */
-      CHECK(fabs(a[i] / neighbour_phase - x[i]) > fabs(dx[i]), "minimum m=%g is nearer to x = %g than %g",
-            m + side, x[i], x_new);
+      CHECK(fabs(neighbour_phase - a[i] / x[i]) >= fabs(phase - a[i] / x[i]),
+            "minimum m=%g is nearer to x = %g in phase than %g", m + side, x[i], x_new);
     }
     const double expected = brute_force_nearest(a[i], x[i], -1.0);
     CHECK(fabs(x_new - expected) <= 1e-14 * fabs(expected), "x_new[%d] = %.17g, brute force %.17g", i, x_new,

@@ -35,8 +35,9 @@ def backward_of(mode, x, a, g, **options):
 
 
 def brute_force_nearest(a, x, t):
-    """The x' with sin(a/x') = clip(t, -1, 1) nearest to x, by enumerating both ladders of
-    solution phases around x's phase (independent of the library's bracketing)."""
+    """The x' with sin(a/x') = clip(t, -1, 1) nearest to x in phase a/x (paper B.2), on x's
+    side of 0, by enumerating both ladders of solution phases around x's phase
+    (independent of the library's bracketing)."""
     a, x, t = (np.asarray(v, dtype=np.float64) for v in (a, x, t))
     t = np.clip(t, -1.0, 1.0)
     centre = np.floor(a / x / (2 * np.pi))
@@ -44,7 +45,7 @@ def brute_force_nearest(a, x, t):
     phases = np.concatenate([np.arcsin(t)[:, None] + 2 * np.pi * k, (np.pi - np.arcsin(t))[:, None] + 2 * np.pi * k], 1)
     with np.errstate(divide="ignore"):
         candidates = a[:, None] / phases
-    distance = np.where(candidates * x[:, None] > 0, np.abs(candidates - x[:, None]), np.inf)
+    distance = np.where(candidates * x[:, None] > 0, np.abs(phases - (a / x)[:, None]), np.inf)
     return candidates[np.arange(len(x)), distance.argmin(1)]
 
 
@@ -109,10 +110,11 @@ def test_physical_with_target_minus_one_lands_on_the_nearest_minimum():
     nearest = brute_force_nearest(a.numpy(), x.numpy(), -np.ones(len(x)))
     np.testing.assert_allclose(x_new.numpy(), nearest, rtol=1e-12)
     torch.testing.assert_close(x_new, physgrad.sine_nearest_minimum(a, x), rtol=1e-14, atol=0)
-    # nearest in x, not merely a minimum: no other minimum is closer
+    # nearest in phase, not merely a minimum: no other minimum on x's side is closer
     phases = 1.5 * np.pi + 2 * np.pi * np.arange(-200, 200)
-    others = a.numpy()[:, None] / phases[None, :]
-    assert (np.abs(others - x.numpy()[:, None]).min(1) >= np.abs(x_new.numpy() - x.numpy()) - 1e-12).all()
+    phase = (a / x).numpy()
+    same_side = np.where(phases[None, :] * phase[:, None] > 0, np.abs(phases[None, :] - phase[:, None]), np.inf)
+    assert (same_side.min(1) >= np.abs((a / x_new).numpy() - phase) - 1e-9).all()
 
 
 def test_l2_loss_against_minus_one_with_unit_step_lands_on_the_nearest_minimum():

@@ -73,18 +73,19 @@ CPHYS_EXTERN int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const
                                              double *da);
 
 /* The physical gradient: dx = x - x_new, with x_new the analytic inverse
- *   x_new = argmin_{x' : sin(a/x') = t} |x' - x_eff|,   t = min(max(y_target, -1), 1),
- * i.e. the solution nearest to the current point measured in x (not in phase).
+ *   x_new = a / phi*,  phi* = argmin_{phi : sin(phi) = t, phi on x_eff's side} |phi - a/x_eff|,
+ *   t = min(max(y_target, -1), 1),
+ * i.e. the solution nearest to the current point measured in phase a/x, as in
+ * the paper's appendix B.2 (minimum index n = round(a / (2 pi x) - 3/4)).
  * Targets at or below -1 therefore land on the nearest minimum, at or above 1
  * on the nearest maximum; a target outside [-1, 1] is unreachable and the
  * nearest extremum is the best output P can give.  The answer always lies on
  * the same side of 0 as x_eff: beyond the outermost solution of a side (the
- * paper's "furthest-out minima") the nearest one is that outermost solution,
- * never one across 0, which is farther.  x = +-infinity (where a/x = 0) is not
- * a solution.  Exact ties go to the solution farther from 0.  (The authors'
- * code picks m = round(a / (2 pi x) - 3/4), clamped to m >= 0 or m <= -1 by
- * side: the nearest minimum in phase, which differs from the nearest in x in a
- * few percent of random draws, mostly close to 0.)  Accuracy:
+ * paper's "furthest-out minima", n = 0 and n = -1) the nearest one is that
+ * outermost solution, never one across 0.  x = +-infinity (where a/x = 0) is
+ * not a solution.  Exact ties go to the solution farther from 0.  (Nearest in
+ * x instead would pull predictions near 0, where the solutions crowd together,
+ * further in; training through it stalls.)  Accuracy:
  * sin(a/x_new) = t up to the rounding of the phase, ~1e-16 |a/x_new|.
  * The op's backward calls this with y_target = y - y_step * g.
  *   a: [n], x: [n], y_target: [n], dx: [n]. */
@@ -92,7 +93,7 @@ CPHYS_EXTERN int CPhysSinePhysicalGradient(ptrdiff_t n, const double *a, const d
                                            const double *y_target, double *dx);
 
 /* The minimum nearest to x0 (the inverse above with target -1), as a position:
- *   x_min = a / (3 pi/2 + 2 pi m)  for the m whose x_min is nearest to x0_eff.
+ *   x_min = a / (3 pi/2 + 2 pi m)  for the m whose phase is nearest to a / x0_eff.
  * The supervised baseline of the paper uses x0 = 1 for its labels.
  *   a: [n], x0: [n], x_min: [n]. */
 CPHYS_EXTERN int CPhysSineNearestMinimum(ptrdiff_t n, const double *a, const double *x0, double *x_min);
