@@ -78,18 +78,6 @@ void fluid_divergence(CPhysFluid f, const double *v, double *divergence) {
   }
 }
 
-static void describe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
-  PetscInt iterations = 0;
-  PetscReal residual = NAN;
-  KSPGetIterationNumber(ksp, &iterations);
-  KSPGetResidualNorm(ksp, &residual);
-  info->iterations = (int)iterations;
-  info->residual_norm = (double)residual;
-  info->converged = reason > 0;
-  info->reason = (int)reason;
-  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
-}
-
 int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
                          const char *what, ptrdiff_t sample, int solve) {
   const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
@@ -109,7 +97,7 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   VecResetArray(f->solution);
   if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
   CPhysPetscCall(KSPGetConvergedReason(f->ksp, &reason));
-  describe(f->ksp, reason, info);
+  CPhysKSPDescribe(f->ksp, reason, info);
   if (reason <= 0 && !f->failed) {
     f->failed = 1;
     snprintf(f->failure, sizeof f->failure,

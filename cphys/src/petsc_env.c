@@ -1,6 +1,7 @@
 /* PETSc start-up, the error handler that records instead of printing, the library lock. */
 #include "petsc_env.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,4 +96,16 @@ int CPhysClearOptions(void) {
   int ierr = clear_options_locked();
   CPhysLibraryUnlock();
   return ierr;
+}
+
+void CPhysKSPDescribe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
+  PetscInt iterations = 0;
+  PetscReal residual = NAN;
+  KSPGetIterationNumber(ksp, &iterations);
+  KSPGetResidualNorm(ksp, &residual);
+  info->iterations = (int)iterations;
+  info->residual_norm = (double)residual;
+  info->converged = reason > 0;
+  info->reason = (int)reason;
+  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
 }

@@ -11,6 +11,9 @@ void CPhysLibraryUnlock(void);
 /* Starts PETSc if nobody has; call with the library lock held. */
 int CPhysPetscEnsureInitializedLocked(void);
 
+/* Fills `info` from a KSP after a solve that ended with `reason`. */
+void CPhysKSPDescribe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info);
+
 /* Converts a PETSc error code into CPHYS_ERROR_PETSC with PETSc's message. */
 int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expression);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "petsc_env.h"
+#include "poisson_internal.h"
 
 struct CPhysPoisson_private {
   CPhysPoissonConfig config;
@@ -22,7 +23,7 @@ CPhysPoissonConfig CPhysPoissonDefaultConfig(void) {
   return config;
 }
 
-static int check_config(const CPhysPoissonConfig *c) {
+int CPhysPoissonCheckConfig(const CPhysPoissonConfig *c) {
   CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
   CPhysCheck(c->shape[0] >= 1 && c->shape[1] >= 1, CPHYS_ERROR_ARGUMENT,
              "shape must be at least [1, 1], got [%td, %td]", c->shape[0], c->shape[1]);
@@ -103,7 +104,7 @@ static int create_locked(CPhysPoisson p) {
 int CPhysPoissonCreate(const CPhysPoissonConfig *config, CPhysPoisson *poisson) {
   CPhysCheck(poisson != NULL, CPHYS_ERROR_ARGUMENT, "poisson (output handle) must not be NULL");
   *poisson = NULL;
-  CPhysCall(check_config(config));
+  CPhysCall(CPhysPoissonCheckConfig(config));
   CPhysPoisson p = calloc(1, sizeof *p);
   CPhysCheck(p != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the Poisson object");
   p->config = *config;
@@ -144,18 +145,6 @@ static int check_batch(CPhysPoisson p, ptrdiff_t batch, const void *in, const vo
   return 0;
 }
 
-static void describe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
-  PetscInt iterations = 0;
-  PetscReal residual = NAN;
-  KSPGetIterationNumber(ksp, &iterations);
-  KSPGetResidualNorm(ksp, &residual);
-  info->iterations = (int)iterations;
-  info->residual_norm = (double)residual;
-  info->converged = reason > 0;
-  info->reason = (int)reason;
-  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
-}
-
 /* Solves -L y = -x, i.e. y = L^-1 x, sample by sample. */
 static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double *y, CPhysSolveInfo *info,
                         ptrdiff_t *first_failure, CPhysSolveInfo *failure) {
@@ -173,7 +162,7 @@ static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double
     VecResetArray(p->solution);
     if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
     CPhysPetscCall(KSPGetConvergedReason(p->ksp, &reason));
-    describe(p->ksp, reason, &sample_info);
+    CPhysKSPDescribe(p->ksp, reason, &sample_info);
     if (info) info[s] = sample_info;
     if (reason <= 0 && *first_failure < 0) *first_failure = s, *failure = sample_info;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "petsc_env.h"
+#include "poisson_internal.h"
 
 struct CPhysPoissonMPI_private {
   CPhysPoissonConfig config;
@@ -19,26 +20,6 @@ struct CPhysPoissonMPI_private {
   Vec ghosted;             /* this rank's block plus one layer of neighbours' nodes */
   PetscInt xs, ys, xm, ym; /* this rank's block */
 };
-
-/* Local validation, as CPhysPoisson's (kept in step with poisson.c). */
-static int check_config(const CPhysPoissonConfig *c) {
-  CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
-  CPhysCheck(c->shape[0] >= 1 && c->shape[1] >= 1, CPHYS_ERROR_ARGUMENT,
-             "shape must be at least [1, 1], got [%td, %td]", c->shape[0], c->shape[1]);
-  CPhysCheck(c->shape[0] <= PETSC_MAX_INT / c->shape[1], CPHYS_ERROR_MEMORY,
-             "grid [%td, %td] has more nodes than PETSc can index", c->shape[0], c->shape[1]);
-  for (int axis = 0; axis < 2; axis++)
-    CPhysCheck(isfinite(c->spacing[axis]) && c->spacing[axis] > 0.0, CPHYS_ERROR_ARGUMENT,
-               "spacing[%d] must be positive and finite, got %g", axis, c->spacing[axis]);
-  CPhysCheck(isfinite(c->rtol) && c->rtol > 0.0 && c->rtol < 1.0, CPHYS_ERROR_ARGUMENT,
-             "rtol must be in (0, 1), got %g", c->rtol);
-  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g", c->atol);
-  CPhysCheck(c->max_iterations >= 1, CPHYS_ERROR_ARGUMENT, "max_iterations must be >= 1, got %d",
-             c->max_iterations);
-  CPhysCheck(c->options_prefix == NULL || strlen(c->options_prefix) < 127, CPHYS_ERROR_ARGUMENT,
-             "options_prefix is longer than 126 characters");
-  return 0;
-}
 
 /* Every rank brings its own verdict; all ranks fail when any rank failed, so
  * that no rank goes on into a collective call the others will not make. */
@@ -136,7 +117,7 @@ int CPhysPoissonMPICreate(MPI_Comm comm, const CPhysPoissonConfig *config, CPhys
   if (poisson == NULL)
     local_error = CPhysSetError(CPHYS_ERROR_ARGUMENT, __func__, "poisson (output handle) must not be NULL");
   else
-    *poisson = NULL, local_error = check_config(config);
+    *poisson = NULL, local_error = CPhysPoissonCheckConfig(config);
   CPhysPoissonMPI p = local_error ? NULL : calloc(1, sizeof *p);
   if (!local_error && !p)
     local_error = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate the object");
@@ -199,18 +180,6 @@ static int check_blocks(CPhysPoissonMPI p, const void *in, const void *out, int 
   return agree(p->comm, local_error);
 }
 
-static void describe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
-  PetscInt iterations = 0;
-  PetscReal residual = NAN;
-  KSPGetIterationNumber(ksp, &iterations);
-  KSPGetResidualNorm(ksp, &residual);
-  info->iterations = (int)iterations;
-  info->residual_norm = (double)residual;
-  info->converged = reason > 0;
-  info->reason = (int)reason;
-  snprintf(info->reason_text, sizeof info->reason_text, "%s", KSPConvergedReasons[reason]);
-}
-
 /* Solves -L y = -x on the whole grid, i.e. y = L^-1 x. */
 static int solve_locked(CPhysPoissonMPI p, const double *x, double *y, CPhysSolveInfo *info) {
   const PetscInt n = p->xm * p->ym;
@@ -224,7 +193,7 @@ static int solve_locked(CPhysPoissonMPI p, const double *x, double *y, CPhysSolv
   VecResetArray(p->solution);
   if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
   CPhysPetscCall(KSPGetConvergedReason(p->ksp, &reason));
-  describe(p->ksp, reason, info);
+  CPhysKSPDescribe(p->ksp, reason, info);
   return 0;
 }
 
