@@ -7,9 +7,18 @@ Examples::
         --checkpoints 60,1000,5000 --out runs/poisson
     python3 -m physgrad compare sin --methods adam,adam+pg --seeds 5,6,7 --out runs/sin
     python3 -m physgrad evaluate wave-packet --run runs/wave-packet/compare
+    python3 -m physgrad train poisson --resume runs/poisson/adam+pg      # after Ctrl-C / SIGTERM
+    torchrun --nproc_per_node=4 -m physgrad train poisson --out runs/p4  # data-parallel
+
+Exit status: 0 done; 1 a run stopped on a non-finite prediction, loss or
+gradient; 2 bad arguments; 130 / 143 stopped by SIGINT / SIGTERM after writing
+a checkpoint (``--resume`` continues); 75 stopped by ``--stop-after``.
 """
 import argparse
+import glob
+import json
 import os
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from .experiments import available_experiments, get_experiment
@@ -49,7 +58,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="number of updates (default: the experiment's)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per update (default: the experiment's)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int, default=None,
                         help="seed of the network initialization (default 0)")
     parser.add_argument("--data-seed", type=int, default=None,
                         help="seed of the data sequence (default: --seed)")
@@ -59,6 +68,34 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads (torch.set_num_threads)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it is shown only on a terminal anyway)")
+    reliability = parser.add_argument_group(
+        "checkpoints",
+        "A checkpoint (<out>/<method>.ckpt: network, optimizer, RNG and data states, "
+        "iteration, log) is written atomically every --checkpoint-every iterations, at the "
+        "end, and on SIGINT/SIGTERM (after the current iteration; exit status 130/143). "
+        "--resume continues the run with the learning curve an uninterrupted run has.")
+    reliability.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                             help="iterations between checkpoints (default 100; 0: only at the "
+                                  "end and on a signal)")
+    reliability.add_argument("--resume", default=None, metavar="DIR",
+                             help="continue the run in DIR (its output folder) from its "
+                                  "checkpoint(s); settings not given come from the run")
+    reliability.add_argument("--stop-after", type=int, default=None, metavar="N",
+                             help="debugging: stop after iteration N as a signal would "
+                                  "(checkpoint, exit status 75)")
+    parallel = parser.add_argument_group(
+        "data-parallel training",
+        "Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set) training "
+        "is data-parallel over the gloo backend: every rank takes a slice of each global "
+        "--batch-size batch, gradients are summed across ranks, logs are global and only rank "
+        "0 writes files. E.g. torchrun --nproc_per_node=4 -m physgrad train poisson ...")
+    parallel.add_argument("--distributed", action="store_true",
+                          help="require torchrun's environment (fail if it is missing) instead "
+                               "of detecting it")
+    parallel.add_argument("--batchnorm", choices=("sync", "local"), default="sync",
+                          help="BatchNorm statistics over the global batch, as one process "
+                               "computes them (sync, default) or over each rank's slice (local, "
+                               "DDP's default, fewer messages)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "log a CSV and save the final weights.")
     _add_common(train)
     train.set_defaults(subparser=train)
-    train.add_argument("--method", default="adam+pg",
-                       help="adam, adam+pg, adam+lbfgs, sgd, supervised, ... (default adam+pg)")
+    train.add_argument("--method", default=None,
+                       help="adam, adam+pg, adam+lbfgs, sgd, supervised, ... (default adam+pg; "
+                            "with --resume: the run's)")
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: the experiment's for the method)")
     train.add_argument("--out", default=None,
@@ -88,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "write CSVs, results.json and a PNG of the learning curves.")
     _add_common(compare)
     compare.set_defaults(subparser=compare)
-    compare.add_argument("--methods", default="adam,adam+pg",
+    compare.add_argument("--methods", default=None,
                          help="comma-separated methods, the first is the reference "
                               "(default adam,adam+pg)")
     compare.add_argument("--checkpoints", type=_int_list, default=None,
                          help="iterations to report, e.g. 10,60,1000 "
                               "(default: 10,30,60,100,300,1000,... up to --iterations)")
-    compare.add_argument("--window", type=int, default=10,
+    compare.add_argument("--window", type=int, default=None,
                          help="x-MAE at a checkpoint is averaged over up to this many "
                               "iterations (default 10)")
     compare.add_argument("--seeds", type=_int_list, default=None,
@@ -126,9 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
-    options: Dict[str, Any] = {}
+def _experiment(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                saved_options: Optional[Dict[str, Any]] = None) -> Any:
+    options: Dict[str, Any] = dict(saved_options or {})
     if args.shape is not None:
+        if "shape" in options and list(options["shape"]) != list(args.shape):
+            parser.error(f"--shape {args.shape[0]}x{args.shape[1]} differs from the resumed run's "
+                         f"{'x'.join(map(str, options['shape']))}")
         options["shape"] = tuple(args.shape)
     try:
         return get_experiment(args.experiment, **options)
@@ -136,40 +178,153 @@ def _experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> An
         parser.error(str(error))
 
 
-def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .training import get_method, train
-    experiment = _experiment(args, parser)
+def _rank() -> int:
+    from .distributed import rank_and_world
+    return rank_and_world()[0]
+
+
+def _say(*lines: str) -> None:
+    """Print on rank 0 only (every rank of a data-parallel run has the same results)."""
+    if _rank() == 0:
+        print("\n".join(lines), flush=True)
+
+
+def _on_rank0(read: Any) -> Any:
+    """``read()`` on rank 0, its value (or its error, raised) on every rank."""
+    from .distributed import broadcast_object
+    answer: Any = None
+    if _rank() == 0:
+        try:
+            answer = ("ok", read())
+        except Exception as error:  # noqa: BLE001 - raised on every rank below
+            answer = ("error", str(error))
+    answer = broadcast_object(answer)
+    if answer[0] == "error":
+        raise ValueError(answer[1])
+    return answer[1]
+
+
+def _resume_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """The settings of the run to resume (``--resume DIR``): for ``train`` the
+    checkpoint's (the method from --method or the folder's only checkpoint), for
+    ``compare`` its ``compare.json``."""
+    from .training import CHECKPOINT_SUFFIX, COMPARE_SETTINGS, load_checkpoint
+    folder = args.resume
+    if args.out is not None and os.path.abspath(args.out) != os.path.abspath(folder):
+        parser.error("--resume DIR continues the run in DIR; leave out --out (or give the same folder)")
+
+    def read() -> Dict[str, Any]:
+        if not os.path.isdir(folder):
+            raise ValueError(f"--resume {folder}: no such folder")
+        if args.command == "compare":
+            path = os.path.join(folder, COMPARE_SETTINGS)
+            if not os.path.isfile(path):
+                raise ValueError(f"--resume {folder}: no {COMPARE_SETTINGS} (not a compare output folder)")
+            with open(path) as stream:
+                return json.load(stream)
+        if args.method is not None:
+            path = os.path.join(folder, f"{args.method}{CHECKPOINT_SUFFIX}")
+            if not os.path.isfile(path):
+                raise ValueError(f"--resume {folder}: no checkpoint {os.path.basename(path)} of "
+                                 f"method {args.method}")
+        else:
+            found = sorted(glob.glob(os.path.join(glob.escape(folder), f"*{CHECKPOINT_SUFFIX}")))
+            if len(found) != 1:
+                raise ValueError(f"--resume {folder}: {'no' if not found else 'several'} "
+                                 f"checkpoints (*{CHECKPOINT_SUFFIX}); "
+                                 + ("name one with --method" if found else "nothing to resume"))
+            path = found[0]
+        return dict(load_checkpoint(path)["config"])
+
     try:
-        method = get_method(args.method, experiment)
+        settings = _on_rank0(read)
+        named = get_experiment(args.experiment, **settings["options"]).name
     except ValueError as error:
         parser.error(str(error))
-    out_dir = args.out or os.path.join("runs", experiment.name, method.name)
-    history = train(experiment, method, args.iterations, args.batch_size, args.seed, out_dir,
-                    data_seed=args.data_seed, learning_rate=args.lr,
-                    progress=False if args.no_progress else None)
+    if settings["experiment"] != named:
+        parser.error(f"--resume {folder} is a run of experiment {settings['experiment']!r}, "
+                     f"not {args.experiment!r}")
+    return settings
+
+
+def _pick(given: Any, saved: Dict[str, Any], key: str, default: Any) -> Any:
+    """The command line's value, else the resumed run's, else the default."""
+    if given is not None:
+        return given
+    return saved.get(key, default) if saved.get(key) is not None else default
+
+
+def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
+    from .training import DEFAULT_CHECKPOINT_EVERY
+    return {"checkpoint_every": (DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None
+                                 else args.checkpoint_every),
+            "resume": args.resume is not None, "stop_after": args.stop_after,
+            "sync_batchnorm": args.batchnorm == "sync"}
+
+
+def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .training import get_method, train
+    saved = _resume_settings(args, parser) if args.resume is not None else {}
+    experiment = _experiment(args, parser, saved.get("options"))
+    try:
+        method = get_method(_pick(args.method, saved, "method", "adam+pg"), experiment)
+    except ValueError as error:
+        parser.error(str(error))
+    out_dir = args.resume or args.out or os.path.join("runs", experiment.name, method.name)
+    args.run_folder, args.run_method = out_dir, method.name
+    try:
+        history = train(experiment, method, _pick(args.iterations, saved, "iterations", None),
+                        _pick(args.batch_size, saved, "batch_size", None),
+                        _pick(args.seed, saved, "seed", 0), out_dir,
+                        data_seed=_pick(args.data_seed, saved, "data_seed", None),
+                        learning_rate=_pick(args.lr, saved, "learning_rate", None),
+                        progress=False if args.no_progress else None, **_training_options(args))
+    except ValueError as error:
+        if args.resume is None or not str(error).startswith("cannot resume"):
+            raise
+        parser.error(str(error))
     if history.x_mae:
-        print(f"{experiment.name} {method.name}: {len(history.x_mae)} iterations in "
-              f"{history.wall_seconds[-1]:.1f} s; final x-MAE {history.x_mae[-1]:.4g}, "
-              f"y-loss {history.y_loss[-1]:.4g} per example"
-              + (" (diverged)" if history.diverged else ""))
-    print(f"log:     {history.csv_path}\nweights: {history.weights_path}")
+        resumed = f" (resumed at {history.resumed_from})" if history.resumed_from else ""
+        _say(f"{experiment.name} {method.name}: {len(history.x_mae)} iterations{resumed} in "
+             f"{history.wall_seconds[-1]:.1f} s; final x-MAE {history.x_mae[-1]:.4g}, "
+             f"y-loss {history.y_loss[-1]:.4g} per example"
+             + (" (diverged)" if history.diverged else ""))
+    _say(f"log:     {history.csv_path}", f"weights: {history.weights_path}",
+         f"checkpoint: {history.checkpoint_path}")
     return 1 if history.diverged else 0
 
 
 def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .training import compare, format_table, get_method
-    experiment = _experiment(args, parser)
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    saved = _resume_settings(args, parser) if args.resume is not None else {}
+    experiment = _experiment(args, parser, saved.get("options"))
+    methods_text = args.methods if args.methods is not None else ",".join(
+        saved.get("methods") or ["adam", "adam+pg"])
+    methods = [name.strip() for name in methods_text.split(",") if name.strip()]
     try:
         for name in methods:
             get_method(name, experiment)
     except ValueError as error:
         parser.error(str(error))
-    out_dir = args.out or os.path.join("runs", experiment.name, "compare")
-    results = compare(experiment, methods, args.iterations, args.batch_size, args.seed, out_dir,
-                      data_seed=args.data_seed, checkpoints=args.checkpoints,
-                      window=args.window, progress=False if args.no_progress else None,
-                      seeds=args.seeds, evaluate=not args.no_evaluate)
+    out_dir = args.resume or args.out or os.path.join("runs", experiment.name, "compare")
+    args.run_folder = out_dir
+    try:
+        results = compare(experiment, methods, _pick(args.iterations, saved, "iterations", None),
+                          _pick(args.batch_size, saved, "batch_size", None),
+                          _pick(args.seed, saved, "seed", 0), out_dir,
+                          data_seed=_pick(args.data_seed, saved, "data_seed", None),
+                          checkpoints=_pick(args.checkpoints, saved, "checkpoints", None),
+                          window=_pick(args.window, saved, "window", 10),
+                          progress=False if args.no_progress else None,
+                          seeds=_pick(args.seeds, saved, "seeds", None),
+                          evaluate=not args.no_evaluate and saved.get("evaluate", True),
+                          **_training_options(args))
+    except ValueError as error:
+        if args.resume is None or not str(error).startswith("cannot resume"):
+            raise
+        parser.error(str(error))
+    if _rank() != 0:
+        return 1 if _any_diverged(results) else 0
     print(format_table(results))
     if "seeds" in results:
         for seed, seconds in results["wall_seconds"].items():
@@ -184,13 +339,28 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                   f"log {results['csv'][method]}, weights {results['weights'][method]}")
         if "evaluation" in results:
             print(results["evaluation"].get("text", ""))
+    for message in _messages(results):
+        print(f"error: {message}")
     print(f"results: {results['results_json']}\nplot:    {results['plot']}")
-    return 0
+    return 1 if _any_diverged(results) else 0
+
+
+def _any_diverged(results: Dict[str, Any]) -> bool:
+    flags = results.get("diverged", {}).values()
+    return any(any(flag) if isinstance(flag, list) else flag for flag in flags)
+
+
+def _messages(results: Dict[str, Any]) -> List[str]:
+    if "runs" in results:  # several seeds: read each seed's results
+        messages: List[str] = []
+        for path in results["runs"].values():
+            with open(path) as stream:
+                messages += list(json.load(stream).get("messages", {}).values())
+        return messages
+    return list(results.get("messages", {}).values())
 
 
 def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import glob
-    import json
     import torch
     from .training import make_network, read_history
     options: Dict[str, Any] = {}
@@ -246,8 +416,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads is not None:
         import torch
         torch.set_num_threads(args.threads)
-    if args.command == "train":
-        return _run_train(args, args.subparser)
     if args.command == "evaluate":
         return _run_evaluate(args, args.subparser)
-    return _run_compare(args, args.subparser)
+    from . import distributed
+    started_group = False
+    if args.distributed or distributed.torchrun_environment():
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            try:
+                distributed.init_process_group("gloo")
+            except RuntimeError as error:
+                args.subparser.error(str(error))
+            started_group = True
+    try:
+        run = _run_train if args.command == "train" else _run_compare
+        return run(args, args.subparser)
+    except _interrupted_type() as interrupted:
+        if _rank() == 0:
+            print(f"interrupted: {interrupted}", file=sys.stderr)
+            if interrupted.checkpoint_path:
+                launcher = "torchrun ... -m physgrad" if started_group else "python3 -m physgrad"
+                print(f"resume with: {launcher} {args.command} {args.experiment} "
+                      f"--resume {args.run_folder}"
+                      + (f" --method {args.run_method}" if args.command == "train" else ""),
+                      file=sys.stderr)
+        return interrupted.exit_code
+    finally:
+        if started_group:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _interrupted_type() -> type:
+    from .training import TrainingInterrupted
+    return TrainingInterrupted

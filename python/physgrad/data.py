@@ -8,9 +8,15 @@ physgrad op itself, looked up only when a batch is sampled.
 
 Conventions: fields are ``[B, ny, nx]``, one cell has unit size, wavelengths
 and sizes are in cells.
+
+Data-parallel training: ``sample(batch_size, part=slice(i, j))`` returns only
+the examples ``i..j-1`` of the next batch. The generator still draws the random
+inputs of the whole batch (so it advances exactly as without ``part``, and the
+parts of all ranks are the batch one process gets), but the physics op that
+makes ``y*`` runs on the part only.
 """
 import math
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -114,11 +120,14 @@ class PoissonData(_SeededSource):
         self.max_wavelength = max_wavelength
         self.dtype = dtype
 
-    def sample(self, batch_size: int) -> FieldPair:
-        """Next batch: ``x_star, y_star`` of shape ``[batch_size, ny, nx]``."""
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> FieldPair:
+        """Next batch: ``x_star, y_star`` of shape ``[batch_size, ny, nx]``
+        (with ``part``: only those examples, see the module docstring)."""
         import physgrad  # the op, looked up at sampling time only
         x_star = smooth_noise(self.generator, batch_size, self.shape, self.power,
                               self.max_wavelength, self.dtype)
+        if part is not None:
+            x_star = x_star[part].clone()
         with torch.no_grad():
             y_star = physgrad.poisson(x_star)
         return FieldPair(x_star, y_star)
@@ -182,10 +191,13 @@ class HeatData(_SeededSource):
         field = torch.einsum("br,bry,brx->byx", strength, coverage(0), coverage(1))
         return field.to(self.dtype)
 
-    def sample(self, batch_size: int) -> FieldPair:
-        """Next batch: ``x_star, y_star`` of shape ``[batch_size, ny, nx]``."""
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> FieldPair:
+        """Next batch: ``x_star, y_star`` of shape ``[batch_size, ny, nx]``
+        (with ``part``: only those examples, see the module docstring)."""
         import physgrad  # the op, looked up at sampling time only
         x_star = self.hot_rectangles(batch_size)
+        if part is not None:
+            x_star = x_star[part].clone()
         with torch.no_grad():
             y_star = physgrad.heat(x_star, nu_t=self.nu_t)
         return FieldPair(x_star, y_star)

@@ -37,9 +37,16 @@ __all__ = ["Experiment", "DataSource"]
 
 
 class DataSource(Protocol):
-    """A seeded, endless batch sequence (see :mod:`physgrad.data`)."""
+    """A seeded, endless batch sequence (see :mod:`physgrad.data`).
 
-    def sample(self, batch_size: int) -> Any: ...
+    ``sample(batch_size, part=None)``: the next batch; with ``part`` (a slice
+    of ``range(batch_size)``, data-parallel training) only those examples of
+    it, the generator advancing as for the whole batch. Sources without a
+    ``part`` argument work too: the training loop then samples the whole batch
+    and slices it (exact, but every rank computes every ``y*``).
+    """
+
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> Any: ...
 
     def state_dict(self) -> Dict[str, Any]: ...
 

@@ -180,11 +180,15 @@ class FluidData:
         fluctuations = self.fluctuation * self._noise(2 * batch_size).view(batch_size, 2, ny, nx)
         return uniform[:, :, None, None] + swirl + fluctuations
 
-    def sample(self, batch_size: int) -> FluidBatch:
-        """Next batch (:class:`FluidBatch`), tensors in ``dtype``."""
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> FluidBatch:
+        """Next batch (:class:`FluidBatch`), tensors in ``dtype``; with ``part``
+        only those examples (the random inputs are drawn for the whole batch, the
+        simulation runs on the part: data-parallel training)."""
         import physgrad  # the op, looked up at sampling time only
         m0 = self.markers(batch_size)
         v0 = self.velocities(m0)
+        if part is not None:
+            m0, v0 = m0[part].clone(), v0[part].clone()
         with torch.no_grad():
             m_t = physgrad.fluid(v0, m0, steps=self.steps, dt=self.dt, spacing=self.spacing,
                                  grad_mode="physical", pressure_atol=self.pressure_atol)

@@ -59,12 +59,15 @@ class SinData:
         self.dtype = dtype
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, batch_size: int) -> SinBatch:
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> SinBatch:
+        """Next batch; with ``part`` only those examples (data-parallel training)."""
         import physgrad
         low, high = self.a_range
         a = (low + (high - low) * torch.rand(batch_size, generator=self.generator,
                                              dtype=torch.float64)).to(self.dtype)
-        guess = torch.full((batch_size,), SUPERVISED_GUESS, dtype=torch.float64)
+        if part is not None:
+            a = a[part].clone()
+        guess = torch.full((a.shape[0],), SUPERVISED_GUESS, dtype=torch.float64)
         x_star = physgrad.sine_nearest_minimum(a.double(), guess)
         return SinBatch(a, x_star.to(self.dtype))
 

@@ -65,16 +65,24 @@ class WavePacketData:
         self.dtype = dtype
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, batch_size: int) -> WavePacketBatch:
+    def sample(self, batch_size: int, part: Optional[slice] = None) -> WavePacketBatch:
+        """Next batch; with ``part`` only those examples (data-parallel training:
+        the random numbers are drawn for the whole batch, the packets computed
+        for the part)."""
         import physgrad
         g, f64 = self.generator, torch.float64
         xi0 = XI0_RANGE[0] + (XI0_RANGE[1] - XI0_RANGE[0]) * torch.rand(batch_size, generator=g, dtype=f64)
         amplitude = AMPLITUDE_RANGE[0] + (AMPLITUDE_RANGE[1] - AMPLITUDE_RANGE[0]) * torch.rand(
             batch_size, generator=g, dtype=f64)
         x_star = torch.stack([xi0, amplitude], 1)
+        if part is not None:
+            x_star = x_star[part].clone()
         with torch.no_grad():
             clean = physgrad.wave_packet(x_star, samples=SAMPLES, sigma=SIGMA)
-        noisy = clean + self.noise_std * torch.randn(batch_size, SAMPLES, generator=g, dtype=f64)
+        noise = torch.randn(batch_size, SAMPLES, generator=g, dtype=f64)
+        if part is not None:
+            noise = noise[part]
+        noisy = clean + self.noise_std * noise
         return WavePacketBatch(x_star.to(self.dtype), noisy.to(self.dtype))
 
     def state_dict(self) -> Dict[str, Any]:
