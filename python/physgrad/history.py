@@ -1,0 +1,72 @@
+"""The log of a training run: :class:`History` and its CSV file
+(``<out_dir>/<method>.csv``: iteration, wall_seconds, y_loss, x_mae)."""
+import csv
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+
+from .checkpoints import atomic_write
+
+__all__ = ["History", "read_history"]
+
+
+@dataclasses.dataclass
+class History:
+    """Per-iteration log of one training run (iterations count from 1).
+
+    ``y_loss`` is the y-space loss per example (the sum-reduced loss divided
+    by the batch size), ``x_mae`` the mean absolute error of the prediction
+    against ``x*``, both measured on the batch of that iteration before the
+    update. ``wall_seconds`` is the time since training started.
+    """
+    experiment: str
+    method: str
+    iteration: List[int] = dataclasses.field(default_factory=list)
+    wall_seconds: List[float] = dataclasses.field(default_factory=list)
+    y_loss: List[float] = dataclasses.field(default_factory=list)
+    x_mae: List[float] = dataclasses.field(default_factory=list)
+    diverged: bool = False
+    csv_path: Optional[str] = None
+    weights_path: Optional[str] = None
+    #: why the run stopped early (non-finite values), else None
+    message: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+    #: the checkpoint iteration a resumed run continued from, else None
+    resumed_from: Optional[int] = None
+    network: Optional[nn.Module] = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready copy without the network."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "network"}
+
+
+def _csv_row(iteration: int, seconds: float, y_loss: float, x_mae: float) -> List[str]:
+    return [str(iteration), f"{seconds:.4f}", f"{y_loss:.8g}", f"{x_mae:.8g}"]
+
+
+_CSV_HEADER = ["iteration", "wall_seconds", "y_loss", "x_mae"]
+
+
+def _rewrite_csv(path: str, history: "History") -> None:
+    """The log cut back to ``history`` (a resumed run's checkpoint): rows after
+    the checkpoint, written before an interruption, are dropped."""
+    def write(stream: Any) -> None:
+        writer = csv.writer(stream)
+        writer.writerow(_CSV_HEADER)
+        for row in zip(history.iteration, history.wall_seconds, history.y_loss, history.x_mae):
+            writer.writerow(_csv_row(*row))
+    atomic_write(path, write, mode="w")
+
+
+def read_history(csv_path: str, experiment: str = "", method: str = "") -> History:
+    """A :class:`History` from a training log written by :func:`train` (no network)."""
+    history = History(experiment=experiment, method=method, csv_path=csv_path)
+    with open(csv_path, newline="") as stream:
+        for row in csv.DictReader(stream):
+            history.iteration.append(int(row["iteration"]))
+            history.wall_seconds.append(float(row["wall_seconds"]))
+            history.y_loss.append(float(row["y_loss"]))
+            history.x_mae.append(float(row["x_mae"]))
+    return history
