@@ -118,6 +118,13 @@ void physics_autograd_kernel(const c10::OperatorHandle &op, torch::jit::Stack *s
   auto arguments = torch::jit::last(*stack, total);
   std::vector<at::Tensor> inputs;
   for (size_t i = 0; i < tensors; i++) inputs.push_back(arguments[i].toTensor());
+  // Under torch.no_grad() nothing is recorded, so an input that requires grad
+  // is data: detached, it passes the kernels' checks of inputs a mode cannot
+  // differentiate (the sine's a, the fluid's m0).
+  if (!c10::GradMode::is_enabled()) {
+    for (auto &input : inputs)
+      if (input.defined()) input = input.detach();
+  }
   std::vector<c10::IValue> options(arguments.begin() + tensors, arguments.end());
   torch::jit::drop(*stack, total);
   const std::string name = schema.name();

@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include <unistd.h>
+
 #include "cphys/environment.h"
 
 namespace physgrad {
@@ -62,12 +64,32 @@ at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argum
   }
   TORCH_CHECK_VALUE(dims_ok, "physgrad.", op, ": ", argument, " must have ", expected.str(),
                     " dimensions, got shape ", tensor.sizes());
+  // An expanded (stride 0) tensor can be huge without owning memory; its
+  // float64 contiguous copy would not be.
+  check_memory(static_cast<double>(tensor.numel()) * sizeof(double), op,
+               std::string(argument) + " of shape " + c10::str(tensor.sizes()) + " (as contiguous float64)");
   return tensor.to(at::kDouble).contiguous();
 }
 
+void check_memory(double bytes, const char *op, const std::string &what) {
+  static const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  TORCH_CHECK_VALUE(physical <= 0.0 || bytes <= physical, "physgrad.", op, ": ", what, " needs ",
+                    bytes / 1e9, " GB, more than this machine's ", physical / 1e9,
+                    " GB of memory; use a smaller size or batch");
+}
+
 void check_finite(const at::Tensor &tensor, const char *op, const char *argument) {
-  TORCH_CHECK_VALUE(tensor.isfinite().all().item<bool>(), "physgrad.", op, ": ", argument,
-                    " contains NaN or Inf");
+  const at::Tensor bad = tensor.isfinite().logical_not().reshape(-1).nonzero();
+  if (bad.size(0) == 0) return;
+  // The first offender as argument[i][j]... = value, as cphys names its inputs.
+  int64_t flat = bad[0][0].item<int64_t>();
+  const double value = tensor.reshape(-1)[flat].item<double>();
+  std::string index;
+  for (int64_t d = tensor.dim() - 1; d >= 0; d--) {
+    index = "[" + std::to_string(flat % tensor.size(d)) + "]" + index;
+    flat /= tensor.size(d);
+  }
+  TORCH_CHECK(false, "physgrad.", op, ": ", argument, index, " = ", value, " is not finite");
 }
 
 at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op, const at::Tensor &x,

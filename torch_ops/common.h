@@ -41,7 +41,12 @@ void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Rai
 // among `allowed_dims`) and returns it as a contiguous float64 tensor.
 at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
                      std::initializer_list<int64_t> allowed_dims);
-// Throws unless every element is finite (for inputs a solver cannot reject itself).
+// Throws a ValueError unless `bytes`, the memory a call is about to allocate for
+// `what` (e.g. "x", "samples"), fits in the machine's physical memory: a request
+// that can never be met fails before any allocation, not by the OOM killer.
+void check_memory(double bytes, const char *op, const std::string &what);
+// Throws a RuntimeError naming the first non-finite element ("x[1][2] = nan is
+// not finite"), as cphys does, for inputs no cphys call checks itself.
 void check_finite(const at::Tensor &tensor, const char *op, const char *argument);
 
 // The `lbfgs` mode of any op: `iterations` TAO quasi-Newton steps per sample on

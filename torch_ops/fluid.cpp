@@ -123,6 +123,23 @@ Inputs parse_inputs(const at::Tensor &v0, const at::Tensor &m0, const char *op) 
   return Inputs{v, m, v.size(0), v.size(2), v.size(3)};
 }
 
+// Refuses a call whose buffers cannot fit in memory, before anything is
+// allocated (v0 and m0 are copied to float64 first, so this runs before
+// parse_inputs, on v0's sizes): inputs and output (4 doubles per cell and
+// sample), `extra` more doubles per cell and sample, and for a recorded run the
+// tape ((5 steps + 6) doubles and 3 steps bytes per cell and sample).
+void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, bool recorded, double extra = 0.0) {
+  if (!v0.defined() || v0.dim() != 4) return;  // parse_inputs reports the shape
+  const double cells = static_cast<double>(v0.size(0)) * static_cast<double>(v0.size(2)) *
+                       static_cast<double>(v0.size(3));
+  const double steps = static_cast<double>(o.steps);
+  double bytes = cells * sizeof(double) * (4.0 + extra);
+  if (recorded) bytes += cells * ((5.0 * steps + 6.0) * sizeof(double) + 3.0 * steps);
+  check_memory(bytes, op,
+               "a batch of " + std::to_string(v0.size(0)) + " on a [" + std::to_string(v0.size(2)) + ", " +
+                   std::to_string(v0.size(3)) + "] grid with steps = " + std::to_string(o.steps));
+}
+
 std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
   return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations}, op);
 }
@@ -172,9 +189,16 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(mode != GradMode::Lbfgs || (lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX),
+  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
                     "physgrad.fluid: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
+  // Only the adjoint differentiates the marker (as the sine's a): a marker that
+  // requires grad would silently get none.
+  TORCH_CHECK_VALUE(mode == GradMode::Adjoint || !m0.requires_grad(),
+                    "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
+                    "m0 (grad_mode is '",
+                    std::string(grad_mode), "'); pass m0.detach()");
   const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  check_call_memory(v0, o, kOp, mode == GradMode::Adjoint);
   const Inputs in = parse_inputs(v0, m0, kOp);
   auto solver = solver_for(in, o, kOp);
   at::Tensor m_t = at::empty({in.batch, in.ny, in.nx}, in.m0.options());
@@ -202,6 +226,7 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid_backward: y_step must be finite, got ", y_step);
   const Options o = parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  check_call_memory(v0, o, kBackward, /*recorded=*/true, /*extra=*/3.0);
   const Inputs in = parse_inputs(v0, m0, kBackward);
   TORCH_CHECK_VALUE(grad_y.sizes() == m0.sizes(), "physgrad.fluid_backward: grad_y has shape ",
                     grad_y.sizes(), " but m0 has shape ", m0.sizes());
@@ -255,6 +280,7 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
                                                   double pressure_atol, int64_t pressure_max_iterations) {
   constexpr const char *kSequence = "fluid_sequence";
   const Options o = parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  check_call_memory(v0, o, kSequence, /*recorded=*/true, 3.0 * (static_cast<double>(steps) + 1.0));
   const Inputs in = parse_inputs(v0, m0, kSequence);
   auto solver = solver_for(in, o, kSequence);
   const int64_t states = steps + 1, n = in.ny * in.nx;

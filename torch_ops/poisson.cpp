@@ -2,6 +2,7 @@
 //   y = laplace^-1 x on [B, ny, nx] (or [B, 1, ny, nx]) with zero Dirichlet boundary.
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 
 #include "common.h"
@@ -60,6 +61,12 @@ struct Options {
 Options parse_options(at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
                       c10::string_view on_failure) {
   TORCH_CHECK_VALUE(spacing.size() == 2, "physgrad.poisson: spacing must be [dy, dx], got ", spacing);
+  // Checked before the solver cache: a NaN key compares equal to every cached one.
+  for (double h : spacing)
+    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.poisson: spacing must be positive and finite, got ",
+                      spacing);
+  TORCH_CHECK_VALUE(std::isfinite(rtol) && rtol > 0.0 && rtol < 1.0, "physgrad.poisson: rtol must be in (0, 1), got ",
+                    rtol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
                     "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
   return Options{spacing, rtol, max_iterations, parse_on_failure(on_failure, kOp)};
@@ -88,7 +95,10 @@ at::Tensor poisson_forward(const at::Tensor &x, c10::string_view grad_mode, doub
                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
                            int64_t lbfgs_iterations, c10::string_view on_failure) {
   parse_grad_mode(grad_mode, kOp, kModes);
-  (void)y_step, (void)lbfgs_iterations;
+  // Backward options are checked here too, so a bad one fails where the op is called.
+  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.poisson: y_step must be finite, got ", y_step);
+  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
+                    "physgrad.poisson: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
   const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
   at::Tensor grid = grid_input(x, "x");
   return solve(grid, o, "forward", CPhysPoissonSolve).to(x.scalar_type()).view(x.sizes());
@@ -110,6 +120,8 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
       dx = solve(g_grid, o, "adjoint", CPhysPoissonAdjoint);
       break;
     case GradMode::Physical: {
+      // No solver sees g here to reject a NaN (as every other mode does).
+      check_finite(g_grid, kOp, "grad_y");
       auto solver = solver_for(g_grid, o);
       dx = at::empty_like(g_grid);
       check_cphys(CPhysPoissonPhysicalGradient(solver.get(), g_grid.size(0), y_step, g_grid.data_ptr<double>(),

@@ -118,6 +118,7 @@ at::Tensor sine_nearest_minimum(const at::Tensor &a, const at::Tensor &x0) {
   const char *op = "sine_nearest_minimum";
   const at::Tensor x0d = elementwise_input(x0, op, "x0");
   const at::Tensor ad = same_shape_input(a, "a", x0, "x0", op);
+  check_finite(x0d, op, "x0");  // cphys would call it x
   at::Tensor x_min = at::empty_like(x0d);
   check_cphys(CPhysSineNearestMinimum(x0d.numel(), ptr(ad), ptr(x0d), mutable_ptr(x_min)), op);
   return x_min.to(x0.scalar_type());
@@ -142,11 +143,14 @@ ObjectCache<PacketKey, CPhysWavePacket> &packets() {
   return cache;
 }
 
-// Checks the shape options with the op's argument names, then returns the cached object.
+// Checks the shape options with the op's argument names, and that the object
+// and the call's [batch, samples] series fit in memory, then returns the cached object.
 std::shared_ptr<CPhysWavePacket_private> packet_for(int64_t samples, double frequency, double sigma,
-                                                    const char *op) {
+                                                    const char *op, int64_t batch) {
   TORCH_CHECK_VALUE(samples >= 1 && samples <= INT32_MAX, "physgrad.", op,
                     ": samples must be in [1, 2^31), got ", samples);
+  check_memory((static_cast<double>(batch) + 1.0) * static_cast<double>(samples) * sizeof(double), op,
+               "samples = " + std::to_string(samples) + " for a batch of " + std::to_string(batch));
   TORCH_CHECK_VALUE(std::isfinite(frequency), "physgrad.", op, ": frequency must be finite, got ", frequency);
   TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma > 0.0, "physgrad.", op,
                     ": sigma must be positive and finite, got ", sigma);
@@ -190,7 +194,8 @@ at::Tensor wave_packet_forward(const at::Tensor &params, c10::string_view grad_m
                                int64_t samples, double frequency, double sigma, int64_t lbfgs_iterations,
                                c10::string_view on_failure) {
   parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
-  auto packet = packet_for(samples, frequency, sigma, kPacket);
+  // The output [B, samples] is checked before params (perhaps expanded) is copied.
+  auto packet = packet_for(samples, frequency, sigma, kPacket, params.dim() == 2 ? params.size(0) : 0);
   const at::Tensor p = params_input(params, kPacket);
   at::Tensor y = at::empty({p.size(0), samples}, p.options());
   check_cphys(CPhysWavePacketForward(packet.get(), p.size(0), ptr(p), mutable_ptr(y)), kPacket);
@@ -206,9 +211,9 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
                                 double sigma, int64_t lbfgs_iterations, c10::string_view on_failure) {
   const PacketOptions o = parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
   const char *op = "wave_packet_backward";
-  auto packet = packet_for(samples, frequency, sigma, kPacket);
   const at::Tensor p = params_input(params, op);
   const int64_t batch = p.size(0);
+  auto packet = packet_for(samples, frequency, sigma, kPacket, batch);
   const at::Tensor gd = series_input(g, "grad_y", batch, samples, op);
   at::Tensor dp = at::empty_like(p);
   if (o.mode == GradMode::Adjoint) {
@@ -253,7 +258,7 @@ std::tuple<at::Tensor, at::Tensor> wave_packet_fit(const at::Tensor &target, at:
                     lower, " and upper ", upper);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
                     "physgrad.wave_packet_fit: max_iterations must be in [1, 2^31), got ", max_iterations);
-  auto packet = packet_for(samples, frequency, sigma, op);
+  auto packet = packet_for(samples, frequency, sigma, op, target.dim() == 2 ? target.size(0) : 0);
   at::Tensor t = as_double(target, op, "target", {2});
   TORCH_CHECK_VALUE(t.size(1) == samples, "physgrad.wave_packet_fit: target must be [B, samples] = [B, ",
                     samples, "], got shape ", target.sizes());

@@ -45,6 +45,12 @@ static int check_config(const CPhysFluidConfig *c) {
   for (int axis = 0; axis < 2; axis++)
     CPhysCheck(isfinite(c->spacing[axis]) && c->spacing[axis] > 0.0, CPHYS_ERROR_ARGUMENT,
                "spacing[%d] must be positive and finite, got %g", axis, c->spacing[axis]);
+  /* The pressure stencil's 1/h^2 must neither overflow (PETSc's ICC shift loop
+   * never ends on an infinite matrix) nor underflow to 0 (a singular matrix). */
+  const double wy = 1.0 / (c->spacing[0] * c->spacing[0]), wx = 1.0 / (c->spacing[1] * c->spacing[1]);
+  CPhysCheck(isnormal(wy) && isnormal(wx) && isfinite(2.0 * (wx + wy)), CPHYS_ERROR_ARGUMENT,
+             "spacing [%g, %g] is out of range: 1/spacing^2 must be a finite, nonzero double", c->spacing[0],
+             c->spacing[1]);
   CPhysCheck(isfinite(c->dt) && c->dt > 0.0, CPHYS_ERROR_ARGUMENT,
              "dt must be positive and finite, got %g", c->dt);
   CPhysCheck(c->steps >= 1 && c->steps <= 100000, CPHYS_ERROR_ARGUMENT,

@@ -2,6 +2,8 @@
 #include "cphys/poisson.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,12 @@ int CPhysPoissonCheckConfig(const CPhysPoissonConfig *c) {
   for (int axis = 0; axis < 2; axis++)
     CPhysCheck(isfinite(c->spacing[axis]) && c->spacing[axis] > 0.0, CPHYS_ERROR_ARGUMENT,
                "spacing[%d] must be positive and finite, got %g", axis, c->spacing[axis]);
+  /* The stencil weights 1/h^2 must neither overflow (PETSc's ICC shift loop
+   * never ends on an infinite matrix) nor underflow to 0 (a singular matrix). */
+  const double wy = 1.0 / (c->spacing[0] * c->spacing[0]), wx = 1.0 / (c->spacing[1] * c->spacing[1]);
+  CPhysCheck(isnormal(wy) && isnormal(wx) && isfinite(2.0 * (wx + wy)), CPHYS_ERROR_ARGUMENT,
+             "spacing [%g, %g] is out of range: 1/spacing^2 must be a finite, nonzero double", c->spacing[0],
+             c->spacing[1]);
   CPhysCheck(isfinite(c->rtol) && c->rtol > 0.0 && c->rtol < 1.0, CPHYS_ERROR_ARGUMENT,
              "rtol must be in (0, 1), got %g", c->rtol);
   CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g",
@@ -154,15 +162,30 @@ static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double
     PetscScalar *b;
     KSPConvergedReason reason;
     CPhysSolveInfo sample_info;
+    /* The problem is linear: solve for x / 2^e with max |x / 2^e| in [1, 2), so
+     * that CG's dot products neither overflow (|x| ~ 1e300) nor underflow and
+     * meet the absolute tolerance at 0 (|x| ~ 1e-300).  Scaling by a power of 2
+     * is exact: other inputs get bitwise the same result. */
+    double largest = 0.0;
+    for (ptrdiff_t k = 0; k < p->size; k++) largest = fmax(largest, fabs(xs[k]));
+    const int exponent = isfinite(largest) && largest > 0.0 ? ilogb(largest) : 0;
     CPhysPetscCall(VecGetArrayWrite(p->rhs, &b));
-    for (ptrdiff_t k = 0; k < p->size; k++) b[k] = -xs[k];
+    for (ptrdiff_t k = 0; k < p->size; k++) b[k] = -ldexp(xs[k], -exponent);
     CPhysPetscCall(VecRestoreArrayWrite(p->rhs, &b));
     CPhysPetscCall(VecPlaceArray(p->solution, ys));
     PetscErrorCode perr = KSPSolve(p->ksp, p->rhs, p->solution);
     VecResetArray(p->solution);
     if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
+    int overflow = 0;
+    for (ptrdiff_t k = 0; exponent != 0 && k < p->size; k++) {
+      ys[k] = ldexp(ys[k], exponent);
+      overflow = overflow || !isfinite(ys[k]);
+    }
     CPhysPetscCall(KSPGetConvergedReason(p->ksp, &reason));
+    /* A solution beyond the double range is not a solution. */
+    if (overflow && reason > 0) reason = KSP_DIVERGED_NANORINF;
     CPhysKSPDescribe(p->ksp, reason, &sample_info);
+    sample_info.residual_norm = ldexp(sample_info.residual_norm, exponent);
     if (info) info[s] = sample_info;
     if (reason <= 0 && *first_failure < 0) *first_failure = s, *failure = sample_info;
   }
@@ -194,13 +217,25 @@ int CPhysPoissonAdjoint(CPhysPoisson poisson, ptrdiff_t batch, const double *dy,
   return solve(poisson, batch, dy, dx, info, "Poisson adjoint solve");
 }
 
+#ifdef _OPENMP
+/* libgomp cannot start a thread team in a process forked from one that had
+ * started one: the child hangs (a DataLoader worker that raises its thread
+ * count, say).  In a forked child the stencil runs on the calling thread, as
+ * torch runs its own pool after a fork.  Registered at load, before any fork. */
+static volatile sig_atomic_t in_forked_child = 0;
+static void note_forked_child(void) { in_forked_child = 1; }
+__attribute__((constructor)) static void register_fork_handler(void) {
+  pthread_atfork(NULL, NULL, note_forked_child);
+}
+#endif
+
 /* x = scale * L y with the zero boundary; the same stencil as the matrix. */
 static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale, const double *y,
                             double *x) {
   const ptrdiff_t ny = p->config.shape[0], nx = p->config.shape[1];
   const double wy = scale / (p->config.spacing[0] * p->config.spacing[0]);
   const double wx = scale / (p->config.spacing[1] * p->config.spacing[1]);
-#pragma omp parallel for if (batch > 1)
+#pragma omp parallel for if (batch > 1 && !in_forked_child)
   for (ptrdiff_t s = 0; s < batch; s++) {
     const double *ys = y + s * p->size;
     double *xs = x + s * p->size;

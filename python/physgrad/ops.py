@@ -94,8 +94,9 @@ def sine(x: torch.Tensor, a: torch.Tensor, grad_mode: Optional[str] = None, y_st
          adjoint_clip: float = 0.0, step_clip: float = 1.0) -> torch.Tensor:
     """``y = sin(a / x)`` per element (the paper's single-parameter problem).
 
-    x, a: equal shapes ``[B, ...]``; a is given data (not differentiated) and
-    must not be 0. Near ``x = 0`` the op evaluates at ``|x| >= |a| / 1e8`` so
+    x, a: equal shapes ``[B, ...]``; a must not be 0. Only ``"adjoint"``
+    differentiates a: in the other modes a is data, and one that requires grad is
+    a ValueError (pass ``a.detach()``). Near ``x = 0`` the op evaluates at ``|x| >= |a| / 1e8`` so
     outputs and gradients stay finite.
 
     Backward modes, with the y-space target ``t = y - y_step * g``:
@@ -156,8 +157,9 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     the marker ``m_t``, ``[B, ny, nx]``.
 
     Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
-    ``"physical"`` (reverse-simulation estimate of v0, paper B.5; no gradient for
-    m0), ``"lbfgs"``.
+    ``"physical"`` (reverse-simulation estimate of v0, paper B.5), ``"lbfgs"``.
+    Only the adjoint differentiates m0: in the other modes m0 is data, and one
+    that requires grad is a ValueError (pass ``m0.detach()``).
     """
     y = torch.ops.physgrad.fluid(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])], _mode(grad_mode),
                                  y_step, pressure_atol, pressure_max_iterations, lbfgs_iterations, on_failure)
