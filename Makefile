@@ -29,6 +29,56 @@ test-python: build
 
 test: test-c test-python
 
+# ---- reliability (docs/reliability.md): sanitizers, valgrind, libFuzzer --------
+# Each in its own build directory; the C library and tests only (no torch).
+SANITIZE_BUILD ?= build-sanitize
+VALGRIND_BUILD ?= build-valgrind
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+RELIABILITY_CMAKE = -DPHYSGRAD_BUILD_TORCH=OFF -DPHYSGRAD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Full malloc stacks (fast_unwind_on_malloc=0) so that tests/sanitizers/lsan.supp can
+# recognise Open MPI's start-up leaks (its libraries have no frame pointers).
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=64 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+.PHONY: test-sanitize test-valgrind fuzz fuzz-build
+
+# The C tests with AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (gcc).
+test-sanitize: deps
+	cmake -S . -B $(SANITIZE_BUILD) -DPHYSGRAD_SANITIZE=ON -DPHYSGRAD_WERROR=ON $(RELIABILITY_CMAKE)
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	$(SANITIZER_ENV) ctest --test-dir $(SANITIZE_BUILD) --output-on-failure -j $(JOBS)
+
+# The C tests under valgrind memcheck: no errors, no definite leaks.
+test-valgrind:
+	@scripts/install-deps.sh valgrind
+	cmake -S . -B $(VALGRIND_BUILD) $(RELIABILITY_CMAKE)
+	cmake --build $(VALGRIND_BUILD) -j $(JOBS)
+	tests/sanitizers/valgrind.sh $(VALGRIND_BUILD)
+
+# libFuzzer targets tests/fuzz/fuzz_<object>.c (clang, ASan + UBSan), FUZZ_SECONDS each.
+fuzz-build:
+	@scripts/install-deps.sh clang libclang-rt-14-dev
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DPHYSGRAD_FUZZ=ON \
+	  -DPHYSGRAD_BUILD_TESTS=OFF $(RELIABILITY_CMAKE)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The Python tests with a sanitized libcphys + op library.  Python and torch are not
+# instrumented: libasan is preloaded, with libstdc++ (else ASan cannot intercept
+# torch's C++ exceptions).  Leak checking is off (Python and torch keep memory at exit
+# by design; the C tests check cphys for leaks).  --capture=sys: a report on fd 2
+# stays visible.  Depends on `build`: the packaging tests look for build/lib.
+SANITIZE_PY_BUILD ?= build-sanitize-py
+.PHONY: test-python-sanitize
+test-python-sanitize: build
+	cmake -S . -B $(SANITIZE_PY_BUILD) -DPHYSGRAD_SANITIZE=ON -DPython3_EXECUTABLE=$(PYTHON) 	  -DPHYSGRAD_BUILD_TESTS=OFF -DPHYSGRAD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(SANITIZE_PY_BUILD) -j $(JOBS)
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so.6)" 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc 	  PHYSGRAD_LIBRARY=$(CURDIR)/$(SANITIZE_PY_BUILD)/lib/libphysgrad_ops.so 	  $(PYTHON) -m pytest tests/python -q --capture=sys
+
 demo: build
 	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --batch-size $(DEMO_BATCH) --out $(DEMO_OUT)
 

@@ -92,6 +92,12 @@ int CPhysFluidCreate(const CPhysFluidConfig *config, CPhysFluid *fluid) {
   f->config = *config;
   strcpy(f->prefix, config->options_prefix ? config->options_prefix : "physgrad_fluid_");
   f->config.options_prefix = f->prefix;
+  /* The box is periodic: a fraction names the same point as its wrapped value in
+   * [0, 1], and wrapping keeps a huge fraction times the box length finite. */
+  for (int axis = 0; axis < 2; axis++) {
+    f->config.vortex_center[axis] -= floor(f->config.vortex_center[axis]);
+    f->config.marker_destination[axis] -= floor(f->config.marker_destination[axis]);
+  }
   f->ny = config->shape[0], f->nx = config->shape[1], f->n = f->nx * f->ny;
   f->dy = config->spacing[0], f->dx = config->spacing[1];
   f->work = malloc((size_t)(FLUID_WORK_SLOTS * f->n) * sizeof *f->work);

@@ -23,10 +23,12 @@ int fluid_unit_vortex_create(CPhysFluid f) {
     for (ptrdiff_t i = 0; i < nx; i++) {
       const double rx = periodic_delta(((double)i + 0.5) * f->dx - cx, lx);
       const double ry = periodic_delta(((double)j + 0.5) * f->dy - cy, ly);
-      const double falloff = exp(-(rx * rx + ry * ry) * inv_two_sigma2);
-      f->unit_vortex[j * nx + i] = -falloff * ry;
-      f->unit_vortex[n + j * nx + i] = falloff * rx;
-      norm2 += falloff * falloff * (rx * rx + ry * ry);
+      /* r = 0 must not meet a 1 / sigma^2 that overflowed (0 * inf); W is 0 there anyway. */
+      const double r2 = rx * rx + ry * ry, falloff = r2 == 0.0 ? 1.0 : exp(-r2 * inv_two_sigma2);
+      const double wx = -falloff * ry, wy = falloff * rx;
+      f->unit_vortex[j * nx + i] = wx;
+      f->unit_vortex[n + j * nx + i] = wy;
+      norm2 += wx * wx + wy * wy; /* not falloff^2 r^2: 0 * inf where r^2 overflows */
     }
   f->unit_vortex_norm2 = norm2;
   return 0;
@@ -143,7 +145,8 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
     mean /= (double)n;
     for (ptrdiff_t k = 0; k < n; k++) strength += (v0[c * n + k] - mean) * f->unit_vortex[c * n + k];
   }
-  strength /= f->unit_vortex_norm2;
+  /* A vortex narrower than the cells is invisible on the grid (<W, W> = 0): no fit. */
+  strength = f->unit_vortex_norm2 > 0.0 ? strength / f->unit_vortex_norm2 : 0.0;
   /* 5. mismatch of forward and reverse centres about the moving vortex centre;
    * the reverse entry r (r = 0: the target) is at time t_k, k = steps - r. */
   double mismatch = 0.0;
@@ -162,6 +165,9 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
   for (int c = 0; c < 2; c++)
     for (ptrdiff_t k = 0; k < n; k++) {
       const double estimate = u[c] + strength * f->unit_vortex[c * n + k];
+      CPhysCheck(isfinite(estimate) && isfinite(v0[c * n + k] - estimate), CPHYS_ERROR_NONFINITE,
+                 "the estimate of sample %td overflows (uniform flow (%g, %g), vortex strength %g)", s, u[0],
+                 u[1], strength);
       if (v0_new) v0_new[c * n + k] = estimate;
       if (dv0) dv0[c * n + k] = v0[c * n + k] - estimate;
     }

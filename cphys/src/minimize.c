@@ -30,9 +30,21 @@ typedef struct {
   int error;                 /* 0, or the cphys code that stopped the solve */
 } LeastSquaresProblem;
 
+/* A callback may fail with a bare code (the typedefs ask for no message).  The
+ * code is returned as it is; when the thread's message did not change, it gets
+ * one naming the callback instead of an empty or an earlier failure's message. */
+static int callback_result(int code, const char *which, const char *message_before) {
+  if (code && strcmp(CPhysGetLastErrorMessage(), message_before) == 0)
+    return CPhysSetError(code, "CPhysLeastSquaresMinimize", "the %s callback failed with %s and no message",
+                         which, CPhysErrorName(code));
+  return code;
+}
+
 /* f = 1/2 ||P(x) - target||^2 and g = J(x)^T (P(x) - target).  x, g: [n]. */
 static int evaluate(LeastSquaresProblem *p, const double *x, double *f, double *g) {
-  CPhysCall(p->forward(p->context, x, p->residual));
+  char message_before[1024];
+  snprintf(message_before, sizeof message_before, "%s", CPhysGetLastErrorMessage());
+  CPhysCall(callback_result(p->forward(p->context, x, p->residual), "forward", message_before));
   double sum = 0.0;
   for (ptrdiff_t i = 0; i < p->m; i++) {
     p->residual[i] -= p->target[i];
@@ -40,7 +52,7 @@ static int evaluate(LeastSquaresProblem *p, const double *x, double *f, double *
   }
   *f = 0.5 * sum;
   CPhysCheck(isfinite(*f), CPHYS_ERROR_NONFINITE, "objective 1/2 ||P(x) - target||^2 is %g", *f);
-  CPhysCall(p->adjoint(p->context, x, p->residual, g));
+  CPhysCall(callback_result(p->adjoint(p->context, x, p->residual, g), "adjoint", message_before));
   for (ptrdiff_t i = 0; i < p->n; i++)
     CPhysCheck(isfinite(g[i]), CPHYS_ERROR_NONFINITE, "gradient entry %td is %g", i, g[i]);
   return 0;
@@ -89,8 +101,16 @@ static int check_arguments(const CPhysLeastSquaresConfig *config, ptrdiff_t n, p
   for (ptrdiff_t i = 0; i < n; i++) {
     double lo = config->lower ? config->lower[i] : -INFINITY;
     double hi = config->upper ? config->upper[i] : INFINITY;
-    CPhysCheck(!isnan(lo) && !isnan(hi) && lo <= hi, CPHYS_ERROR_ARGUMENT, "bounds of entry %td are [%g, %g]",
-               i, lo, hi);
+    /* TAO's "no bound" is +-PETSC_INFINITY = +-DBL_MAX / 4 (also what an absent
+     * bound is passed as): a finite bound beyond it, or a lower bound of +inf /
+     * an upper bound of -inf, would make TAO's box empty and its answer lie
+     * outside the caller's bounds. */
+    const int lo_ok = isinf(lo) ? lo < 0.0 : fabs(lo) <= PETSC_INFINITY;
+    const int hi_ok = isinf(hi) ? hi > 0.0 : fabs(hi) <= PETSC_INFINITY;
+    CPhysCheck(!isnan(lo) && !isnan(hi) && lo <= hi && lo_ok && hi_ok, CPHYS_ERROR_ARGUMENT,
+               "bounds of entry %td are [%g, %g] (need lower <= upper, finite bounds within +-%g, "
+               "-inf only as a lower and +inf only as an upper bound)",
+               i, lo, hi, (double)PETSC_INFINITY);
   }
   return 0;
 }

@@ -79,6 +79,9 @@ static double nearest_solution(double a, double x_eff, double t) {
       /* Only solutions on x_eff's side; phase 0 would be x = infinity. */
       if (!(candidate_phase * side > 0.0)) continue;
       const double candidate = a / candidate_phase;
+      /* A tiny candidate phase (e.g. asin of a denormal target) puts x beyond the
+       * doubles: at infinity, like phase 0, so not a solution either. */
+      if (!isfinite(candidate)) continue;
       const double distance = fabs(candidate_phase - phase);
       if (!found || distance < best_distance ||
           (distance == best_distance && fabs(candidate) > fabs(best))) {
@@ -86,8 +89,9 @@ static double nearest_solution(double a, double x_eff, double t) {
       }
     }
   }
-  /* The bracket above x_eff's phase (below, on the negative side) always lies
-   * on x_eff's side, so `found` is always set and `best` is finite. */
+  /* The bracket above x_eff's phase (below, on the negative side) on the second
+   * ladder always lies on x_eff's side with |phase| >= pi/2, so `found` is
+   * always set and `best` is finite. */
   return best;
 }
 

@@ -1,4 +1,5 @@
 /* The fluid object's failures: bad arguments, non-finite inputs, an unconverged pressure solve. */
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +26,9 @@ static void test_bad_configs_are_rejected_with_messages(void) {
   c = small(), c.spacing[0] = 0.0;
   CHECK_FAILS(CPhysFluidCreate(&c, &fluid), CPHYS_ERROR_ARGUMENT);
   c = small(), c.spacing[1] = NAN;
+  CHECK_FAILS(CPhysFluidCreate(&c, &fluid), CPHYS_ERROR_ARGUMENT);
+  /* Found by fuzz_fluid: 1/dx^2 overflowed to inf and the ICC factorization never returned. */
+  c = small(), c.spacing[1] = 2e-210;
   CHECK_FAILS(CPhysFluidCreate(&c, &fluid), CPHYS_ERROR_ARGUMENT);
   c = small(), c.dt = -0.25;
   CHECK_FAILS(CPhysFluidCreate(&c, &fluid), CPHYS_ERROR_ARGUMENT);
@@ -144,8 +148,47 @@ static void test_solver_options_are_read_under_the_prefix(void) {
   CHECK_OK(CPhysFluidDestroy(&fluid));
 }
 
+/* Found by fuzz_fluid: a vortex narrower than the cells (<W, W> = 0) gave a NaN
+ * estimate, and vortex_center = -DBL_MAX an infinite box position and a NaN unit
+ * vortex, both with success; a huge gain now overflows into CPHYS_ERROR_NONFINITE. */
+static int all_finite(const double *a, int n) {
+  for (int k = 0; k < n; k++)
+    if (!isfinite(a[k])) return 0; /* (max_abs would skip a NaN: fmax ignores it) */
+  return 1;
+}
+
+static void test_inverse_is_finite_or_an_error_for_extreme_vortex_settings(void) {
+  enum { N = 80 };
+  double v0[2 * N], m0[N] = {0}, target[N] = {0}, v_new[2 * N], vortex[2 * N];
+  unsigned long long state = 7;
+  for (int k = 0; k < 2 * N; k++) v0[k] = 0.5 * test_random(&state);
+  m0[33] = m0[34] = 1.0, target[35] = target[36] = 1.0;
+  for (int setting = 0; setting < 3; setting++) {
+    CPhysFluidConfig c = small();
+    if (setting == 0) c.vortex_sigma = 4e-300;
+    if (setting == 1) c.vortex_center[1] = -DBL_MAX;
+    if (setting == 2) c.vortex_gain = DBL_MAX;
+    CPhysFluid fluid = NULL;
+    CHECK_OK(CPhysFluidCreate(&c, &fluid));
+    if (!fluid) continue;
+    CHECK_OK(CPhysFluidUnitVortex(fluid, vortex));
+    CHECK(all_finite(vortex, 2 * N), "setting %d: non-finite unit vortex", setting);
+    CPhysClearLastError();
+    const int code = CPhysFluidPhysicalInverse(fluid, 1, v0, m0, target, v_new, NULL);
+    if (setting < 2) {
+      CHECK(code == 0, "setting %d: %s", setting, CPhysGetLastErrorMessage());
+      CHECK(all_finite(v_new, 2 * N), "setting %d: non-finite estimate", setting);
+    } else {
+      CHECK(code == CPHYS_ERROR_NONFINITE && strstr(CPhysGetLastErrorMessage(), "overflows") != NULL,
+            "a gain of DBL_MAX returned %s: %s", CPhysErrorName(code), CPhysGetLastErrorMessage());
+    }
+    CHECK_OK(CPhysFluidDestroy(&fluid));
+  }
+}
+
 int main(void) {
   test_bad_configs_are_rejected_with_messages();
+  test_inverse_is_finite_or_an_error_for_extreme_vortex_settings();
   test_bad_calls_are_rejected_with_messages();
   test_non_finite_inputs_are_rejected();
   test_unconverged_pressure_solve_is_an_error();

@@ -1,4 +1,5 @@
 /* CPhysLeastSquaresMinimize on P(x) = A x with a fixed 5 x 3 matrix. */
+#include <float.h>
 #include <string.h>
 
 #include "check.h"
@@ -210,6 +211,39 @@ static void test_invalid_arguments_are_refused(void) {
   bad.lower = lower, bad.upper = upper;
   CHECK_FAILS(CPhysLeastSquaresMinimize(&bad, N, M, matrix_forward, matrix_adjoint, &matrix, TARGET, x, NULL),
               CPHYS_ERROR_ARGUMENT);
+  /* Found by fuzz_minimize: an upper bound of -inf, then one of -DBL_MAX, was accepted
+   * and TAO returned x[0] = -4.5e307 = -DBL_MAX / 4 (its "no bound", which an absent
+   * lower bound is passed as), outside the upper bound. */
+  const double below_tao_infinity[2] = {-INFINITY, -DBL_MAX};
+  for (int k = 0; k < 2; k++) {
+    double upper_bound[N] = {below_tao_infinity[k], 1.0, 1.0};
+    bad = config_with(10, 0.0);
+    bad.upper = upper_bound;
+    CHECK_FAILS(
+        CPhysLeastSquaresMinimize(&bad, N, M, matrix_forward, matrix_adjoint, &matrix, TARGET, x, NULL),
+        CPHYS_ERROR_ARGUMENT);
+  }
+}
+
+static int silent_forward(void *context, const double *x, double *y) {
+  (void)context, (void)x, (void)y;
+  return CPHYS_ERROR_INTERNAL; /* a bare code, no message */
+}
+
+/* Found by fuzz_minimize: a callback failing without a message of its own left the
+ * thread's message empty (or an earlier failure's); the code must still come back. */
+static void test_callback_failure_without_message_gets_one(void) {
+  double x[N] = {0.0, 0.0, 0.0};
+  CPhysLeastSquaresConfig config = config_with(5, 0.0);
+  CHECK_FAILS(CPhysLeastSquaresMinimize(&config, N, M, silent_forward, matrix_adjoint, NULL, TARGET, x, NULL),
+              CPHYS_ERROR_INTERNAL);
+  CHECK(strstr(CPhysGetLastErrorMessage(), "forward callback") != NULL, "message: %s",
+        CPhysGetLastErrorMessage());
+  CPhysSetError(CPHYS_ERROR_ARGUMENT, "earlier_call", "an earlier failure");
+  const int code =
+      CPhysLeastSquaresMinimize(&config, N, M, silent_forward, matrix_adjoint, NULL, TARGET, x, NULL);
+  CHECK(code == CPHYS_ERROR_INTERNAL && strstr(CPhysGetLastErrorMessage(), "forward callback") != NULL,
+        "%s with the earlier message kept: %s", CPhysErrorName(code), CPhysGetLastErrorMessage());
 }
 
 static void test_options_prefix_reaches_tao(void) {
@@ -232,6 +266,7 @@ int main(void) {
   test_callback_error_propagates_with_its_code();
   test_nonfinite_objective_is_reported();
   test_invalid_arguments_are_refused();
+  test_callback_failure_without_message_gets_one();
   test_options_prefix_reaches_tao();
   /* A solve after all those failures still works: no PETSc state was left behind. */
   test_lmvm_reaches_normal_equations_solution();

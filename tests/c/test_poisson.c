@@ -86,6 +86,12 @@ static void test_errors_are_returned_not_raised(void) {
               CPHYS_ERROR_ARGUMENT);
   CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{4, 4}, {1, NAN}, 1e-8, 0, 10, NULL}, &poisson),
               CPHYS_ERROR_ARGUMENT);
+  /* Found by fuzz_poisson: 1/dy^2 overflowed to inf and PETSc's ICC factorization never returned. */
+  CHECK_FAILS(
+      CPhysPoissonCreate(&(CPhysPoissonConfig){{14, 15}, {1e-300, 2.25}, 1e-10, 0, 37, NULL}, &poisson),
+      CPHYS_ERROR_ARGUMENT);
+  CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{4, 4}, {1e300, 1e300}, 1e-8, 0, 10, NULL}, &poisson),
+              CPHYS_ERROR_ARGUMENT);
   CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{PTRDIFF_MAX / 2, 4}, {1, 1}, 1e-8, 0, 10, NULL}, &poisson),
               CPHYS_ERROR_MEMORY);
   CHECK_FAILS(CPhysPoissonCreate(NULL, &poisson), CPHYS_ERROR_ARGUMENT);

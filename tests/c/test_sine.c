@@ -246,6 +246,15 @@ static void test_every_mode_is_finite_at_and_near_zero(void) {
     finite &= CPhysSineInverseGradient(M, a, x, half, 1.0, out) == 0 && all_finite(out, M);
     CHECK(finite, "a mode failed or is not finite for a = %g: %s", extreme_a[k], CPhysGetLastErrorMessage());
   }
+  /* Found by fuzz_sine: a denormal target made asin(t) a denormal phase, the
+   * nearest one in phase to a tiny a/x, and x_new = a / asin(t) = -inf. */
+  const double a_found = -0x1.0979797979797p+3, x_found = -0x1.1d1d13dd1d1d1p+286;
+  const double t_found[3] = {0x0.000000101d1d1p-1022, 1e-309, -5e-324};
+  for (int k = 0; k < 3; k++) {
+    double dx = NAN;
+    CHECK_OK(CPhysSinePhysicalGradient(1, &a_found, &x_found, &t_found[k], &dx));
+    CHECK(isfinite(dx), "target %g: physical gradient %g", t_found[k], dx);
+  }
   /* At x = 0 the floor |a| / MAX_PHASE stands in for x, on the positive side. */
   const double a1 = 2.0, zero = 0.0;
   double y;

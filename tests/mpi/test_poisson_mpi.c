@@ -39,7 +39,8 @@ static double *take_block(const double *global, ptrdiff_t nx, Block b) {
 
 /* The whole [ny, nx] field on rank 0, assembled from every rank's block (NULL elsewhere). */
 static double *gather_to_root(const double *block, ptrdiff_t ny, ptrdiff_t nx, Block b) {
-  long long mine[4] = {b.ys, b.ym, b.xs, b.xm}, *all = malloc(sizeof(long long) * 4 * (size_t)ranks);
+  /* calloc: MPI_Gather fills `all` on rank 0 only, and every rank sums it below (UBSan). */
+  long long mine[4] = {b.ys, b.ym, b.xs, b.xm}, *all = calloc(4 * (size_t)ranks, sizeof(long long));
   MPI_Gather(mine, 4, MPI_LONG_LONG, all, 4, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
   int *counts = malloc(sizeof(int) * (size_t)ranks), *offsets = malloc(sizeof(int) * (size_t)ranks);
   int total = 0;
@@ -187,6 +188,11 @@ static void test_errors_fail_on_every_rank(void) {
       CPhysPoissonMPICreate(MPI_COMM_WORLD, &(CPhysPoissonConfig){{0, 4}, {1, 1}, 1e-8, 0, 10, NULL}, &p),
       CPHYS_ERROR_ARGUMENT);
   CHECK(p == NULL, "a failed Create must leave the handle NULL");
+  /* Found by fuzzing (fuzz_poisson, then checked here with -pc_type icc on one rank):
+   * 1/dy^2 overflowed to inf and the ICC factorization never returned. */
+  CHECK_FAILS(CPhysPoissonMPICreate(MPI_COMM_WORLD,
+                                    &(CPhysPoissonConfig){{14, 15}, {1e-300, 2.25}, 1e-10, 0, 37, NULL}, &p),
+              CPHYS_ERROR_ARGUMENT);
   /* Only the last rank is wrong (on one rank: the only one). */
   const double spacing = rank == ranks - 1 ? -1.0 : 1.0;
   CHECK_FAILS(CPhysPoissonMPICreate(MPI_COMM_WORLD,

@@ -86,7 +86,8 @@ typedef struct {
   ptrdiff_t shape[2];    /* cells [ny, nx]; each >= 3 so that the periodic stencils (5-point
                             Laplacian, the 2 x 2 interpolation and clamp neighbourhoods) do
                             not alias a cell with itself */
-  double spacing[2];     /* cell size [dy, dx], length units, > 0 */
+  double spacing[2];     /* cell size [dy, dx], length units, > 0, with 1/h^2 a finite, nonzero
+                            (normal) double and 2 (1/dy^2 + 1/dx^2) finite */
   double dt;             /* time step, time units, > 0 */
   int steps;             /* number of steps, >= 1 (paper: 8 of 0.25, t = 2) */
   double atol;           /* CG absolute tolerance on ||div v||_2, 1 / time units (paper: 1e-4) */
@@ -97,11 +98,13 @@ typedef struct {
   CPhysFluidEnergy energy;
   /* Physical inverse (CPhysFluidPhysicalInverse). */
   double vortex_sigma;     /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
-  double vortex_center[2]; /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5) */
+  double vortex_center[2]; /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
+                              periodic: any finite value, taken modulo 1 */
   double vortex_gain;      /* strength correction per unit cross product, 1 / (length^2 time)
                               (SIP: 1e-3) */
-  double marker_destination[2]; /* (x, y), fractions of the box, where the uniform flow carries the
-                                   marker's centre in time T (the paper's data: the box centre) */
+  double marker_destination[2]; /* (x, y), fractions of the box (modulo 1), where the uniform flow
+                                   carries the marker's centre in time T (the paper's data: the box
+                                   centre) */
   int destination_from_target;  /* 1: the destination is the target's centre of mass instead */
 } CPhysFluidConfig;
 
@@ -183,6 +186,8 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  *   v0: [batch, 2, ny, nx]   m0, target: [batch, ny, nx] (target = y - y_step g)
  *   v0_new: [batch, 2, ny, nx] (output, may be NULL)
  *   dv0:    [batch, 2, ny, nx] (output, may be NULL) = v0 - v0_new, the physical gradient
+ * A vortex too narrow for the grid to see (<W, W> = 0) is fitted with s = 0; an
+ * estimate or dv0 that overflows is CPHYS_ERROR_NONFINITE (outputs then partly written).
  * Statistics: FORWARD (steps + 1 solves) and REVERSE (steps solves). */
 CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
                                            const double *m0, const double *target,

@@ -20,8 +20,10 @@ typedef struct {
   int max_iterations;         /* TAO iterations, e.g. 32 as in the paper; > 0 */
   double gradient_atol;       /* stop when ||grad f|| < gradient_atol (0: never) */
   double gradient_rtol;       /* stop when ||grad f|| / f < gradient_rtol (0: never) */
-  const double *lower;        /* [n] lower bounds, or NULL for none */
-  const double *upper;        /* [n] upper bounds, or NULL for none */
+  const double *lower;        /* [n] lower bounds, or NULL for none; each <= upper, -inf (none) or
+                                 finite within +-DBL_MAX/4 (PETSc's infinity), not NaN */
+  const double *upper;        /* [n] upper bounds, or NULL for none; +inf (none) or finite within
+                                 +-DBL_MAX/4, not NaN */
   const char *options_prefix; /* PETSc options prefix, or NULL */
 } CPhysLeastSquaresConfig;
 
@@ -29,7 +31,8 @@ typedef struct {
  * info: written on success when not NULL (iterations, final gradient norm, TAO reason).
  * Reaching max_iterations is not an error: info->converged says whether a
  * tolerance was met.  A non-finite objective or gradient is
- * CPHYS_ERROR_NONFINITE; a callback's nonzero code is returned as it is.
+ * CPHYS_ERROR_NONFINITE; a callback's nonzero code is returned as it is (with a
+ * message naming the callback when the callback recorded none).
  * The callbacks run on the calling thread while it holds the library lock
  * (recursive: they may call cphys), so they must not wait for other threads
  * that call cphys; solves from different threads run one at a time. */

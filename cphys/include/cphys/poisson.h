@@ -22,7 +22,8 @@ typedef struct CPhysPoisson_private *CPhysPoisson;
 
 typedef struct {
   ptrdiff_t shape[2];         /* interior nodes per axis, C order: [ny, nx]; each >= 1 */
-  double spacing[2];          /* node spacing per axis [dy, dx], length units; > 0 */
+  double spacing[2];          /* node spacing per axis [dy, dx], length units; > 0, with 1/h^2
+                                 a finite, nonzero (normal) double and 2 (1/dy^2 + 1/dx^2) finite */
   double rtol;                /* KSP relative tolerance (of the preconditioned residual); in (0, 1) */
   double atol;                /* KSP absolute tolerance; >= 0 */
   int max_iterations;         /* beyond it the solve fails with CPHYS_ERROR_NOT_CONVERGED; >= 1 */
