@@ -10,7 +10,7 @@ DEMO_BATCH ?= 16
 
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-c test-python demo install clean
+.PHONY: all deps build test test-c test-python demo bench install clean
 
 all: build
 
@@ -81,6 +81,11 @@ test-python-sanitize: build
 
 demo: build
 	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --batch-size $(DEMO_BATCH) --out $(DEMO_OUT)
+
+# Op and training-step timings against plain PyTorch (benchmarks/RESULTS.md, "Performance").
+BENCH_OUT ?= benchmarks/results
+bench: build
+	$(PYTHON) benchmarks/bench_ops.py --out $(BENCH_OUT)
 
 # libcphys + include/cphys/ + libphysgrad_ops + the CMake package `cphys`, under $(PREFIX).
 PREFIX ?= $(HOME)/.local

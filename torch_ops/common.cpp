@@ -2,6 +2,7 @@
 // solver options, statistics).
 #include "common.h"
 
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <sstream>
@@ -47,6 +48,8 @@ void check_cphys(int code, const char *op, OnFailure on_failure, bool warn) {
   if (code == CPHYS_ERROR_ARGUMENT) TORCH_CHECK_VALUE(false, "physgrad.", op, ": ", message);
   TORCH_CHECK(false, "physgrad.", op, ": ", message);
 }
+
+void follow_torch_threads() { CPhysSetThreads(at::get_num_threads()); }
 
 at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
                      std::initializer_list<int64_t> allowed_dims) {

@@ -37,6 +37,11 @@ OnFailure parse_on_failure(c10::string_view value, const char *op);
 // handler (the warning would go to stderr); the Python wrappers warn instead.
 void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Raise, bool warn = true);
 
+// cphys's batch loops (OpenMP, cphys/environment.h) use torch's intra-op thread
+// count, at::get_num_threads() (torch.set_num_threads), for calls from this
+// thread; every kernel that runs such a loop calls this first.
+void follow_torch_threads();
+
 // Validates a floating tensor argument (CPU, float32/float64, `dims` dimensions
 // among `allowed_dims`) and returns it as a contiguous float64 tensor.
 at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,

@@ -204,10 +204,13 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
   at::Tensor m_t = at::empty({in.batch, in.ny, in.nx}, in.m0.options());
   {
     std::lock_guard<std::mutex> guard(solver->mutex);
-    // The adjoint backward reuses the tape of a recorded run from the same inputs.
-    const int code =
-        CPhysFluidForward(solver->fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
-                          m_t.data_ptr<double>(), mode == GradMode::Adjoint);
+    // The adjoint backward reuses the tape of a run from the same inputs, the
+    // physical backward the centres and final velocity of one (its forward run).
+    const int keep = mode == GradMode::Adjoint    ? CPHYS_FLUID_RECORD_TAPE
+                       : mode == GradMode::Physical ? CPHYS_FLUID_RECORD_INVERSE
+                                                    : CPHYS_FLUID_RECORD_NONE;
+    const int code = CPhysFluidForward(solver->fluid, in.batch, in.v0.data_ptr<double>(),
+                                       in.m0.data_ptr<double>(), m_t.data_ptr<double>(), keep);
     record(code, solver->fluid, "forward", {CPHYS_FLUID_PASS_FORWARD}, in.batch);
     check_cphys(code, kOp, failure, /*warn=*/false);
   }

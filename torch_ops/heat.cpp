@@ -96,6 +96,7 @@ void record_exact_forward(int64_t batch) {
 
 at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_mode, double y_step,
                         at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure) {
+  follow_torch_threads();
   const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
   const at::Tensor grid = grid_input(x, "x");
   auto heat = object_for(grid, o);
@@ -109,6 +110,7 @@ at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_
 at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y, double nu_t,
                          c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
                          int64_t lbfgs_iterations, c10::string_view on_failure) {
+  follow_torch_threads();
   const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
   const at::Tensor g_grid = grid_input(g, "grad_y");
   TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.heat_backward: grad_y has shape ", g.sizes(),

@@ -109,6 +109,7 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
                             c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
                             double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
                             c10::string_view on_failure) {
+  follow_torch_threads();
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
   at::Tensor g_grid = grid_input(g, "grad_y");

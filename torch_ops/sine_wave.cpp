@@ -66,6 +66,7 @@ double *mutable_ptr(at::Tensor &t) {
 
 at::Tensor sine_forward(const at::Tensor &x, const at::Tensor &a, c10::string_view grad_mode, double y_step,
                         double adjoint_clip, double step_clip) {
+  follow_torch_threads();
   const SineOptions o = parse_sine_options(grad_mode, y_step, adjoint_clip, step_clip);
   // Only the adjoint has a derivative in a; the inverse solvers update x alone.
   TORCH_CHECK_VALUE(
@@ -84,6 +85,7 @@ at::Tensor sine_forward(const at::Tensor &x, const at::Tensor &a, c10::string_vi
 std::vector<at::Tensor> sine_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &a,
                                       const at::Tensor &y, c10::string_view grad_mode, double y_step,
                                       double adjoint_clip, double step_clip) {
+  follow_torch_threads();
   const SineOptions o = parse_sine_options(grad_mode, y_step, adjoint_clip, step_clip);
   const char *op = "sine_backward";
   const at::Tensor xd = elementwise_input(x, op, "x");
@@ -115,6 +117,7 @@ std::vector<at::Tensor> sine_backward(const at::Tensor &g, const at::Tensor &x, 
 
 // No autograd: labels are constants.  Returned in x0's dtype.
 at::Tensor sine_nearest_minimum(const at::Tensor &a, const at::Tensor &x0) {
+  follow_torch_threads();
   const char *op = "sine_nearest_minimum";
   const at::Tensor x0d = elementwise_input(x0, op, "x0");
   const at::Tensor ad = same_shape_input(a, "a", x0, "x0", op);
@@ -193,6 +196,7 @@ at::Tensor series_input(const at::Tensor &series, const char *argument, int64_t 
 at::Tensor wave_packet_forward(const at::Tensor &params, c10::string_view grad_mode, double y_step,
                                int64_t samples, double frequency, double sigma, int64_t lbfgs_iterations,
                                c10::string_view on_failure) {
+  follow_torch_threads();
   parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
   // The output [B, samples] is checked before params (perhaps expanded) is copied.
   auto packet = packet_for(samples, frequency, sigma, kPacket, params.dim() == 2 ? params.size(0) : 0);
@@ -209,6 +213,7 @@ at::Tensor wave_packet_forward(const at::Tensor &params, c10::string_view grad_m
 at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, const at::Tensor &y,
                                 c10::string_view grad_mode, double y_step, int64_t samples, double frequency,
                                 double sigma, int64_t lbfgs_iterations, c10::string_view on_failure) {
+  follow_torch_threads();
   const PacketOptions o = parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
   const char *op = "wave_packet_backward";
   const at::Tensor p = params_input(params, op);

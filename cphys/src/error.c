@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "threads.h"
+
 #ifndef CPHYS_VERSION_STRING
 #define CPHYS_VERSION_STRING "0.0.0"
 #endif
@@ -36,6 +38,11 @@ const char *CPhysErrorMessage(int code) {
 const char *CPhysGetLastErrorMessage(void) { return last_message; }
 
 void CPhysClearLastError(void) { last_message[0] = '\0'; }
+
+/* A message recorded on a worker thread, handed to the caller's thread (threads.h). */
+void cphys_error_restore_message(const char *message) {
+  snprintf(last_message, sizeof last_message, "%s", message);
+}
 
 int CPhysSetError(int code, const char *func, const char *fmt, ...) {
   char detail[768];

@@ -5,7 +5,13 @@
  *   W_k, k < steps      [2n]  velocity of step k + 1 after projection, before rescale
  *   M_k, k = 0..steps   [n]   marker (M_0 = m0)
  *   v0, m0              [3n]  the inputs, to recognise a call with the same inputs
- * and per sample steps x 3n bytes of limiter branches (2n velocity, n marker). */
+ * and per sample steps x 3n bytes of limiter branches (2n velocity, n marker).
+ *
+ * Inverse record (CPHYS_FLUID_RECORD_INVERSE) per sample, 5n + 3 (steps + 1) doubles:
+ *   v0, m0              [3n]  the inputs
+ *   velocity            [2n]  the final velocity
+ *   centres             [2 (steps + 1)]  marker centre of mass (x, y) after each step (0: m0)
+ *   defined             [steps + 1]      1.0 where that centre is defined, else 0.0 */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -128,6 +134,9 @@ int CPhysFluidDestroy(CPhysFluid *fluid) {
   free(f->unit_vortex);
   free(f->tape);
   free(f->tape_branches);
+  free(f->inverse_record);
+  free(f->inverse_record_valid);
+  free(f->inverse_record_stats);
   for (int pass = 0; pass < 3; pass++) free(f->stats[pass].info);
   free(f);
   *fluid = NULL;
@@ -249,15 +258,86 @@ static int tape_reserve(CPhysFluid f, ptrdiff_t batch) {
   return 0;
 }
 
-/* The forward map; with record the states go to the tape, else to work slots.
+static ptrdiff_t inverse_record_doubles(CPhysFluid f) { return 5 * f->n + 3 * ((ptrdiff_t)f->config.steps + 1); }
+
+static double *inverse_record(CPhysFluid f, ptrdiff_t sample) {
+  return f->inverse_record + sample * inverse_record_doubles(f);
+}
+
+static int inverse_record_reserve(CPhysFluid f, ptrdiff_t batch) {
+  const ptrdiff_t per = inverse_record_doubles(f), solves = f->config.steps + 1;
+  CPhysCheck(batch <= PTRDIFF_MAX / (ptrdiff_t)sizeof(double) / per, CPHYS_ERROR_MEMORY,
+             "an inverse record for batch %td overflows the address space", batch);
+  f->inverse_record_batch = 0;
+  if (batch > f->inverse_record_capacity) {
+    double *record = realloc(f->inverse_record, (size_t)(batch * per) * sizeof *record);
+    if (record) f->inverse_record = record;
+    unsigned char *valid = realloc(f->inverse_record_valid, (size_t)batch);
+    if (valid) f->inverse_record_valid = valid;
+    CPhysSolveInfo *stats = realloc(f->inverse_record_stats, (size_t)(batch * solves) * sizeof *stats);
+    if (stats) f->inverse_record_stats = stats;
+    CPhysCheck(record && valid && stats, CPHYS_ERROR_MEMORY, "cannot allocate an inverse record for batch %td",
+               batch);
+    f->inverse_record_capacity = batch;
+  }
+  if (batch) memset(f->inverse_record_valid, 0, (size_t)batch);
+  f->inverse_record_batch = batch;
+  return 0;
+}
+
+/* Sample s's marker centre after `k` steps (k = 0: the initial marker) into the record. */
+static void inverse_record_centre(CPhysFluid f, ptrdiff_t s, int k, const double *marker) {
+  double *centres = inverse_record(f, s) + 5 * f->n;
+  int defined;
+  fluid_centre_of_mass(f, marker, centres + 2 * k, &defined);
+  centres[2 * (f->config.steps + 1) + k] = defined ? 1.0 : 0.0;
+}
+
+/* Completes sample s's record after a forward run that reached its end. */
+static void inverse_record_finish(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0,
+                                  const double *velocity) {
+  const ptrdiff_t n = f->n;
+  const int solves = f->config.steps + 1;
+  double *record = inverse_record(f, s);
+  memcpy(record, v0, (size_t)(2 * n) * sizeof *v0);
+  memcpy(record + 2 * n, m0, (size_t)n * sizeof *m0);
+  memcpy(record + 3 * n, velocity, (size_t)(2 * n) * sizeof *velocity);
+  const CPhysSolveInfo *stats = fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0);
+  memcpy(f->inverse_record_stats + s * solves, stats, (size_t)solves * sizeof *stats);
+  /* A failed solve must fail the inverse's call too: such samples are rerun there. */
+  int converged = 1;
+  for (int k = 0; k < solves; k++) converged = converged && stats[k].converged;
+  f->inverse_record_valid[s] = (unsigned char)converged;
+}
+
+int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
+                                double *centres, int *defined) {
+  const ptrdiff_t n = f->n;
+  const int solves = f->config.steps + 1;
+  if (s >= f->inverse_record_batch || !f->inverse_record_valid[s]) return 0;
+  const double *record = inverse_record(f, s);
+  if (memcmp(record, v0, (size_t)(2 * n) * sizeof *v0) || memcmp(record + 2 * n, m0, (size_t)n * sizeof *m0))
+    return 0;
+  memcpy(velocity, record + 3 * n, (size_t)(2 * n) * sizeof *velocity);
+  memcpy(centres, record + 5 * n, (size_t)(2 * solves) * sizeof *centres);
+  for (int k = 0; k < solves; k++) defined[k] = record[5 * n + 2 * solves + k] != 0.0;
+  memcpy(fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), f->inverse_record_stats + s * solves,
+         (size_t)solves * sizeof(CPhysSolveInfo));
+  return 1;
+}
+
+/* The forward map; with a tape the states go to the tape, else to work slots.
  * m_t may be NULL (a recording for the adjoint only). */
 static int forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,
-                          double *m_t, int record) {
+                          double *m_t, int mode) {
   const ptrdiff_t n = f->n;
   const int steps = f->config.steps;
+  const int record = mode != CPHYS_FLUID_RECORD_NONE && mode != CPHYS_FLUID_RECORD_INVERSE; /* the tape */
+  const int keep = mode == CPHYS_FLUID_RECORD_INVERSE;
   double *p = fluid_slot(f, FLUID_SLOT_FREE + 6);
   CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, steps + 1));
   if (record) CPhysCall(tape_reserve(f, batch));
+  if (keep) CPhysCall(inverse_record_reserve(f, batch));
   for (ptrdiff_t s = 0; s < batch; s++) {
     double *v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
     double *m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
@@ -272,6 +352,7 @@ static int forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const
                                    "forward", s, 0));
     memset(p, 0, (size_t)n * sizeof *p);
     memcpy(m[0], m0 + s * n, (size_t)n * sizeof *m0);
+    if (keep) inverse_record_centre(f, s, 0, m[0]);
     for (int k = 0; k < steps; k++) {
       const int a = record ? 0 : k % 2, b = record ? 1 : 1 - a;
       double *w = v[b];
@@ -285,12 +366,14 @@ static int forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const
       CPhysCall(fluid_step_sample_locked(f, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
                                          fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s,
                                          k + 1));
+      if (keep) inverse_record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
     }
     const double *last = record ? m[1] : m[steps % 2];
     for (ptrdiff_t q = 0; q < n; q++)
       CPhysCheck(isfinite(last[q]), CPHYS_ERROR_NONFINITE,
                  "the marker of sample %td became non-finite at cell %td", s, q);
     if (m_t) memcpy(m_t + s * n, last, (size_t)n * sizeof *m_t);
+    if (keep) inverse_record_finish(f, s, v0 + s * 2 * n, m0 + s * n, v[steps % 2]);
   }
   if (record) f->tape_valid = 1, f->tape_batch = batch;
   return 0;

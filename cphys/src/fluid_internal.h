@@ -46,6 +46,12 @@ struct CPhysFluid_private {
   unsigned char *tape_branches;
   ptrdiff_t tape_capacity, tape_branch_capacity, tape_batch;
   int tape_valid;
+  /* CPHYS_FLUID_RECORD_INVERSE: per sample the inputs, the final velocity, the
+   * marker centres and their flags (see fluid.c), and the forward statistics. */
+  double *inverse_record;
+  unsigned char *inverse_record_valid; /* [batch]: the sample ran to the end, every solve converged */
+  CPhysSolveInfo *inverse_record_stats; /* [batch][steps + 1] */
+  ptrdiff_t inverse_record_capacity, inverse_record_batch;
   FluidStats stats[3];         /* by CPhysFluidPass */
   /* The first unconverged pressure solve of the current call (see
    * fluid_failures_begin); the call goes on with the solver's last iterate. */
@@ -109,6 +115,12 @@ static inline CPhysSolveInfo *fluid_stats_at(CPhysFluid f, CPhysFluidPass pass, 
                                              int solve) {
   return f->stats[pass].info + sample * f->stats[pass].solves + solve;
 }
+/* The forward run CPHYS_FLUID_RECORD_INVERSE kept for sample s if it was made
+ * from (v0, m0) of that sample ([2n], [n]): 1 and the final velocity [2n], the
+ * centres [steps + 1][2] and flags [steps + 1], with the forward statistics
+ * copied into stats[FORWARD] row s; else 0. */
+int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
+                                double *centres, int *defined);
 /* Records the tape for (v0, m0) unless the current one was made from them. */
 int fluid_ensure_tape_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0);
 /* Tape accessors: V_k (k = 0..steps) [2n], W_k (k < steps) [2n], M_k [n], branches of step k [3n]. */

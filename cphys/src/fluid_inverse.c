@@ -110,14 +110,18 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
   double *p = fluid_slot(f, FLUID_SLOT_FREE + 6);
   double *fwd = centres, *rev = centres + 2 * (steps + 1);
   int *fwd_ok = defined, *rev_ok = defined + steps + 1, final;
-  /* 1. forward run */
-  fluid_centred_to_staggered(f, v0, v[0]);
-  memset(p, 0, (size_t)n * sizeof *p);
-  CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0),
-                                 "inverse forward", s, 0));
-  memset(p, 0, (size_t)n * sizeof *p);
-  memcpy(m[0], m0, (size_t)n * sizeof *m0);
-  CPhysCall(simulate_locked(f, v, m, p, CPHYS_FLUID_PASS_FORWARD, s, 1, fwd, fwd_ok, &final));
+  /* 1. forward run, unless the op's forward recorded it (the same computation) */
+  if (fluid_inverse_record_lookup(f, s, v0, m0, v[0], fwd, fwd_ok)) {
+    final = 0;
+  } else {
+    fluid_centred_to_staggered(f, v0, v[0]);
+    memset(p, 0, (size_t)n * sizeof *p);
+    CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0),
+                                   "inverse forward", s, 0));
+    memset(p, 0, (size_t)n * sizeof *p);
+    memcpy(m[0], m0, (size_t)n * sizeof *m0);
+    CPhysCall(simulate_locked(f, v, m, p, CPHYS_FLUID_PASS_FORWARD, s, 1, fwd, fwd_ok, &final));
+  }
   /* 4. reverse run from the target with the negated final velocity */
   double *v_rev[2] = {v[final], v[1 - final]}, *m_rev[2] = {m[1 - final], m[final]};
   for (ptrdiff_t k = 0; k < 2 * n; k++) v_rev[0][k] = -v_rev[0][k];

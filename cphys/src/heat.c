@@ -1,4 +1,4 @@
-/* Heat object: Fourier kernels, cached batched FFTW plans, forward, adjoint, exact inverse,
+/* Heat object: Fourier kernels, FFTW plans, the per-sample spectral driver, forward, adjoint, exact inverse,
  * the least-squares problem of the `lbfgs` mode. */
 #include <limits.h>
 #include <math.h>
@@ -8,6 +8,7 @@
 
 #include "heat_private.h"
 #include "petsc_env.h"
+#include "threads.h"
 
 /* Scratch arrays for FFTW.  One fixed alignment for planning and executing
  * arrays satisfies the new-array execute rule (equal alignment), and C11
@@ -18,6 +19,8 @@ static void *buffer_alloc(size_t bytes) {
   size_t rounded = (bytes + HEAT_BUFFER_ALIGNMENT - 1) / HEAT_BUFFER_ALIGNMENT * HEAT_BUFFER_ALIGNMENT;
   return aligned_alloc(HEAT_BUFFER_ALIGNMENT, rounded ? rounded : HEAT_BUFFER_ALIGNMENT);
 }
+
+static int make_plans_locked(CPhysHeat h);
 
 CPhysHeatConfig CPhysHeatDefaultConfig(void) {
   CPhysHeatConfig config = {{64, 64}, {1.0, 1.0}, 8.0, 1e-6, 1.0};
@@ -56,6 +59,8 @@ static void fill_kernels(CPhysHeat h) {
       double exponent = (ky * ky + kx * kx) * h->config.nu_t;
       h->exponent[j * half + i] = exponent;
       h->forward_gain[j * half + i] = exp(-exponent) / cells;
+      h->inverse_gain[j * half + i] = exp(exponent) / cells;
+      h->noise_odds[j * half + i] = exp(2.0 * exponent);
     }
   }
 }
@@ -75,7 +80,9 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
   h->modes = h->ny * (h->nx / 2 + 1);
   h->exponent = malloc((size_t)h->modes * sizeof(double));
   h->forward_gain = malloc((size_t)h->modes * sizeof(double));
-  if (!h->exponent || !h->forward_gain) {
+  h->inverse_gain = malloc((size_t)h->modes * sizeof(double));
+  h->noise_odds = malloc((size_t)h->modes * sizeof(double));
+  if (!h->exponent || !h->forward_gain || !h->inverse_gain || !h->noise_odds) {
     const ptrdiff_t modes = h->modes;
     CPhysHeatDestroy(&h);
     return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate kernels of %td modes", modes);
@@ -89,6 +96,13 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
       return CPhysSetError(CPHYS_ERROR_ARGUMENT, __func__, "nu_t = %g overflows |k|^2 nu_t", nu_t);
     }
   }
+  CPhysLibraryLock();
+  int ierr = make_plans_locked(h);
+  CPhysLibraryUnlock();
+  if (ierr) {
+    CPhysHeatDestroy(&h);
+    return ierr;
+  }
   *heat = h;
   return 0;
 }
@@ -98,16 +112,13 @@ int CPhysHeatDestroy(CPhysHeat *heat) {
   CPhysHeat h = *heat;
   /* fftw_destroy_plan is a planner routine: not thread-safe. */
   CPhysLibraryLock();
-  while (h->plans) {
-    CPhysHeatPlans *next = h->plans->next;
-    if (h->plans->r2c) fftw_destroy_plan(h->plans->r2c);
-    if (h->plans->c2r) fftw_destroy_plan(h->plans->c2r);
-    free(h->plans);
-    h->plans = next;
-  }
+  if (h->r2c) fftw_destroy_plan(h->r2c);
+  if (h->c2r) fftw_destroy_plan(h->c2r);
   CPhysLibraryUnlock();
   free(h->exponent);
   free(h->forward_gain);
+  free(h->inverse_gain);
+  free(h->noise_odds);
   free(h);
   *heat = NULL;
   return 0;
@@ -119,54 +130,28 @@ int CPhysHeatGetConfig(CPhysHeat heat, CPhysHeatConfig *config) {
   return 0;
 }
 
-/* Plans on internal scratch arrays, never on caller data (a measuring planner
- * would overwrite them).  FFTW_ESTIMATE: at 64 x 64 x 128 FFTW_MEASURE planned
- * for ~60 ms and executed no faster here, and estimated plans keep new batch
- * sizes cheap and results reproducible from run to run. */
-static int make_plans_locked(CPhysHeat h, ptrdiff_t batch, CPhysHeatPlans **made) {
+/* Plans one grid each way on scratch arrays, never on caller data.  One grid
+ * rather than the batch: a sample's input, spectrum and output stay in the
+ * core's cache between the transforms and the filter, the plan serves every
+ * batch size, and the samples can go to different threads (new-array execute).
+ * FFTW_ESTIMATE, not FFTW_MEASURE: measured plans executed ~15% faster here,
+ * but FFTW picks them by timing, so they (and the last bits of the results)
+ * change from run to run; estimated plans keep runs reproducible. */
+static int make_plans_locked(CPhysHeat h) {
   const int n[2] = {(int)h->ny, (int)h->nx};
-  double *real = buffer_alloc((size_t)(batch * h->cells) * sizeof(double));
-  fftw_complex *spectrum = buffer_alloc((size_t)(batch * h->modes) * sizeof(fftw_complex));
-  CPhysHeatPlans *p = calloc(1, sizeof *p);
+  double *real = buffer_alloc((size_t)h->cells * sizeof(double));
+  fftw_complex *spectrum = buffer_alloc((size_t)h->modes * sizeof(fftw_complex));
   int ierr = 0;
-  if (!real || !spectrum || !p) {
-    ierr =
-        CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate FFT buffers for a batch of %td", batch);
+  if (!real || !spectrum) {
+    ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate FFT buffers of %td cells", h->cells);
   } else {
-    p->batch = batch;
-    p->r2c = fftw_plan_many_dft_r2c(2, n, (int)batch, real, NULL, 1, (int)h->cells, spectrum, NULL, 1,
-                                    (int)h->modes, FFTW_ESTIMATE);
-    p->c2r = fftw_plan_many_dft_c2r(2, n, (int)batch, spectrum, NULL, 1, (int)h->modes, real, NULL, 1,
-                                    (int)h->cells, FFTW_ESTIMATE);
-    if (!p->r2c || !p->c2r) {
-      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan %td transforms of %td x %td",
-                           batch, h->ny, h->nx);
-      if (p->r2c) fftw_destroy_plan(p->r2c);
-      if (p->c2r) fftw_destroy_plan(p->c2r);
-    }
+    h->r2c = fftw_plan_dft_r2c(2, n, real, spectrum, FFTW_ESTIMATE);
+    h->c2r = fftw_plan_dft_c2r(2, n, spectrum, real, FFTW_ESTIMATE);
+    if (!h->r2c || !h->c2r)
+      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan transforms of %td x %td", h->ny, h->nx);
   }
   free(real);
   free(spectrum);
-  if (ierr) {
-    free(p);
-    return ierr;
-  }
-  p->next = h->plans;
-  h->plans = p;
-  *made = p;
-  return 0;
-}
-
-static int get_plans(CPhysHeat h, ptrdiff_t batch, CPhysHeatPlans **plans) {
-  CPhysLibraryLock();
-  int ierr = 0;
-  CPhysHeatPlans *p = h->plans;
-  while (p && p->batch != batch) p = p->next;
-  if (p)
-    *plans = p;
-  else
-    ierr = make_plans_locked(h, batch, plans);
-  CPhysLibraryUnlock();
   return ierr;
 }
 
@@ -188,42 +173,64 @@ static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const dou
   return 0;
 }
 
+/* One sample: copy in (checking finiteness), r2c, filter, c2r, copy out (checking again).
+ * real [cells] and spectrum [modes] are the thread's buffers. */
+static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *out, double *real,
+                        fftw_complex *spectrum, CPhysHeatSpectralFilter filter, void *context, const char *caller) {
+  const ptrdiff_t cells = heat->cells;
+  const double *source = in + s * cells;
+  int finite = 1;
+  for (ptrdiff_t i = 0; i < cells; i++) {
+    real[i] = source[i];
+    finite &= isfinite(source[i]) != 0;
+  }
+  if (!finite) {
+    ptrdiff_t i = 0;
+    while (isfinite(source[i])) i++;
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "input value %td (sample %td) is %g", s * cells + i, s,
+                         source[i]);
+  }
+  fftw_execute_dft_r2c(heat->r2c, real, spectrum);
+  /* r2c leaves its input alone: `real` still holds the sample for the filter. */
+  CPhysCall(filter(heat, real, spectrum, context));
+  fftw_execute_dft_c2r(heat->c2r, spectrum, real);
+  double *target = out + s * cells;
+  for (ptrdiff_t i = 0; i < cells; i++) {
+    if (!isfinite(real[i]))
+      return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "output value %td (sample %td) overflows to %g",
+                           s * cells + i, s, real[i]);
+    target[i] = real[i];
+  }
+  return 0;
+}
+
 int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, double *out,
                            CPhysHeatSpectralFilter filter, void *context, const char *caller) {
   CPhysCall(check_batch(heat, batch, in, out, caller));
   if (batch == 0) return 0;
-  const ptrdiff_t total = batch * heat->cells;
-  for (ptrdiff_t i = 0; i < total; i++)
-    HEAT_CHECK(caller, isfinite(in[i]), CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g", i,
-               i / heat->cells, in[i]);
-  CPhysHeatPlans *plans;
-  CPhysCall(get_plans(heat, batch, &plans));
-  /* Per-call buffers keep concurrent calls on one object independent. */
-  double *real = buffer_alloc((size_t)total * sizeof(double));
-  fftw_complex *spectrum = buffer_alloc((size_t)(batch * heat->modes) * sizeof(fftw_complex));
-  int ierr = 0;
-  if (!real || !spectrum) {
-    ierr = CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate FFT buffers for a batch of %td", batch);
-    goto cleanup;
-  }
-  memcpy(real, in, (size_t)total * sizeof(double));
-  fftw_execute_dft_r2c(plans->r2c, real, spectrum);
-  for (ptrdiff_t b = 0; b < batch && !ierr; b++)
-    ierr = filter(heat, in + b * heat->cells, spectrum + b * heat->modes, context);
-  if (ierr) goto cleanup;
-  fftw_execute_dft_c2r(plans->c2r, spectrum, real);
-  for (ptrdiff_t i = 0; i < total; i++) {
-    if (!isfinite(real[i])) {
-      ierr = CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "output value %td (sample %td) overflows to %g", i,
-                           i / heat->cells, real[i]);
-      goto cleanup;
+  /* Measured ~60 us per 64 x 64 sample for both transforms and the filter. */
+  const double seconds_per_sample = 15e-9 * (double)heat->cells;
+  const int threads = cphys_loop_threads(batch, seconds_per_sample);
+  CPhysLoopError failure;
+  cphys_loop_error_init(&failure);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    /* Per-thread buffers (one sample, cache-sized) keep concurrent calls and threads independent. */
+    double *real = buffer_alloc((size_t)heat->cells * sizeof(double));
+    fftw_complex *spectrum = buffer_alloc((size_t)heat->modes * sizeof(fftw_complex));
+    if (!real || !spectrum) /* index -1: before every sample, so that all are skipped */
+      cphys_loop_error_record(&failure, CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate FFT buffers"),
+                              -1);
+#pragma omp for schedule(static)
+    for (ptrdiff_t s = 0; s < batch; s++) {
+      if (cphys_loop_error_skip(&failure, s)) continue;
+      const int ierr = apply_sample(heat, s, in, out, real, spectrum, filter, context, caller);
+      if (ierr) cphys_loop_error_record(&failure, ierr, s);
     }
+    free(real);
+    free(spectrum);
   }
-  memcpy(out, real, (size_t)total * sizeof(double));
-cleanup:
-  free(real);
-  free(spectrum);
-  return ierr;
+  return cphys_loop_error_raise(&failure);
 }
 
 static int apply_forward_gain(CPhysHeat heat, const double *sample, fftw_complex *spectrum, void *context) {

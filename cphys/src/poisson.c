@@ -2,14 +2,13 @@
 #include "cphys/poisson.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "petsc_env.h"
 #include "poisson_internal.h"
+#include "threads.h"
 
 struct CPhysPoisson_private {
   CPhysPoissonConfig config;
@@ -74,13 +73,26 @@ static int assemble_locked(CPhysPoisson p) {
   return 0;
 }
 
+/* Up to this many nodes the default preconditioner is a sparse Cholesky
+ * factorization; beyond, GAMG (see create_solver_locked). */
+enum { CHOLESKY_MAX_NODES = 512 * 512 };
+
 static int create_solver_locked(CPhysPoisson p) {
   PC pc;
   CPhysPetscCall(KSPCreate(PETSC_COMM_SELF, &p->ksp));
   CPhysPetscCall(KSPSetOperators(p->ksp, p->minus_laplacian, p->minus_laplacian));
   CPhysPetscCall(KSPSetType(p->ksp, KSPCG));
   CPhysPetscCall(KSPGetPC(p->ksp, &pc));
-  CPhysPetscCall(PCSetType(pc, PCICC));
+  /* The default preconditioner, chosen by measurement (benchmarks/RESULTS.md):
+   * PETSc's own sparse Cholesky factorization of the matrix, made once here.
+   * CG then converges in one iteration to rounding level; at the paper's 80 x 60
+   * a batch of 64 solves took 22 ms instead of 445 ms with ICC(0) (87
+   * iterations at rtol 1e-10), for ~8 ms of setup.  The factor's fill and setup
+   * time grow faster than the grid (512 x 512: ~11 s setup, 0.15 s per solve,
+   * 200 MB), so larger grids get algebraic multigrid, whose iteration count
+   * does not grow with the grid (ICC(0)'s does: 559 iterations at 512 x 512).
+   * Any -<prefix>pc_type overrides this. */
+  CPhysPetscCall(PCSetType(pc, p->size <= CHOLESKY_MAX_NODES ? PCCHOLESKY : PCGAMG));
   CPhysPetscCall(KSPSetTolerances(p->ksp, p->config.rtol, p->config.atol, PETSC_DEFAULT,
                                   p->config.max_iterations));
   if (p->prefix[0]) CPhysPetscCall(KSPSetOptionsPrefix(p->ksp, p->prefix));
@@ -217,25 +229,16 @@ int CPhysPoissonAdjoint(CPhysPoisson poisson, ptrdiff_t batch, const double *dy,
   return solve(poisson, batch, dy, dx, info, "Poisson adjoint solve");
 }
 
-#ifdef _OPENMP
-/* libgomp cannot start a thread team in a process forked from one that had
- * started one: the child hangs (a DataLoader worker that raises its thread
- * count, say).  In a forked child the stencil runs on the calling thread, as
- * torch runs its own pool after a fork.  Registered at load, before any fork. */
-static volatile sig_atomic_t in_forked_child = 0;
-static void note_forked_child(void) { in_forked_child = 1; }
-__attribute__((constructor)) static void register_fork_handler(void) {
-  pthread_atfork(NULL, NULL, note_forked_child);
-}
-#endif
-
 /* x = scale * L y with the zero boundary; the same stencil as the matrix. */
 static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale, const double *y,
                             double *x) {
   const ptrdiff_t ny = p->config.shape[0], nx = p->config.shape[1];
   const double wy = scale / (p->config.spacing[0] * p->config.spacing[0]);
   const double wx = scale / (p->config.spacing[1] * p->config.spacing[1]);
-#pragma omp parallel for if (batch > 1 && !in_forked_child)
+  /* ~2 ns per node: only large batches or grids are worth a second thread
+   * (none in a forked child: cphys_loop_threads). */
+  const int threads = cphys_loop_threads(batch, 2e-9 * (double)p->size);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t s = 0; s < batch; s++) {
     const double *ys = y + s * p->size;
     double *xs = x + s * p->size;

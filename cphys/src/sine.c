@@ -2,6 +2,9 @@
 #include "cphys/sine.h"
 
 #include <math.h>
+#include <stdint.h>
+
+#include "threads.h"
 
 static const double kPi = 3.14159265358979323846264338327950288;
 static const double kTwoPi = 6.28318530717958647692528676655900577;
@@ -95,8 +98,14 @@ static double nearest_solution(double a, double x_eff, double t) {
   return best;
 }
 
+/* The elementwise loops run on cphys_loop_threads(n, ~30 ns) threads: only
+ * batches of several thousand elements are worth a parallel region. */
+#define SINE_THREADS(n) cphys_loop_threads((n), 30e-9)
+
 int CPhysSineForward(ptrdiff_t n, const double *a, const double *x, double *y) {
   CPhysCall(check_inputs(__func__, n, a, x, NULL, NULL, y));
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t i = 0; i < n; i++) y[i] = sin(a[i] / floored(a[i], x[i]));
   return 0;
 }
@@ -105,34 +114,55 @@ int CPhysSineAdjoint(ptrdiff_t n, const double *a, const double *x, const double
                      double *dx) {
   CPhysCheck(clip >= 0.0, CPHYS_ERROR_ARGUMENT, "clip must be >= 0 (0: no clipping), got %g", clip);
   CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", dx));
+  ptrdiff_t first_overflow = PTRDIFF_MAX;
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min : first_overflow)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
     /* (a/x)/x rather than a/x^2: x^2 overflows for |x| > 1e154. */
     double derivative = -(phase / x_eff) * cos(phase);
     if (clip > 0.0) derivative = fmin(fmax(derivative, -clip), clip);
     const double product = derivative * dy[i];
-    CPhysCheck(isfinite(product), CPHYS_ERROR_NONFINITE,
-               "dP/dx * dy overflows at element %td (dP/dx = %g, dy = %g)", i, derivative, dy[i]);
-    dx[i] = product;
+    if (isfinite(product))
+      dx[i] = product;
+    else if (i < first_overflow) /* dx[i] stays unwritten: it may alias dy[i], named below */
+      first_overflow = i;
+  }
+  if (first_overflow < n) {
+    const ptrdiff_t i = first_overflow;
+    const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
+    double derivative = -(phase / x_eff) * cos(phase);
+    if (clip > 0.0) derivative = fmin(fmax(derivative, -clip), clip);
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, __func__,
+                         "dP/dx * dy overflows at element %td (dP/dx = %g, dy = %g)", i, derivative, dy[i]);
   }
   return 0;
 }
 
 int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const double *x, const double *dy, double *da) {
   CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", da));
+  ptrdiff_t first_overflow = PTRDIFF_MAX;
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min : first_overflow)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]);
     const double product = cos(a[i] / x_eff) / x_eff * dy[i];
-    CPhysCheck(isfinite(product), CPHYS_ERROR_NONFINITE,
-               "dP/da * dy overflows at element %td (x = %g, dy = %g)", i, x_eff, dy[i]);
-    da[i] = product;
+    if (isfinite(product))
+      da[i] = product;
+    else if (i < first_overflow) /* da[i] stays unwritten: it may alias dy[i], named below */
+      first_overflow = i;
   }
+  if (first_overflow < n)
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, __func__, "dP/da * dy overflows at element %td (x = %g, dy = %g)",
+                         first_overflow, floored(a[first_overflow], x[first_overflow]), dy[first_overflow]);
   return 0;
 }
 
 int CPhysSinePhysicalGradient(ptrdiff_t n, const double *a, const double *x, const double *y_target,
                               double *dx) {
   CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_now = x[i];
     dx[i] = x_now - nearest_solution(a[i], floored(a[i], x_now), clamp_target(y_target[i]));
@@ -142,6 +172,8 @@ int CPhysSinePhysicalGradient(ptrdiff_t n, const double *a, const double *x, con
 
 int CPhysSineNearestMinimum(ptrdiff_t n, const double *a, const double *x0, double *x_min) {
   CPhysCall(check_inputs(__func__, n, a, x0, NULL, NULL, x_min));
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t i = 0; i < n; i++) x_min[i] = nearest_solution(a[i], floored(a[i], x0[i]), -1.0);
   return 0;
 }
@@ -154,6 +186,8 @@ int CPhysSineNewton(ptrdiff_t n, const double *a, const double *x, const double 
                     double *dx) {
   CPhysCall(check_positive_clip(__func__, clip));
   CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
     const double c = cos(phase), s = sin(phase);
@@ -169,6 +203,8 @@ int CPhysSineInverseGradient(ptrdiff_t n, const double *a, const double *x, cons
                              double clip, double *dx) {
   CPhysCall(check_positive_clip(__func__, clip));
   CPhysCall(check_inputs(__func__, n, a, x, y_target, "y_target", dx));
+  const int threads = SINE_THREADS(n);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
     const double height = sin(phase) - clamp_target(y_target[i]);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "threads.h"
+
 struct CPhysWavePacket_private {
   CPhysWavePacketConfig config;
   double inverse_sigma_squared; /* 1 / sigma^2, samples^-2 */
@@ -92,6 +94,10 @@ static inline double envelope(const struct CPhysWavePacket_private *p, double of
   return exp(-offset * offset * p->inverse_sigma_squared);
 }
 
+/* Rough seconds of work per example of each batch loop, for cphys_loop_threads:
+ * one pass over the series costs ~15 ns per sample (an exp). */
+static double pass_seconds(CPhysWavePacket p) { return 15e-9 * (double)p->config.n_samples; }
+
 /* dy_j / dA = sin(f xi_j) e_j.  Forward, objective and Gauss-Newton all form
  * y_j = A * shape(j) in this one order, so that P(p) - P(p) is exactly 0 and
  * Gauss-Newton sees a solution computed by Forward as exactly stationary. */
@@ -102,6 +108,8 @@ static inline double shape_at(const struct CPhysWavePacket_private *p, ptrdiff_t
 int CPhysWavePacketForward(CPhysWavePacket packet, ptrdiff_t batch, const double *params, double *y) {
   CPhysCall(check_call(__func__, packet, batch, params, NULL, NULL, y));
   const ptrdiff_t n = packet->config.n_samples;
+  const int threads = cphys_loop_threads(batch, pass_seconds(packet));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t b = 0; b < batch; b++) {
     const double xi0 = params[2 * b], amplitude = params[2 * b + 1];
     for (ptrdiff_t j = 0; j < n; j++)
@@ -114,6 +122,8 @@ int CPhysWavePacketAdjoint(CPhysWavePacket packet, ptrdiff_t batch, const double
                            double *dparams) {
   CPhysCall(check_call(__func__, packet, batch, params, dy, "dy", dparams));
   const ptrdiff_t n = packet->config.n_samples;
+  const int threads = cphys_loop_threads(batch, pass_seconds(packet));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t b = 0; b < batch; b++) {
     const double xi0 = params[2 * b], amplitude = params[2 * b + 1];
     double d_position = 0.0, d_amplitude = 0.0;
@@ -218,6 +228,8 @@ int CPhysWavePacketGaussNewton(CPhysWavePacket packet, const CPhysWavePacketGaus
   CPhysCall(check_gauss_newton_config(__func__, c));
   CPhysCall(check_call(__func__, packet, batch, params, target, "target", dparams));
   const ptrdiff_t n = packet->config.n_samples;
+  const int threads = cphys_loop_threads(batch, 3.0 * pass_seconds(packet));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t b = 0; b < batch; b++) {
     /* Copied first so that dparams may alias params. */
     const double param[2] = {params[2 * b], params[2 * b + 1]};
@@ -276,6 +288,9 @@ int CPhysWavePacketGaussNewtonSolve(CPhysWavePacket packet,
              "output_rtol must be >= 0 and finite, got %g", c->output_rtol);
   CPhysCall(check_call(__func__, packet, batch, params, target, "target", dparams));
   const ptrdiff_t n = packet->config.n_samples;
+  /* Examples take different numbers of steps: dynamic scheduling balances them. */
+  const int threads = cphys_loop_threads(batch, 3.0 * c->max_steps * pass_seconds(packet));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(dynamic, 4)
   for (ptrdiff_t b = 0; b < batch; b++) {
     /* Copied first so that dparams may alias params. */
     const double param[2] = {params[2 * b], params[2 * b + 1]};

@@ -165,7 +165,58 @@ static void test_destination_from_target_recovers_a_uniform_flow(void) {
   CHECK_OK(CPhysFluidDestroy(&fluid));
 }
 
+/* A forward run recorded for the inverse (CPHYS_FLUID_RECORD_INVERSE) gives the
+ * inverse bitwise the result and statistics of its own forward run, and is not
+ * used for other inputs. */
+static void test_recorded_forward_gives_the_same_inverse(void) {
+  enum { B = 3, NS = 8, SMALL = 16 * 16 };
+  CPhysFluidConfig c = CPhysFluidDefaultConfig();
+  c.shape[0] = c.shape[1] = 16;
+  c.steps = 4;
+  CPhysFluid fluid = NULL;
+  CHECK_OK(CPhysFluidCreate(&c, &fluid));
+  if (!fluid) return;
+  double *v0 = malloc(B * 2 * SMALL * sizeof *v0), *m0 = malloc(B * SMALL * sizeof *m0);
+  double *m_t = malloc(B * SMALL * sizeof *m_t), *target = malloc(B * SMALL * sizeof *target);
+  double *plain = malloc(B * 2 * SMALL * sizeof *plain), *recorded = malloc(B * 2 * SMALL * sizeof *recorded);
+  unsigned long long state = 5;
+  for (int k = 0; k < B * 2 * SMALL; k++) v0[k] = 2.0 * test_random(&state);
+  for (int k = 0; k < B * SMALL; k++) m0[k] = test_random(&state) > 0.3 ? 1.0 : 0.0;
+  CHECK_OK(CPhysFluidForward(fluid, B, v0, m0, m_t, CPHYS_FLUID_RECORD_NONE));
+  for (int k = 0; k < B * SMALL; k++) target[k] = m_t[k] + 0.1 * test_random(&state);
+  CPhysSolveInfo plain_info[B][NS], recorded_info[B][NS];
+  CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, plain));
+  for (int s = 0; s < B; s++)
+    for (int k = 0; k <= c.steps; k++)
+      CHECK_OK(CPhysFluidGetSolveInfo(fluid, CPHYS_FLUID_PASS_FORWARD, s, k, &plain_info[s][k]));
+  CHECK_OK(CPhysFluidForward(fluid, B, v0, m0, m_t, CPHYS_FLUID_RECORD_INVERSE));
+  memcpy(recorded, v0, 2 * SMALL * sizeof *v0); /* other calls in between do not matter */
+  CHECK_OK(CPhysFluidStep(fluid, 1, recorded, m_t, NULL));
+  CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, recorded));
+  CHECK(memcmp(plain, recorded, B * 2 * SMALL * sizeof *plain) == 0, "the recorded forward changed the inverse");
+  for (int s = 0; s < B; s++)
+    for (int k = 0; k <= c.steps; k++) {
+      CHECK_OK(CPhysFluidGetSolveInfo(fluid, CPHYS_FLUID_PASS_FORWARD, s, k, &recorded_info[s][k]));
+      CHECK(recorded_info[s][k].iterations == plain_info[s][k].iterations &&
+                recorded_info[s][k].residual_norm == plain_info[s][k].residual_norm,
+            "sample %d solve %d: statistics differ", s, k);
+    }
+  /* Other inputs: the record does not apply (sample 1 changed, the others did). */
+  CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, plain));
+  v0[2 * SMALL + 7] += 0.5;
+  CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, recorded));
+  CHECK(memcmp(plain, recorded, 2 * SMALL * sizeof *plain) == 0, "sample 0 should be unchanged");
+  CHECK(memcmp(plain + 2 * SMALL, recorded + 2 * SMALL, 2 * SMALL * sizeof *plain) != 0,
+        "sample 1's changed input must not use the record");
+  CHECK_OK(CPhysFluidForward(fluid, 1, v0, m0, m_t, CPHYS_FLUID_RECORD_NONE));
+  CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, plain));
+  CHECK(memcmp(plain, recorded, B * 2 * SMALL * sizeof *plain) == 0, "recomputed inverse differs");
+  free(v0), free(m0), free(m_t), free(target), free(plain), free(recorded);
+  CHECK_OK(CPhysFluidDestroy(&fluid));
+}
+
 int main(void) {
+  test_recorded_forward_gives_the_same_inverse();
   test_destination_from_target_recovers_a_uniform_flow();
   test_centre_of_mass_is_periodic();
   test_inverse_recovers_uniform_plus_vortex_far_better_than_a_gradient_step();

@@ -31,6 +31,16 @@ F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)
+def iterative_solvers():
+    """ICC(0) for Poisson and the fluid's pressure: these failure paths need CG to
+    take more than one iteration (the default Cholesky preconditioners converge in one)."""
+    physgrad.set_solver_options("-physgrad_poisson_pc_type icc -physgrad_fluid_pc_type icc "
+                                "-physgrad_fluid_pc_factor_shift_type nonzero")
+    yield
+    physgrad.clear_solver_options()
+
+
+@pytest.fixture(autouse=True)
 def silent(capfd):
     """Failures are reported through Python only: nothing reaches fds 1 and 2."""
     yield

@@ -158,7 +158,16 @@ def test_solve_stats_report_each_sample():
     assert all(it > 0 for it in stats.iterations) and all(r <= 1e-4 for r in stats.residual_norms)
 
 
-def test_pressure_non_convergence_is_a_clear_runtime_error():
+@pytest.fixture
+def iterative_pressure_solver():
+    """ICC(0): the default Cholesky preconditioner converges in one iteration, so
+    pressure_max_iterations=1 would not fail."""
+    physgrad.set_solver_options("-physgrad_fluid_pc_type icc")
+    yield
+    physgrad.clear_solver_options()
+
+
+def test_pressure_non_convergence_is_a_clear_runtime_error(iterative_pressure_solver):
     v0, m0 = smooth_velocity(2, 12, 12), torch.rand(2, 12, 12, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="did not converge") as info:
         physgrad.fluid(v0, m0, steps=2, pressure_atol=1e-12, pressure_max_iterations=1)
@@ -166,7 +175,7 @@ def test_pressure_non_convergence_is_a_clear_runtime_error():
     assert physgrad.fluid(v0, m0, steps=2).isfinite().all()  # still usable afterwards
 
 
-def test_pressure_non_convergence_can_warn_and_finish_the_batch():
+def test_pressure_non_convergence_can_warn_and_finish_the_batch(iterative_pressure_solver):
     v0 = smooth_velocity(2, 12, 12).requires_grad_()
     m0 = torch.rand(2, 12, 12, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="did not converge for samples \\[0, 1\\]"):

@@ -5,7 +5,12 @@
  * initialization; cphys never finalizes PETSc from an object.  PETSc errors
  * are returned as CPHYS_ERROR_PETSC with PETSc's message, never printed and
  * never aborting.  Options come from the PETSC_OPTIONS environment variable
- * and from CPhysSetOptions. */
+ * and from CPhysSetOptions.
+ *
+ * Threads.  The batch loops that do not call PETSc (heat transforms, sine,
+ * wave packet, the Poisson stencil) run their samples on OpenMP threads when
+ * the library is built with OpenMP; PETSc solves always run on the caller's
+ * thread.  How many threads a call may use is set per calling thread. */
 #pragma once
 #include "cphys/error.h"
 
@@ -17,3 +22,12 @@ CPHYS_EXTERN int CPhysInitialize(void);
 CPHYS_EXTERN int CPhysSetOptions(const char *options);
 /* Removes every option set by CPhysSetOptions or the environment. */
 CPHYS_EXTERN int CPhysClearOptions(void);
+
+/* Threads the batch loops of calls made from this thread may use: >= 1, or 0
+ * for OpenMP's default (OMP_NUM_THREADS, else one per core).  Loops with
+ * little work per thread use fewer.  The physgrad torch ops pass
+ * at::get_num_threads() (torch.set_num_threads) before each call.  Without
+ * OpenMP everything runs on the calling thread. */
+CPHYS_EXTERN int CPhysSetThreads(int threads);
+/* The threads a batch loop called from this thread would use at most (1 without OpenMP). */
+CPHYS_EXTERN int CPhysGetThreads(void);

@@ -110,12 +110,13 @@ typedef struct {
 
 /* The paper's setup: 64 x 64 cells of size 2, 8 steps of 0.25, atol 1e-4, rtol 0,
  * 1000 CG iterations, clamp limiter, total-energy rescale, vortex sigma 20 at the
- * box centre, gain 1e-3.  The pressure solver is CG preconditioned by ICC(0)
- * with a nonzero factor shift, its convergence tested on the unpreconditioned
- * residual, so atol bounds the true ||div v||_2 as in PhiFlow's plain CG (at
- * 64 x 64: ~33 instead of ~90 iterations per solve, the forward pass ~30%
- * faster).  "-physgrad_fluid_pc_type none" restores plain CG; every KSP/PC
- * option under the prefix overrides these defaults. */
+ * box centre, gain 1e-3.  The pressure solver is CG preconditioned by a sparse
+ * Cholesky factorization (ICC(0) beyond 512 x 512 cells) with a nonzero factor
+ * shift, its convergence tested on the unpreconditioned residual, so atol
+ * bounds the true ||div v||_2 as in PhiFlow's plain CG (at 64 x 64: one
+ * iteration per solve instead of ~33 with ICC(0) and ~90 with plain CG).
+ * "-physgrad_fluid_pc_type none" restores plain CG; every KSP/PC option under
+ * the prefix overrides these defaults. */
 CPHYS_EXTERN CPhysFluidConfig CPhysFluidDefaultConfig(void);
 
 /* Validates `config`, assembles the Poisson matrix and the KSP (PETSc lazily
@@ -124,13 +125,27 @@ CPHYS_EXTERN int CPhysFluidCreate(const CPhysFluidConfig *config, CPhysFluid *fl
 /* NULL-safe; sets *fluid = NULL. */
 CPHYS_EXTERN int CPhysFluidDestroy(CPhysFluid *fluid);
 
+/* What CPhysFluidForward keeps for a later call on the same inputs. */
+typedef enum {
+  CPHYS_FLUID_RECORD_NONE = 0,
+  /* Every intermediate state (the tape, about (5 steps + 6) ny nx doubles per
+   * sample) for CPhysFluidAdjoint and CPhysFluidGetState. */
+  CPHYS_FLUID_RECORD_TAPE = 1,
+  /* What CPhysFluidPhysicalInverse's forward run computes: the marker's centre
+   * of mass after every step and the final velocity (with the inputs, about
+   * 5 ny nx doubles per sample).  CPhysFluidPhysicalInverse then skips its
+   * forward run for every sample whose v0 and m0 are bitwise the recorded ones
+   * and whose recorded solves converged, which halves its cost. */
+  CPHYS_FLUID_RECORD_INVERSE = 2
+} CPhysFluidRecord;
+
 /* Forward map m_t = P(v0; m0).
  *   v0:  [batch, 2, ny, nx] cell-centred initial velocity, channel 0 = vx (length / time)
  *   m0:  [batch, ny, nx] initial marker
  *   m_t: [batch, ny, nx] marker after `steps` steps (output)
- * record != 0 keeps every intermediate state (the tape, about
- * (5 steps + 6) ny nx doubles per sample) for CPhysFluidAdjoint and
- * CPhysFluidGetState.  Inputs must be finite (CPHYS_ERROR_NONFINITE). */
+ * record: a CPhysFluidRecord (any other nonzero value means the tape).  The
+ * tape and the inverse record are independent: each stays until a later
+ * call records that kind again.  Inputs must be finite (CPHYS_ERROR_NONFINITE). */
 CPHYS_EXTERN int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
                                    const double *m0, double *m_t, int record);
 
@@ -155,7 +170,9 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  * run ends at `target`.  It fits only a uniform flow plus one Gaussian vortex
  * (the prior of the paper's data set); small-scale parts of v0 are dropped.
  *  1. Forward run from (v0, m0), recording the marker centre of mass c_f(t_k),
- *     t_k = k dt, k = 0..steps, T = steps dt.
+ *     t_k = k dt, k = 0..steps, T = steps dt (taken from the last
+ *     CPhysFluidForward with CPHYS_FLUID_RECORD_INVERSE where it ran on the same
+ *     inputs: the result and the statistics are the same).
  *  2. Uniform part u = d(c(m0), D) / T with d the periodic minimal-image
  *     displacement: the uniform velocity that carries the marker's centre to
  *     its destination D in the simulated time.  D = marker_destination, by

@@ -54,10 +54,11 @@
  * gets 0/0 and damps; here the larger likelihood still wins.
  *
  * Thread safety: every function may be called from any thread, also
- * concurrently on the same object.  Transforms run on per-call buffers with
- * FFTW's thread-safe new-array execute; only planning (once per batch size,
- * cached in the object) takes the library lock.  Destroy must not race with
- * other calls on the same object. */
+ * concurrently on the same object.  Transforms run sample by sample on
+ * per-call, per-thread buffers with FFTW's thread-safe new-array execute; only
+ * planning (once, in Create) takes the library lock.  Destroy must not race
+ * with other calls on the same object.  The samples of a call are spread over
+ * OpenMP threads (CPhysSetThreads, cphys/environment.h). */
 #pragma once
 #include <stddef.h>
 
@@ -78,8 +79,8 @@ typedef struct {
 /* The paper's setting: 64 x 64 unit cells, nu_t = 8, noise_relative 1e-6, signal_amplitude 1. */
 CPHYS_EXTERN CPhysHeatConfig CPhysHeatDefaultConfig(void);
 
-/* Validates the configuration and precomputes the Fourier kernels.  FFTW plans
- * are made on first use of each batch size (FFTW_ESTIMATE). */
+/* Validates the configuration, precomputes the Fourier kernels and makes the
+ * FFTW plans (one grid each way, FFTW_ESTIMATE: reproducible from run to run). */
 CPHYS_EXTERN int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat);
 /* NULL-safe (also *heat == NULL); sets *heat = NULL. */
 CPHYS_EXTERN int CPhysHeatDestroy(CPhysHeat *heat);

@@ -4,8 +4,11 @@
  * outside the grid hold 0.  The 5-point Laplacian is
  *   (L y)[j,i] = (y[j,i+1] - 2 y[j,i] + y[j,i-1]) / dx^2 + (y[j+1,i] - 2 y[j,i] + y[j-1,i]) / dy^2.
  * The forward map of the op is  y = P(x) = L^-1 x,  solved with PETSc KSP (CG on
- * the SPD matrix -L, ICC(0) preconditioner by default; both replaceable through
- * the options prefix, e.g. -physgrad_poisson_pc_type gamg).  Its analytic
+ * the SPD matrix -L; solver and preconditioner replaceable through the options prefix, e.g.
+ * -physgrad_poisson_pc_type gamg).  The default preconditioner is a sparse
+ * Cholesky factorization of -L, made at Create, so CG converges in one
+ * iteration to rounding level (GAMG beyond 512 x 512 nodes, where the factor
+ * grows too large; benchmarks/RESULTS.md has the measurements).  Its analytic
  * inverse is x = L y (no solve), which is the physical gradient; its adjoint is
  * P itself (L is symmetric), one more solve.
  *

@@ -21,9 +21,10 @@
  * residual, reason) are global, hence identical on every rank, and so is the
  * return value of a solve.
  *
- * PETSc: the solver is CG with GAMG by default (ICC, CPhysPoisson's default, is
- * not defined for a distributed matrix; GAMG's iteration count does not grow
- * with the grid).  Options under the prefix (default "physgrad_poisson_") are
+ * PETSc: the solver is CG with GAMG by default (ICC is not defined for a
+ * distributed matrix, and CPhysPoisson's sparse Cholesky does not scale to
+ * the grids this object is for; GAMG's iteration count does not grow with
+ * the grid).  Options under the prefix (default "physgrad_poisson_") are
  * read at Create from each rank's own options database, so every rank must be
  * given the same options (the command line or PETSC_OPTIONS of an mpiexec run,
  * or the same CPhysSetOptions call on every rank).  The DMDA is attached to the
