@@ -46,6 +46,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(ROOT, "python"))  # physgrad of this checkout (after `make build`)
 
 import bench_report  # noqa: E402
 import references  # noqa: E402

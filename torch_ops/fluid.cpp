@@ -209,6 +209,7 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
     const int keep = mode == GradMode::Adjoint    ? CPHYS_FLUID_RECORD_TAPE
                        : mode == GradMode::Physical ? CPHYS_FLUID_RECORD_INVERSE
                                                     : CPHYS_FLUID_RECORD_NONE;
+    follow_torch_threads();
     const int code = CPhysFluidForward(solver->fluid, in.batch, in.v0.data_ptr<double>(),
                                        in.m0.data_ptr<double>(), m_t.data_ptr<double>(), keep);
     record(code, solver->fluid, "forward", {CPHYS_FLUID_PASS_FORWARD}, in.batch);
@@ -240,6 +241,7 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
   at::Tensor dv0 = at::empty_like(in.v0), dm0;
   std::lock_guard<std::mutex> guard(solver->mutex);
   CPhysFluid fluid = solver->fluid;
+  follow_torch_threads();
   int code = CPHYS_SUCCESS;
   switch (mode) {
     case GradMode::Adjoint:
@@ -294,6 +296,7 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
   {
     std::lock_guard<std::mutex> guard(solver->mutex);
     CPhysFluid fluid = solver->fluid;
+    follow_torch_threads();
     const int code = CPhysFluidForward(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
                                        m_t.data_ptr<double>(), 1);
     check_cphys(code, kSequence);

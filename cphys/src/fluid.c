@@ -17,7 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "fluid_internal.h"
+#include "threads.h"
+
+_Thread_local int fluid_worker = 0;
 
 CPhysFluidConfig CPhysFluidDefaultConfig(void) {
   CPhysFluidConfig c;
@@ -107,6 +114,7 @@ int CPhysFluidCreate(const CPhysFluidConfig *config, CPhysFluid *fluid) {
   f->ny = config->shape[0], f->nx = config->shape[1], f->n = f->nx * f->ny;
   f->dy = config->spacing[0], f->dx = config->spacing[1];
   f->work = malloc((size_t)(FLUID_WORK_SLOTS * f->n) * sizeof *f->work);
+  f->work_workers = 1;
   int ierr = 0;
   if (!f->work)
     ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate work arrays for %td cells", f->n);
@@ -326,56 +334,105 @@ int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, con
   return 1;
 }
 
-/* The forward map; with a tape the states go to the tape, else to work slots.
- * m_t may be NULL (a recording for the adjoint only). */
+/* Work slots for `workers` threads (the first worker's are kept). */
+static int work_reserve(CPhysFluid f, int workers) {
+  if (workers <= f->work_workers) return 0;
+  const ptrdiff_t per = FLUID_WORK_SLOTS * f->n;
+  CPhysCheck((ptrdiff_t)workers <= PTRDIFF_MAX / (ptrdiff_t)sizeof(double) / per, CPHYS_ERROR_MEMORY,
+             "work arrays for %d threads overflow the address space", workers);
+  double *work = realloc(f->work, (size_t)(workers * per) * sizeof *work);
+  CPhysCheck(work != NULL, CPHYS_ERROR_MEMORY, "cannot allocate work arrays for %d threads", workers);
+  f->work = work, f->work_workers = workers;
+  return 0;
+}
+
+int fluid_for_samples_locked(CPhysFluid f, ptrdiff_t batch, FluidSampleFunction sample, void *context) {
+  /* About 0.15 us per cell and step (measured at 64 x 64 on one core). */
+  const double seconds = 1.5e-7 * (double)f->n * (double)(f->config.steps + 1);
+  int threads = cphys_loop_threads(batch, seconds);
+  if (threads > 1 && work_reserve(f, threads)) threads = 1; /* no memory for more: one thread */
+  if (threads <= 1) {
+    for (ptrdiff_t s = 0; s < batch; s++) CPhysCall(sample(f, s, context));
+    return 0;
+  }
+  CPhysLoopError failure;
+  cphys_loop_error_init(&failure);
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    fluid_worker = omp_get_thread_num();
+#endif
+    /* Dynamic: a thread that waited for the solver lock takes fewer samples. */
+#pragma omp for schedule(dynamic, 1)
+    for (ptrdiff_t s = 0; s < batch; s++) {
+      if (cphys_loop_error_skip(&failure, s)) continue;
+      const int ierr = sample(f, s, context);
+      if (ierr) cphys_loop_error_record(&failure, ierr, s);
+    }
+    fluid_worker = 0;
+  }
+  return cphys_loop_error_raise(&failure);
+}
+
+typedef struct {
+  const double *v0, *m0;
+  double *m_t;
+  int record, keep;
+} ForwardArgs;
+
+/* One sample of the forward map; with a tape the states go to the tape, else to work slots. */
+static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
+  const ForwardArgs *args = context;
+  const ptrdiff_t n = f->n;
+  const int steps = f->config.steps, record = args->record, keep = args->keep;
+  const double *v0 = args->v0 + s * 2 * n, *m0 = args->m0 + s * n;
+  double *p = fluid_slot(f, FLUID_SLOT_FREE + 6);
+  double *v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
+  double *m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
+  if (record) {
+    memcpy(tape_inputs(f, s), v0, (size_t)(2 * n) * sizeof *v0);
+    memcpy(tape_inputs(f, s) + 2 * n, m0, (size_t)n * sizeof *m0);
+    v[0] = fluid_tape_velocity(f, s, 0), m[0] = fluid_tape_marker(f, s, 0);
+  }
+  fluid_centred_to_staggered(f, v0, v[0]);
+  memset(p, 0, (size_t)n * sizeof *p);
+  CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "forward", s, 0));
+  memset(p, 0, (size_t)n * sizeof *p);
+  memcpy(m[0], m0, (size_t)n * sizeof *m0);
+  if (keep) inverse_record_centre(f, s, 0, m[0]);
+  for (int k = 0; k < steps; k++) {
+    const int a = record ? 0 : k % 2, b = record ? 1 : 1 - a;
+    double *w = v[b];
+    unsigned char *branches = NULL;
+    if (record) {
+      v[0] = fluid_tape_velocity(f, s, k), v[1] = fluid_tape_velocity(f, s, k + 1);
+      m[0] = fluid_tape_marker(f, s, k), m[1] = fluid_tape_marker(f, s, k + 1);
+      w = fluid_tape_projected(f, s, k);
+      branches = fluid_tape_branches(f, s, k);
+    }
+    CPhysCall(fluid_step_sample_locked(f, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
+                                       fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s, k + 1));
+    if (keep) inverse_record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
+  }
+  const double *last = record ? m[1] : m[steps % 2];
+  for (ptrdiff_t q = 0; q < n; q++)
+    CPhysCheck(isfinite(last[q]), CPHYS_ERROR_NONFINITE, "the marker of sample %td became non-finite at cell %td",
+               s, q);
+  if (args->m_t) memcpy(args->m_t + s * n, last, (size_t)n * sizeof *args->m_t);
+  if (keep) inverse_record_finish(f, s, v0, m0, v[steps % 2]);
+  return 0;
+}
+
+/* The forward map (m_t may be NULL: a recording for the adjoint only). */
 static int forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,
                           double *m_t, int mode) {
-  const ptrdiff_t n = f->n;
-  const int steps = f->config.steps;
-  const int record = mode != CPHYS_FLUID_RECORD_NONE && mode != CPHYS_FLUID_RECORD_INVERSE; /* the tape */
-  const int keep = mode == CPHYS_FLUID_RECORD_INVERSE;
-  double *p = fluid_slot(f, FLUID_SLOT_FREE + 6);
-  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, steps + 1));
-  if (record) CPhysCall(tape_reserve(f, batch));
-  if (keep) CPhysCall(inverse_record_reserve(f, batch));
-  for (ptrdiff_t s = 0; s < batch; s++) {
-    double *v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
-    double *m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
-    if (record) {
-      memcpy(tape_inputs(f, s), v0 + s * 2 * n, (size_t)(2 * n) * sizeof *v0);
-      memcpy(tape_inputs(f, s) + 2 * n, m0 + s * n, (size_t)n * sizeof *m0);
-      v[0] = fluid_tape_velocity(f, s, 0), m[0] = fluid_tape_marker(f, s, 0);
-    }
-    fluid_centred_to_staggered(f, v0 + s * 2 * n, v[0]);
-    memset(p, 0, (size_t)n * sizeof *p);
-    CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0),
-                                   "forward", s, 0));
-    memset(p, 0, (size_t)n * sizeof *p);
-    memcpy(m[0], m0 + s * n, (size_t)n * sizeof *m0);
-    if (keep) inverse_record_centre(f, s, 0, m[0]);
-    for (int k = 0; k < steps; k++) {
-      const int a = record ? 0 : k % 2, b = record ? 1 : 1 - a;
-      double *w = v[b];
-      unsigned char *branches = NULL;
-      if (record) {
-        v[0] = fluid_tape_velocity(f, s, k), v[1] = fluid_tape_velocity(f, s, k + 1);
-        m[0] = fluid_tape_marker(f, s, k), m[1] = fluid_tape_marker(f, s, k + 1);
-        w = fluid_tape_projected(f, s, k);
-        branches = fluid_tape_branches(f, s, k);
-      }
-      CPhysCall(fluid_step_sample_locked(f, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
-                                         fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s,
-                                         k + 1));
-      if (keep) inverse_record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
-    }
-    const double *last = record ? m[1] : m[steps % 2];
-    for (ptrdiff_t q = 0; q < n; q++)
-      CPhysCheck(isfinite(last[q]), CPHYS_ERROR_NONFINITE,
-                 "the marker of sample %td became non-finite at cell %td", s, q);
-    if (m_t) memcpy(m_t + s * n, last, (size_t)n * sizeof *m_t);
-    if (keep) inverse_record_finish(f, s, v0 + s * 2 * n, m0 + s * n, v[steps % 2]);
-  }
-  if (record) f->tape_valid = 1, f->tape_batch = batch;
+  ForwardArgs args = {v0, m0, m_t, mode != CPHYS_FLUID_RECORD_NONE && mode != CPHYS_FLUID_RECORD_INVERSE,
+                      mode == CPHYS_FLUID_RECORD_INVERSE};
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, f->config.steps + 1));
+  if (args.record) CPhysCall(tape_reserve(f, batch));
+  if (args.keep) CPhysCall(inverse_record_reserve(f, batch));
+  CPhysCall(fluid_for_samples_locked(f, batch, forward_sample_locked, &args));
+  if (args.record) f->tape_valid = 1, f->tape_batch = batch;
   return 0;
 }
 

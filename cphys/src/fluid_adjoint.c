@@ -92,27 +92,35 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
   return 0;
 }
 
-int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0,
-                         double *g_m0) {
+typedef struct {
+  const double *g_mt;
+  double *g_v0, *g_m0;
+} AdjointArgs;
+
+static int adjoint_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
+  const AdjointArgs *args = context;
   const ptrdiff_t n = f->n;
-  const int steps = f->config.steps;
   double *g_v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
   double *g_m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
   double *g_w = fluid_slot(f, FLUID_SLOT_FREE + 6), *q = fluid_slot(f, FLUID_SLOT_FREE + 8);
-  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_ADJOINT, batch, steps + 1));
-  for (ptrdiff_t s = 0; s < batch; s++) {
-    memcpy(g_m[0], g_mt + s * n, (size_t)n * sizeof *g_mt);
-    zero(g_v[0], 2 * n), zero(q, n);
-    int a = 0;
-    for (int k = steps - 1; k >= 0; k--, a = 1 - a)
-      CPhysCall(step_adjoint_locked(f, s, k, g_v[a], g_m[a], g_v[1 - a], g_m[1 - a], g_w, q));
-    /* V_0 = P S v0 */
-    zero(q, n);
-    CPhysCall(project_adjoint_locked(f, g_v[a], fluid_tape_velocity(f, s, 0), q, s, 0));
-    fluid_centred_to_staggered_adjoint(f, g_v[a], g_v0 + s * 2 * n);
-    if (g_m0) memcpy(g_m0 + s * n, g_m[a], (size_t)n * sizeof *g_m0);
-  }
+  memcpy(g_m[0], args->g_mt + s * n, (size_t)n * sizeof *args->g_mt);
+  zero(g_v[0], 2 * n), zero(q, n);
+  int a = 0;
+  for (int k = f->config.steps - 1; k >= 0; k--, a = 1 - a)
+    CPhysCall(step_adjoint_locked(f, s, k, g_v[a], g_m[a], g_v[1 - a], g_m[1 - a], g_w, q));
+  /* V_0 = P S v0 */
+  zero(q, n);
+  CPhysCall(project_adjoint_locked(f, g_v[a], fluid_tape_velocity(f, s, 0), q, s, 0));
+  fluid_centred_to_staggered_adjoint(f, g_v[a], args->g_v0 + s * 2 * n);
+  if (args->g_m0) memcpy(args->g_m0 + s * n, g_m[a], (size_t)n * sizeof *args->g_m0);
   return 0;
+}
+
+int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0,
+                         double *g_m0) {
+  AdjointArgs args = {g_mt, g_v0, g_m0};
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_ADJOINT, batch, f->config.steps + 1));
+  return fluid_for_samples_locked(f, batch, adjoint_sample_locked, &args);
 }
 
 /* ---- readers of the tape and of the statistics ---- */

@@ -19,13 +19,16 @@ typedef struct {
   int solves;
 } FluidStats;
 
-/* Work arrays of n doubles each, by slot.  Slots 0-5 belong to the advection
- * kernels, the rest to whichever top-level routine runs (one at a time). */
+/* Work arrays of n doubles each, by slot and by worker (the thread of a
+ * sample loop, fluid_for_samples_locked).  Slots 0-5 belong to the advection
+ * kernels, the rest to whichever top-level routine runs (one at a time per
+ * worker). */
 enum {
   FLUID_SLOT_UX = 0, FLUID_SLOT_UY = 1, FLUID_SLOT_SEMI = 2, FLUID_SLOT_GSEMI = 3,
   FLUID_SLOT_GUX = 4, FLUID_SLOT_GUY = 5,
   FLUID_SLOT_FREE = 6, /* first slot for the callers */
-  FLUID_WORK_SLOTS = 24
+  FLUID_SLOT_RHS = 21,  /* fluid_project_locked's right-hand side */
+  FLUID_WORK_SLOTS = 24 /* 22 and 23: fluid_centre_of_mass */
 };
 
 struct CPhysFluid_private {
@@ -38,7 +41,8 @@ struct CPhysFluid_private {
   MatNullSpace nullspace;
   KSP ksp;
   Vec rhs, solution;
-  double *work;                /* FLUID_WORK_SLOTS * n */
+  double *work;                /* work_workers x FLUID_WORK_SLOTS x n */
+  int work_workers;
   double *unit_vortex;         /* [2, ny, nx] cell-centred, (x, y) */
   double unit_vortex_norm2;    /* <W, W> */
   /* Tape of the last recorded forward pass (see fluid.c for the layout). */
@@ -56,10 +60,26 @@ struct CPhysFluid_private {
   /* The first unconverged pressure solve of the current call (see
    * fluid_failures_begin); the call goes on with the solver's last iterate. */
   int failed;
+  ptrdiff_t failed_sample;
   char failure[512];
 };
 
-static inline double *fluid_slot(CPhysFluid f, int slot) { return f->work + (ptrdiff_t)slot * f->n; }
+/* This thread's worker index inside a sample loop of fluid_for_samples_locked,
+ * 0 everywhere else. */
+extern _Thread_local int fluid_worker;
+
+static inline double *fluid_slot(CPhysFluid f, int slot) {
+  return f->work + ((ptrdiff_t)fluid_worker * FLUID_WORK_SLOTS + slot) * f->n;
+}
+
+/* Runs `sample(f, s, context)` for s = 0..batch-1, on several threads when the
+ * batch is worth it (cphys_loop_threads; each thread its own work slots), and
+ * returns the error of the lowest failing sample (later samples may or may not
+ * have run), else 0.  The per-sample work is independent, so results are
+ * bitwise those of the serial loop.  Inside `sample` PETSc is called only by
+ * fluid_project_locked, which serializes its solves. */
+typedef int (*FluidSampleFunction)(CPhysFluid f, ptrdiff_t s, void *context);
+int fluid_for_samples_locked(CPhysFluid f, ptrdiff_t batch, FluidSampleFunction sample, void *context);
 
 /* ---- fluid_advect.c: periodic resampling and MacCormack (no PETSc) ---- */
 /* Staggered velocity v [2, n] sampled at the nodes of `kind`: ux, uy [n]. */
@@ -87,8 +107,10 @@ void fluid_pressure_destroy_locked(CPhysFluid f);
 void fluid_divergence(CPhysFluid f, const double *v, double *divergence);
 /* v [2, n] -= grad p with -Laplacian p = -div v; p [n] is the warm start and the
  * result.  Non-convergence is deferred: the last iterate is applied, the first
- * failure of the call (naming `what`, `sample` and PETSc's reason) is kept and
- * the caller goes on; fluid_failures_end turns it into CPHYS_ERROR_NOT_CONVERGED. */
+ * failure of the call (the lowest sample's first; naming `what`, `sample` and
+ * PETSc's reason) is kept and the caller goes on; fluid_failures_end turns it
+ * into CPHYS_ERROR_NOT_CONVERGED.  Callable from the threads of a sample loop:
+ * the PETSc part runs in one critical section (PETSc is not thread-safe). */
 int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
                          const char *what, ptrdiff_t sample, int solve);
 

@@ -178,23 +178,34 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
   return 0;
 }
 
-int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,
-                         const double *target, double *v0_new, double *dv0) {
+typedef struct {
+  const double *v0, *m0, *target;
+  double *v0_new, *dv0;
+} InverseArgs;
+
+static int inverse_sample_with_buffers(CPhysFluid f, ptrdiff_t s, void *context) {
+  const InverseArgs *args = context;
   const ptrdiff_t n = f->n;
   const int steps = f->config.steps;
-  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, steps + 1));
-  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_REVERSE, batch, steps));
   double *centres = malloc((size_t)(4 * (steps + 1)) * sizeof *centres);
   int *defined = malloc((size_t)(2 * (steps + 1)) * sizeof *defined);
   int ierr = 0;
   if (!centres || !defined) ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate centres");
-  for (ptrdiff_t s = 0; s < batch && !ierr; s++)
-    ierr = inverse_sample_locked(f, s, v0 + s * 2 * n, m0 + s * n, target + s * n,
-                                 v0_new ? v0_new + s * 2 * n : NULL, dv0 ? dv0 + s * 2 * n : NULL,
-                                 centres, defined);
+  if (!ierr)
+    ierr = inverse_sample_locked(f, s, args->v0 + s * 2 * n, args->m0 + s * n, args->target + s * n,
+                                 args->v0_new ? args->v0_new + s * 2 * n : NULL,
+                                 args->dv0 ? args->dv0 + s * 2 * n : NULL, centres, defined);
   free(centres);
   free(defined);
   return ierr;
+}
+
+int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,
+                         const double *target, double *v0_new, double *dv0) {
+  InverseArgs args = {v0, m0, target, v0_new, dv0};
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, f->config.steps + 1));
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_REVERSE, batch, f->config.steps));
+  return fluid_for_samples_locked(f, batch, inverse_sample_with_buffers, &args);
 }
 
 int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0,

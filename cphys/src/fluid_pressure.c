@@ -81,12 +81,28 @@ void fluid_divergence(CPhysFluid f, const double *v, double *divergence) {
   }
 }
 
+/* The PETSc part of a projection: solve A p = b from the warm start p.  One
+ * thread at a time (see fluid_project_locked). */
+static int solve_pressure_serialized(CPhysFluid f, double *b, double *p, KSPConvergedReason *reason,
+                                     CPhysSolveInfo *info) {
+  CPhysPetscCall(VecPlaceArray(f->rhs, b));
+  PetscErrorCode perr = VecPlaceArray(f->solution, p);
+  if (!perr) {
+    perr = KSPSolve(f->ksp, f->rhs, f->solution);
+    VecResetArray(f->solution);
+  }
+  VecResetArray(f->rhs);
+  if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
+  CPhysPetscCall(KSPGetConvergedReason(f->ksp, reason));
+  CPhysKSPDescribe(f->ksp, *reason, info);
+  return 0;
+}
+
 int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
                          const char *what, ptrdiff_t sample, int solve) {
   const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
-  PetscScalar *b;
-  KSPConvergedReason reason;
-  CPhysPetscCall(VecGetArrayWrite(f->rhs, &b));
+  KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
+  double *b = fluid_slot(f, FLUID_SLOT_RHS);
   fluid_divergence(f, v, b);
   /* The divergence of a periodic field sums to zero up to rounding; removing
    * the rounding keeps the singular system consistent. */
@@ -94,21 +110,23 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   for (ptrdiff_t k = 0; k < n; k++) mean += b[k];
   mean /= (double)n;
   for (ptrdiff_t k = 0; k < n; k++) b[k] = mean - b[k];
-  CPhysPetscCall(VecRestoreArrayWrite(f->rhs, &b));
-  CPhysPetscCall(VecPlaceArray(f->solution, p));
-  PetscErrorCode perr = KSPSolve(f->ksp, f->rhs, f->solution);
-  VecResetArray(f->solution);
-  if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
-  CPhysPetscCall(KSPGetConvergedReason(f->ksp, &reason));
-  CPhysKSPDescribe(f->ksp, reason, info);
-  if (reason <= 0 && !f->failed) {
-    f->failed = 1;
-    snprintf(f->failure, sizeof f->failure,
-             "%s pressure solve %d of sample %td did not converge: %s after %d iterations "
-             "(residual %g, atol %g, max_iterations %d)",
-             what, solve, sample, info->reason_text, info->iterations, info->residual_norm,
-             f->config.atol, f->config.max_iterations);
+  int ierr;
+  /* Serializes the threads of a sample loop (the calling thread holds the
+   * library lock for the whole call). */
+#pragma omp critical(cphys_fluid_petsc)
+  {
+    ierr = solve_pressure_serialized(f, b, p, &reason, info);
+    /* Deferred failures: the lowest sample's first, as a serial loop keeps. */
+    if (!ierr && reason <= 0 && (!f->failed || sample < f->failed_sample)) {
+      f->failed = 1, f->failed_sample = sample;
+      snprintf(f->failure, sizeof f->failure,
+               "%s pressure solve %d of sample %td did not converge: %s after %d iterations "
+               "(residual %g, atol %g, max_iterations %d)",
+               what, solve, sample, info->reason_text, info->iterations, info->residual_norm,
+               f->config.atol, f->config.max_iterations);
+    }
   }
+  if (ierr) return ierr;
   double *vx = v, *vy = v + n;
   for (ptrdiff_t j = 0; j < ny; j++) {
     const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1;
@@ -121,7 +139,7 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   return 0;
 }
 
-void fluid_failures_begin(CPhysFluid f) { f->failed = 0, f->failure[0] = '\0'; }
+void fluid_failures_begin(CPhysFluid f) { f->failed = 0, f->failed_sample = 0, f->failure[0] = '\0'; }
 
 int fluid_failures_end(CPhysFluid f, int ierr) {
   if (ierr || !f->failed) return ierr;

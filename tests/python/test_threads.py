@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import physgrad
-from op_catalog import (ALL_OPS, F64, OpDataset, OpSpec, as_tuple, compute_all, generator,
+from op_catalog import (ALL_OPS, BY_NAME, F64, PACKET, OpDataset, OpSpec, as_tuple, compute_all, generator,
                         two_threads_per_worker)
 
 STATS_OPS = {"poisson", "heat", "fluid", "wave_packet", "wave_packet_fit"}  # ops that record solve_stats
@@ -183,3 +183,43 @@ def test_dataloader_fork_workers_after_petsc_and_openmp_started_in_the_parent():
 
 def test_dataloader_spawn_workers():
     check_loader("spawn")
+
+
+def _large_inputs(op: OpSpec) -> List[torch.Tensor]:
+    """Batches with enough work that every cphys batch loop of the op takes a
+    second thread (cphys_loop_threads: about 1 ms of work per thread)."""
+    gen = generator(7)
+    if op.name == "poisson":  # the physical backward's stencil: ~2 ns per node
+        return [torch.randn(256, 64, 64, generator=gen, dtype=F64)]
+    if op.name == "heat":  # ~15 ns per cell
+        return [torch.randn(64, 64, 64, generator=gen, dtype=F64)]
+    if op.name in ("fluid", "fluid_sequence"):  # ~0.15 us per cell and step
+        v0 = 1.0 + 0.5 * torch.randn(24, 2, 16, 16, generator=gen, dtype=F64)
+        return [v0, torch.rand(24, 16, 16, generator=gen, dtype=F64)]
+    if op.name in ("sine", "sine_nearest_minimum"):  # ~30 ns per element
+        return [t.repeat(25000 // 3 + 1, 1)[:25000] for t in op.make(3, 7)]
+    if op.name in ("wave_packet", "wave_packet_fit"):  # ~1 us per example
+        return [t.repeat(700, 1) for t in op.make(3, 7)]
+    raise AssertionError(f"no large inputs for {op.name}")
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=repr)
+def test_cphys_loops_follow_torch_threads_and_equal_one_thread_bitwise(op: OpSpec):
+    """torch.set_num_threads(2) runs the op's batch loops on two OpenMP threads
+    (the fluid's samples with their pressure solves taking turns in PETSc):
+    every output, gradient and statistic is bitwise the one-thread result."""
+    if op.name in ("wave_packet_fit",):
+        inputs = [physgrad.wave_packet(_large_inputs(BY_NAME["wave_packet"])[0][:64], **PACKET)]
+    else:
+        inputs = _large_inputs(op)
+    modes = [m for m in op.modes if m != "lbfgs"] or [None]  # lbfgs runs sample by sample
+    previous = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results[threads] = [run_task(op, inputs, mode, {}) for mode in modes]
+    finally:
+        torch.set_num_threads(previous)
+    for mode, one, two in zip(modes, results[1], results[2]):
+        assert_identical(f"{op.name}-{mode}", two, one)

@@ -27,7 +27,10 @@ CPHYS_EXTERN int CPhysClearOptions(void);
  * for OpenMP's default (OMP_NUM_THREADS, else one per core).  Loops with
  * little work per thread use fewer.  The physgrad torch ops pass
  * at::get_num_threads() (torch.set_num_threads) before each call.  Without
- * OpenMP everything runs on the calling thread. */
+ * OpenMP everything runs on the calling thread.  Results do not depend on the
+ * thread count (bitwise).  The loops: heat, sine, wave packet, the Poisson
+ * stencil, and the fluid's samples (forward, adjoint, physical inverse; their
+ * pressure solves take turns in PETSc, which is not thread-safe). */
 CPHYS_EXTERN int CPhysSetThreads(int threads);
 /* The threads a batch loop called from this thread would use at most (1 without OpenMP). */
 CPHYS_EXTERN int CPhysGetThreads(void);
