@@ -44,7 +44,11 @@
  * Threading: one call at a time per object (it owns work arrays and the tape);
  * different objects may be used from different threads, but every call that
  * solves holds the library lock (recursive, shared with all PETSc users in
- * cphys) for its whole duration. */
+ * cphys) for its whole duration.  Inside a call the samples of the batch
+ * (Forward, Adjoint, PhysicalInverse) run on up to CPhysSetThreads OpenMP
+ * threads, each with its own work arrays; their pressure solves take turns in
+ * one critical section.  Results, statistics and errors (the lowest failing
+ * sample's) do not depend on the thread count. */
 #pragma once
 #include <stddef.h>
 
