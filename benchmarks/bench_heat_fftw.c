@@ -9,6 +9,12 @@
  *   floor_batched_measure   one rfft (r2c) + one irfft (c2r) of the whole batch,
  *                           one fftw_plan_many per direction, FFTW_MEASURE;
  *   floor_batched_estimate  the same with FFTW_ESTIMATE plans;
+ *   floor_io_measure, floor_io_estimate
+ *                           the same plans executed from the input array into
+ *                           the output array (new-array execute): the
+ *                           transforms as the op needs them, reading x and
+ *                           writing y (the floor_batched_* cases run in place on
+ *                           a buffer that an untimed copy has just made hot);
  *   floor_per_sample        a one-grid MEASURE plan pair executed sample by
  *                           sample through the new-array interface on a
  *                           cache-sized buffer (copy in, r2c, c2r, copy out),
@@ -35,7 +41,7 @@
 #include "cphys/environment.h"
 #include "cphys/heat.h"
 
-enum { WARMUP = 3, CASES = 6 };
+enum { WARMUP = 3, CASES = 8 };
 
 static double now(void) {
   struct timespec t;
@@ -77,6 +83,14 @@ static double run_batched(Bench *b, int estimate) {
   const double start = now();
   fftw_execute(b->batched[estimate][0]);
   fftw_execute(b->batched[estimate][1]);
+  return now() - start;
+}
+
+/* The batched plans from the input to the output array (out of place). */
+static double run_batched_io(Bench *b, int estimate) {
+  const double start = now();
+  fftw_execute_dft_r2c(b->batched[estimate][0], b->input, b->spectrum);
+  fftw_execute_dft_c2r(b->batched[estimate][1], b->spectrum, b->out);
   return now() - start;
 }
 
@@ -139,11 +153,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   CPhysSetThreads(b.threads);
-  const char *names[CASES] = {"floor_batched_measure", "floor_batched_estimate", "floor_per_sample",
-                              "cphys_forward",         "cphys_adjoint",          "cphys_physical_gradient"};
+  const char *names[CASES] = {"floor_batched_measure", "floor_batched_estimate", "floor_io_measure",
+                              "floor_io_estimate",     "floor_per_sample",       "cphys_forward",
+                              "cphys_adjoint",         "cphys_physical_gradient"};
   for (int r = -WARMUP; r < repeats; r++) {
     const double t[CASES] = {run_batched(&b, 0),
                              run_batched(&b, 1),
+                             run_batched_io(&b, 0),
+                             run_batched_io(&b, 1),
                              run_per_sample(&b),
                              run_cphys(&b, CPhysHeatForward),
                              run_cphys(&b, CPhysHeatAdjoint),
