@@ -121,13 +121,14 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
       dx = solve(g_grid, o, "adjoint", CPhysPoissonAdjoint);
       break;
     case GradMode::Physical: {
-      // No solver sees g here to reject a NaN (as every other mode does).
-      check_finite(g_grid, kOp, "grad_y");
       auto solver = solver_for(g_grid, o);
       dx = at::empty_like(g_grid);
-      check_cphys(CPhysPoissonPhysicalGradient(solver.get(), g_grid.size(0), y_step, g_grid.data_ptr<double>(),
-                                               dx.data_ptr<double>()),
-                  kOp);
+      const int code = CPhysPoissonPhysicalGradient(solver.get(), g_grid.size(0), y_step,
+                                                    g_grid.data_ptr<double>(), dx.data_ptr<double>());
+      // cphys checks g in the stencil's pass; a non-finite g is then named as
+      // every other mode names it (grad_y[b][j][i] = value).
+      if (code == CPHYS_ERROR_NONFINITE) check_finite(g_grid, kOp, "grad_y");
+      check_cphys(code, kOp);
       break;
     }
     default: {

@@ -230,32 +230,85 @@ int CPhysPoissonAdjoint(CPhysPoisson poisson, ptrdiff_t batch, const double *dy,
 }
 
 /* x = scale * L y with the zero boundary; the same stencil as the matrix. */
-static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale, const double *y,
-                            double *x) {
-  const ptrdiff_t ny = p->config.shape[0], nx = p->config.shape[1];
+/* The 5-point stencil of one node; absent neighbours (outside the grid) are 0. */
+static inline double stencil(double wx, double wy, double left, double right, double down, double up,
+                             double centre) {
+  return wx * (left + right - 2.0 * centre) + wy * (down + up - 2.0 * centre);
+}
+
+/* x = scale L y for one sample.  Interior rows run a branch-free inner loop
+ * (vectorized); the same expression everywhere, so every node is computed
+ * exactly as the generic loop computes it. */
+static void laplacian_sample(ptrdiff_t ny, ptrdiff_t nx, double wx, double wy, const double *ys, double *xs) {
+  for (ptrdiff_t j = 0; j < ny; j++) {
+    const double *c = ys + j * nx;
+    double *o = xs + j * nx;
+    if (j == 0 || j == ny - 1 || nx < 3) {
+      for (ptrdiff_t i = 0; i < nx; i++) {
+        const double left = i > 0 ? c[i - 1] : 0.0, right = i < nx - 1 ? c[i + 1] : 0.0;
+        const double down = j > 0 ? c[i - nx] : 0.0, up = j < ny - 1 ? c[i + nx] : 0.0;
+        o[i] = stencil(wx, wy, left, right, down, up, c[i]);
+      }
+      continue;
+    }
+    const double *d = c - nx, *u = c + nx;
+    o[0] = stencil(wx, wy, 0.0, c[1], d[0], u[0], c[0]);
+    for (ptrdiff_t i = 1; i < nx - 1; i++) o[i] = stencil(wx, wy, c[i - 1], c[i + 1], d[i], u[i], c[i]);
+    o[nx - 1] = stencil(wx, wy, c[nx - 2], 0.0, d[nx - 1], u[nx - 1], c[nx - 1]);
+  }
+}
+
+/* Index of the first non-finite value of a[0..count), or -1: one vectorized
+ * pass in the common case (x * 0 is 0 for finite x, NaN otherwise). */
+static ptrdiff_t first_non_finite(const double *a, ptrdiff_t count) {
+  double probe[4] = {0.0, 0.0, 0.0, 0.0};
+  ptrdiff_t i = 0;
+  for (; i + 4 <= count; i += 4)
+    for (int k = 0; k < 4; k++) probe[k] += a[i + k] * 0.0;
+  for (; i < count; i++) probe[0] += a[i] * 0.0;
+  if (probe[0] == 0.0 && probe[1] == 0.0 && probe[2] == 0.0 && probe[3] == 0.0) return -1;
+  for (i = 0; i < count; i++)
+    if (!isfinite(a[i])) return i;
+  return -1;
+}
+
+/* x = scale L y over the batch; with `check`, returns the flat index of the
+ * first non-finite y (PTRDIFF_MAX: none) in *bad_input and of the first
+ * non-finite x in *bad_output (inputs checked before their sample is used). */
+static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale, const double *y, double *x,
+                            int check, ptrdiff_t *bad_input, ptrdiff_t *bad_output) {
+  const ptrdiff_t ny = p->config.shape[0], nx = p->config.shape[1], size = p->size;
   const double wy = scale / (p->config.spacing[0] * p->config.spacing[0]);
   const double wx = scale / (p->config.spacing[1] * p->config.spacing[1]);
-  /* ~2 ns per node: only large batches or grids are worth a second thread
+  ptrdiff_t first_in = PTRDIFF_MAX, first_out = PTRDIFF_MAX;
+  /* ~1 ns per node: only large batches or grids are worth a second thread
    * (none in a forked child: cphys_loop_threads). */
-  const int threads = cphys_loop_threads(batch, 2e-9 * (double)p->size);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  const int threads = cphys_loop_threads(batch, 1e-9 * (double)size);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) \
+    reduction(min : first_in, first_out)
   for (ptrdiff_t s = 0; s < batch; s++) {
-    const double *ys = y + s * p->size;
-    double *xs = x + s * p->size;
-    for (ptrdiff_t j = 0; j < ny; j++) {
-      for (ptrdiff_t i = 0; i < nx; i++) {
-        const ptrdiff_t k = j * nx + i;
-        const double left = i > 0 ? ys[k - 1] : 0.0, right = i < nx - 1 ? ys[k + 1] : 0.0;
-        const double down = j > 0 ? ys[k - nx] : 0.0, up = j < ny - 1 ? ys[k + nx] : 0.0;
-        xs[k] = wx * (left + right - 2.0 * ys[k]) + wy * (down + up - 2.0 * ys[k]);
+    const double *ys = y + s * size;
+    double *xs = x + s * size;
+    if (check) {
+      const ptrdiff_t bad = first_non_finite(ys, size);
+      if (bad >= 0) {
+        if (s * size + bad < first_in) first_in = s * size + bad;
+        continue;
       }
     }
+    laplacian_sample(ny, nx, wx, wy, ys, xs);
+    if (check) {
+      const ptrdiff_t bad = first_non_finite(xs, size);
+      if (bad >= 0 && s * size + bad < first_out) first_out = s * size + bad;
+    }
   }
+  if (bad_input) *bad_input = first_in;
+  if (bad_output) *bad_output = first_out;
 }
 
 int CPhysPoissonApplyLaplacian(CPhysPoisson poisson, ptrdiff_t batch, const double *y, double *x) {
   CPhysCall(check_batch(poisson, batch, y, x));
-  apply_laplacian(poisson, batch, 1.0, y, x);
+  apply_laplacian(poisson, batch, 1.0, y, x, 0, NULL, NULL);
   return 0;
 }
 
@@ -263,7 +316,14 @@ int CPhysPoissonPhysicalGradient(CPhysPoisson poisson, ptrdiff_t batch, double y
                                  double *dx) {
   CPhysCall(check_batch(poisson, batch, g, dx));
   CPhysCheck(isfinite(y_step), CPHYS_ERROR_ARGUMENT, "y_step must be finite, got %g", y_step);
-  apply_laplacian(poisson, batch, y_step, g, dx);
+  ptrdiff_t bad_g, bad_dx;
+  apply_laplacian(poisson, batch, y_step, g, dx, 1, &bad_g, &bad_dx);
+  /* The lowest sample's failure, whichever kind (as a serial loop would stop). */
+  const ptrdiff_t size = poisson->size;
+  if (bad_g != PTRDIFF_MAX && (bad_dx == PTRDIFF_MAX || bad_g / size <= bad_dx / size))
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, __func__, "g[%td] is not finite (%g)", bad_g, g[bad_g]);
+  CPhysCheck(bad_dx == PTRDIFF_MAX, CPHYS_ERROR_NONFINITE,
+             "the physical gradient overflows at dx[%td] (y_step %g times the stencil of g)", bad_dx, y_step);
   return 0;
 }
 

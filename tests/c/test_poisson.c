@@ -150,11 +150,78 @@ static void test_options_prefix_selects_the_solver(void) {
   CHECK_OK(CPhysClearOptions());
 }
 
+/* The stencil node by node with explicit zero neighbours outside the grid. */
+static double reference_node(const double *y, int ny, int nx, int j, int i, double wx, double wy) {
+  const double left = i > 0 ? y[j * nx + i - 1] : 0.0, right = i < nx - 1 ? y[j * nx + i + 1] : 0.0;
+  const double down = j > 0 ? y[(j - 1) * nx + i] : 0.0, up = j < ny - 1 ? y[(j + 1) * nx + i] : 0.0;
+  return wx * (left + right - 2.0 * y[j * nx + i]) + wy * (down + up - 2.0 * y[j * nx + i]);
+}
+
+/* The stencil's fast interior loop computes every node exactly as the plain
+ * node-by-node formula, on every shape (1 x 1 up to rows and columns of 1 and 2). */
+static void test_laplacian_equals_the_node_formula_bitwise(void) {
+  const int shapes[][2] = {{1, 1}, {1, 7}, {6, 1}, {2, 2}, {2, 5}, {3, 3}, {5, 2}, {7, 11}, {60, 80}};
+  unsigned long long state = 5;
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    const int ny = shapes[t][0], nx = shapes[t][1], n = ny * nx, batch = 3;
+    CPhysPoissonConfig c = CPhysPoissonDefaultConfig();
+    c.shape[0] = ny, c.shape[1] = nx, c.spacing[0] = 0.7, c.spacing[1] = 1.3;
+    CPhysPoisson poisson = NULL;
+    CHECK_OK(CPhysPoissonCreate(&c, &poisson));
+    if (!poisson) continue;
+    double *y = malloc((size_t)(batch * n) * sizeof *y), *x = malloc((size_t)(batch * n) * sizeof *x);
+    double *pg = malloc((size_t)(batch * n) * sizeof *pg);
+    for (int k = 0; k < batch * n; k++) y[k] = test_random(&state);
+    CHECK_OK(CPhysPoissonApplyLaplacian(poisson, batch, y, x));
+    CHECK_OK(CPhysPoissonPhysicalGradient(poisson, batch, 0.25, y, pg));
+    int mismatches = 0;
+    for (int s = 0; s < batch; s++)
+      for (int j = 0; j < ny; j++)
+        for (int i = 0; i < nx; i++) {
+          const int k = s * n + j * nx + i;
+          mismatches += x[k] != reference_node(y + s * n, ny, nx, j, i, 1.0 / (1.3 * 1.3), 1.0 / (0.7 * 0.7));
+          mismatches += pg[k] != reference_node(y + s * n, ny, nx, j, i, 0.25 / (1.3 * 1.3), 0.25 / (0.7 * 0.7));
+        }
+    CHECK(mismatches == 0, "%d x %d: %d nodes differ from the node formula", ny, nx, mismatches);
+    free(y), free(x), free(pg);
+    CHECK_OK(CPhysPoissonDestroy(&poisson));
+  }
+}
+
+/* A NaN or Inf in g, and a gradient that overflows, are errors naming the first
+ * offender of the lowest failing sample. */
+static void test_physical_gradient_rejects_non_finite_values(void) {
+  CPhysPoissonConfig c = CPhysPoissonDefaultConfig();
+  c.shape[0] = 4, c.shape[1] = 5;
+  CPhysPoisson poisson = NULL;
+  CHECK_OK(CPhysPoissonCreate(&c, &poisson));
+  if (!poisson) return;
+  double g[3 * 20], dx[3 * 20];
+  for (int k = 0; k < 60; k++) g[k] = 1.0;
+  g[47] = NAN, g[52] = INFINITY;
+  CHECK_FAILS(CPhysPoissonPhysicalGradient(poisson, 3, 1.0, g, dx), CPHYS_ERROR_NONFINITE);
+  CHECK(strstr(CPhysGetLastErrorMessage(), "g[47] is not finite") != NULL, "message: %s",
+        CPhysGetLastErrorMessage());
+  for (int k = 0; k < 60; k++) g[k] = 1.0;
+  g[45] = 1e300; /* sample 2: 1e10 * 4 * 1e300 overflows */
+  g[7] = NAN;    /* sample 0 fails first */
+  CHECK_FAILS(CPhysPoissonPhysicalGradient(poisson, 3, 1e10, g, dx), CPHYS_ERROR_NONFINITE);
+  CHECK(strstr(CPhysGetLastErrorMessage(), "g[7] is not finite") != NULL, "message: %s",
+        CPhysGetLastErrorMessage());
+  g[7] = 1.0;
+  CHECK_FAILS(CPhysPoissonPhysicalGradient(poisson, 3, 1e10, g, dx), CPHYS_ERROR_NONFINITE);
+  CHECK(strstr(CPhysGetLastErrorMessage(), "overflows at dx[4") != NULL, "message: %s", CPhysGetLastErrorMessage());
+  CHECK_OK(CPhysPoissonPhysicalGradient(poisson, 3, 1.0, g, dx)); /* 4e300: still finite */
+  CHECK_OK(CPhysPoissonDestroy(&poisson));
+}
+
 int main(void) {
   test_solve_matches_discrete_eigenfunction();
   test_laplacian_inverts_solve_for_a_batch();
   test_solve_is_symmetric();
   test_errors_are_returned_not_raised();
   test_options_prefix_selects_the_solver();
+  test_laplacian_equals_the_node_formula_bitwise();
+  test_physical_gradient_rejects_non_finite_values();
   CHECK_REPORT();
 }

@@ -62,7 +62,9 @@ CPHYS_EXTERN int CPhysPoissonApplyLaplacian(CPhysPoisson poisson, ptrdiff_t batc
                                             double *x);
 
 /* The physical gradient  x - P^-1(y - y_step*g | x) = L (y_step * g)  (since L y = x).
- * g: [batch, ny, nx] (dL/dy), dx: [batch, ny, nx].  No solve. */
+ * g: [batch, ny, nx] (dL/dy), dx: [batch, ny, nx].  No solve.  A non-finite g,
+ * or a dx that overflows, is CPHYS_ERROR_NONFINITE (the message names the
+ * first such value; dx is then partly written). */
 CPHYS_EXTERN int CPhysPoissonPhysicalGradient(CPhysPoisson poisson, ptrdiff_t batch, double y_step,
                                               const double *g, double *dx);
 
