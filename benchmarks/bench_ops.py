@@ -77,6 +77,8 @@ class Config:
     repeats: int
     min_repeats: int
     case_budget_s: float
+    step_repeats: int      # training-step pairs: more repetitions (their paired ratio is a target)
+    step_budget_s: float
 
 
 def make_config(quick: bool) -> Config:
@@ -88,14 +90,16 @@ def make_config(quick: bool) -> Config:
                       training=[("poisson", {"shape": (16, 16)}, 2), ("heat", {"shape": (16, 16)}, 2),
                                 ("fluid", {"shape": (16, 16), "steps": 1}, 2), ("sin", {}, 16),
                                 ("wave_packet", {}, 2)],
-                      threads=[1, 2], warmup=1, repeats=2, min_repeats=1, case_budget_s=1.0)
+                      threads=[1, 2], warmup=1, repeats=2, min_repeats=1, case_budget_s=1.0, step_repeats=2,
+                      step_budget_s=1.0)
     return Config(poisson_grids=[(60, 80), (64, 64)], poisson_batches=[1, 64, 128], heat_grid=(64, 64),
                   heat_batches=[1, 128], fluid_grid=(64, 64), fluid_steps=8, fluid_batches=[1, 64], fluid_atol=1e-4,
                   sine_batches=[1, 1000], wave_batches=[1, 100], lbfgs_batch_cap={"poisson": 8, "fluid": 2},
                   preconditioner_batch=64,
                   training=[("poisson", {"shape": (64, 64)}, 128), ("heat", {"shape": (64, 64)}, 128),
                             ("fluid", {"shape": (64, 64)}, 64), ("sin", {}, 1000), ("wave_packet", {}, 100)],
-                  threads=[1, 2], warmup=1, repeats=7, min_repeats=3, case_budget_s=25.0)
+                  threads=[1, 2], warmup=1, repeats=7, min_repeats=3, case_budget_s=25.0, step_repeats=21,
+                  step_budget_s=75.0)
 
 
 # ------------------------------------------------------------------ runners
@@ -183,6 +187,9 @@ class StepPairRunner(Runner):
         timings = {}
         for method, step in self.steps.items():
             timings.update({f"{method}/{key}": value for key, value in step.run().items()})
+        # Paired within the repetition (both under the same load): the robust comparison.
+        for part in ("total", "physics"):
+            timings[f"ratio/{part}"] = timings[f"adam+pg/{part}"] / timings[f"adam/{part}"]
         return timings
 
 
@@ -459,24 +466,35 @@ def all_cases(cfg: Config, agreement: Optional[Dict]) -> List[Case]:
 
 
 # ------------------------------------------------------------------ measuring
-def measure(runner: Runner, cfg: Config) -> Dict:
+def measure(runner: Runner, cfg: Config, repeats: Optional[int] = None, budget_s: Optional[float] = None) -> Dict:
+    """Medians (ms) of the runner's timings; keys ``ratio/...`` are dimensionless
+    per-repetition ratios, kept as median, quartiles and extremes."""
+    repeats, budget_s = repeats or cfg.repeats, budget_s or cfg.case_budget_s
     for _ in range(cfg.warmup):
         runner.run()
     samples: Dict[str, List[float]] = {}
     start = time.perf_counter()
-    for repeat in range(cfg.repeats):
+    for repeat in range(repeats):
         for key, value in runner.run().items():
             samples.setdefault(key, []).append(value)
-        if repeat + 1 >= cfg.min_repeats and time.perf_counter() - start > cfg.case_budget_s:
+        if repeat + 1 >= cfg.min_repeats and time.perf_counter() - start > budget_s:
             break
-    return {key: {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v), "runs": len(v)}
-            for key, v in samples.items()}
+    result = {}
+    for key, v in samples.items():
+        if key.startswith("ratio/"):
+            q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0]] * 3
+            result[key] = {"median": statistics.median(v), "q1": q[0], "q3": q[2], "min": min(v), "max": max(v),
+                           "runs": len(v)}
+        else:
+            result[key] = {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v), "runs": len(v)}
+    return result
 
 
 def run_case(case: Case, cfg: Config, threads: int) -> Dict:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
-    timings = measure(case.build(), cfg)
+    step = case.kind == "step"
+    timings = measure(case.build(), cfg, cfg.step_repeats if step else None, cfg.step_budget_s if step else None)
     return {"id": case.id, "op": case.op, "grid": case.grid, "batch": case.batch, "impl": case.impl,
             "kind": case.kind, "mode": case.mode, "note": case.note, "threads": threads,
             "load_average": [load_before, os.getloadavg()[0]], "timings": timings}

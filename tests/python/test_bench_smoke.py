@@ -25,6 +25,10 @@ def test_quick_benchmark_writes_its_outputs_and_the_references_agree(tmp_path):
     assert {"poisson", "heat", "fluid", "sine", "wave_packet"} <= {r["op"] for r in report["results"]}
     assert {r["impl"] for r in report["results"]} >= {"physgrad", "torch", "step"}
     assert all(r["timings"] and r["load_average"] for r in report["results"])
+    steps = [r for r in report["results"] if r["kind"] == "step"]
+    for r in steps:  # adam+pg over adam within each repetition: positive, between the extremes
+        paired = r["timings"]["ratio/total"]
+        assert 0 < paired["min"] <= paired["median"] <= paired["max"], paired
     assert report["machine"]["nproc"] >= 1 and len(report["load_average"]["start"]) == 3
 
     assert {key.split("/")[0] for key in report["agreement"]} == {"poisson", "heat", "fluid", "sine", "wave_packet"}
