@@ -139,6 +139,23 @@ class TrainRunner(Runner):
         return {"forward_grad": middle - start, "backward": end - middle, "total": end - start}
 
 
+class FloorPairRunner(Runner):
+    """The heat op's forward + adjoint backward through torch, and its FFTW floor
+    (two r2c + c2r pairs of the batch, ``references.FftwFloor``) in the same
+    process, alternately; ``ratio/op_over_floor`` pairs them per repetition."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor, floor):
+        self.train, self.floor, self.x, self.g = TrainRunner(fn, x, g), floor, x, g
+
+    def run(self):
+        op = self.train.run()["total"]
+        start = time.perf_counter()
+        self.floor.pair(self.x)
+        self.floor.pair(self.g)
+        floor = time.perf_counter() - start
+        return {"op": op, "floor": floor, "ratio/op_over_floor": op / floor}
+
+
 class StepRunner(Runner):
     """One training step of an experiment: network forward, op, loss, backward, Adam step.
     The network part (forward, backward, step) and the physics part (op forward and
@@ -297,6 +314,11 @@ def heat_cases(cfg: Config, agreement: Optional[Dict]) -> List[Case]:
             cases.append(Case(f"{base}/physgrad/train:{mode}", "heat", g_name, batch, "physgrad", "train", mode,
                               lambda inputs=inputs, mode=mode: TrainRunner(op(mode), *inputs()),
                               sweep=paper and mode != "lbfgs"))
+        if paper:
+            cases.append(Case(f"{base}/physgrad/floor:adjoint", "heat", g_name, batch, "physgrad", "floor", "adjoint",
+                              lambda inputs=inputs, batch=batch: FloorPairRunner(
+                                  op("adjoint"), *inputs(), references.FftwFloor(batch, shape)),
+                              note="op fwd+bwd vs FFTW's transforms in the same process"))
         cases.append(Case(f"{base}/torch/forward", "heat", g_name, batch, "torch", "forward", "",
                           lambda inputs=inputs: ForwardRunner(ref, inputs()[0])))
         cases.append(Case(f"{base}/torch/train:autograd", "heat", g_name, batch, "torch", "train", "autograd",
@@ -493,7 +515,7 @@ def measure(runner: Runner, cfg: Config, repeats: Optional[int] = None, budget_s
 def run_case(case: Case, cfg: Config, threads: int) -> Dict:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
-    step = case.kind == "step"
+    step = case.kind in ("step", "floor")  # paired ratios: more repetitions
     timings = measure(case.build(), cfg, cfg.step_repeats if step else None, cfg.step_budget_s if step else None)
     return {"id": case.id, "op": case.op, "grid": case.grid, "batch": case.batch, "impl": case.impl,
             "kind": case.kind, "mode": case.mode, "note": case.note, "threads": threads,

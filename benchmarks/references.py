@@ -234,3 +234,60 @@ class _Projection(torch.autograd.Function):
         tolerance = fluid.atol * g_norm / torch.clamp(ctx.norm, min=1e-300)
         gx, gy, _ = fluid.project_raw(gx, gy, None, torch.clamp(tolerance, min=1e-300))
         return gx, gy, None, None
+
+
+class FftwFloor:
+    """FFTW's own r2c and c2r transforms (libfftw3 through ctypes, batched
+    FFTW_ESTIMATE plans, as the heat op's plans): the floor of the heat op
+    measured in the same process as the op, on torch tensors.  ``pair(x)``
+    transforms x [B, ny, nx] (float64, contiguous) into a spectrum and back into
+    a new tensor, which is what a forward or a backward of the op must do at
+    least: read its input, write a new output."""
+
+    FFTW_ESTIMATE = 1 << 6
+
+    def __init__(self, batch: int, shape):
+        import ctypes
+        import ctypes.util
+        name = ctypes.util.find_library("fftw3") or "libfftw3.so.3"
+        self.lib = lib = ctypes.CDLL(name)
+        ny, nx = shape
+        self.cells, self.modes = ny * nx, ny * (nx // 2 + 1)
+        n = (ctypes.c_int * 2)(ny, nx)
+        plan = ctypes.c_void_p
+        lib.fftw_plan_many_dft_r2c.restype = plan
+        lib.fftw_plan_many_dft_c2r.restype = plan
+        args = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                ctypes.c_uint]
+        lib.fftw_plan_many_dft_r2c.argtypes = args
+        lib.fftw_plan_many_dft_c2r.argtypes = args
+        lib.fftw_execute_dft_r2c.argtypes = [plan, ctypes.c_void_p, ctypes.c_void_p]
+        lib.fftw_execute_dft_c2r.argtypes = [plan, ctypes.c_void_p, ctypes.c_void_p]
+        lib.fftw_alignment_of.argtypes = [ctypes.c_void_p]
+        lib.fftw_alignment_of.restype = ctypes.c_int
+        lib.fftw_destroy_plan.argtypes = [plan]
+        real = torch.empty(batch, ny, nx, dtype=torch.float64)
+        self.spectrum = torch.empty(batch, self.modes, 2, dtype=torch.float64)
+        self.r2c = lib.fftw_plan_many_dft_r2c(2, n, batch, real.data_ptr(), None, 1, self.cells,
+                                              self.spectrum.data_ptr(), None, 1, self.modes, self.FFTW_ESTIMATE)
+        self.c2r = lib.fftw_plan_many_dft_c2r(2, n, batch, self.spectrum.data_ptr(), None, 1, self.modes,
+                                              real.data_ptr(), None, 1, self.cells, self.FFTW_ESTIMATE)
+        if not self.r2c or not self.c2r:
+            raise RuntimeError("FFTW could not plan the floor's transforms")
+        self.alignment = lib.fftw_alignment_of(real.data_ptr())
+
+    def pair(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> rfft -> irfft (unnormalized) into a new tensor."""
+        y = torch.empty_like(x)
+        if self.lib.fftw_alignment_of(x.data_ptr()) != self.alignment or \
+                self.lib.fftw_alignment_of(y.data_ptr()) != self.alignment:
+            raise RuntimeError("the floor's arrays lost the planned alignment")
+        self.lib.fftw_execute_dft_r2c(self.r2c, x.data_ptr(), self.spectrum.data_ptr())
+        self.lib.fftw_execute_dft_c2r(self.c2r, self.spectrum.data_ptr(), y.data_ptr())
+        return y
+
+    def __del__(self):
+        for plan in (getattr(self, "r2c", None), getattr(self, "c2r", None)):
+            if plan:
+                self.lib.fftw_destroy_plan(plan)

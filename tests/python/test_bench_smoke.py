@@ -29,6 +29,8 @@ def test_quick_benchmark_writes_its_outputs_and_the_references_agree(tmp_path):
     for r in steps:  # adam+pg over adam within each repetition: positive, between the extremes
         paired = r["timings"]["ratio/total"]
         assert 0 < paired["min"] <= paired["median"] <= paired["max"], paired
+    floors = [r for r in report["results"] if r["kind"] == "floor"]  # heat vs FFTW in the same process
+    assert floors and all(r["timings"]["ratio/op_over_floor"]["median"] > 0 for r in floors)
     assert report["machine"]["nproc"] >= 1 and len(report["load_average"]["start"]) == 3
 
     assert {key.split("/")[0] for key in report["agreement"]} == {"poisson", "heat", "fluid", "sine", "wave_packet"}
