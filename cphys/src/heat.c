@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "finite.h"
 #include "heat_private.h"
 #include "petsc_env.h"
 #include "threads.h"
@@ -173,34 +174,12 @@ static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const dou
   return 0;
 }
 
-/* dst = src (count values); returns the index of the first non-finite value,
- * or -1.  One branch-free pass that the compiler vectorizes (x * 0 is 0 for
- * finite x, NaN otherwise): the element-wise isfinite test with a branch per
- * value it replaces took a third of a forward call at B = 128. */
-static ptrdiff_t copy_checked(double *restrict dst, const double *restrict src, ptrdiff_t count) {
-  double probe[4] = {0.0, 0.0, 0.0, 0.0};
-  ptrdiff_t i = 0;
-  for (; i + 4 <= count; i += 4)
-    for (int k = 0; k < 4; k++) {
-      dst[i + k] = src[i + k];
-      probe[k] += src[i + k] * 0.0;
-    }
-  for (; i < count; i++) {
-    dst[i] = src[i];
-    probe[0] += src[i] * 0.0;
-  }
-  if (probe[0] == 0.0 && probe[1] == 0.0 && probe[2] == 0.0 && probe[3] == 0.0) return -1;
-  for (i = 0; i < count; i++)
-    if (!isfinite(src[i])) return i;
-  return -1;
-}
-
 /* One sample: check and copy in, r2c, filter, c2r, check and copy out.
  * real [cells] and spectrum [modes] are the thread's buffers (in cache). */
 static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *out, double *real,
                         fftw_complex *spectrum, CPhysHeatSpectralFilter filter, void *context, const char *caller) {
   const ptrdiff_t cells = heat->cells;
-  ptrdiff_t bad = copy_checked(real, in + s * cells, cells);
+  ptrdiff_t bad = cphys_copy_checked(real, in + s * cells, cells);
   if (bad >= 0)
     return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "input value %td (sample %td) is %g", s * cells + bad, s,
                          in[s * cells + bad]);
@@ -209,7 +188,7 @@ static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *o
   CPhysCall(filter(heat, real, spectrum, context));
   fftw_execute_dft_c2r(heat->c2r, spectrum, real);
   /* out may alias in: sample s of in has been read (into real) by now. */
-  bad = copy_checked(out + s * cells, real, cells);
+  bad = cphys_copy_checked(out + s * cells, real, cells);
   if (bad >= 0)
     return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "output value %td (sample %td) overflows to %g",
                          s * cells + bad, s, real[bad]);

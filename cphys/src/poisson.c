@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "finite.h"
 #include "petsc_env.h"
 #include "poisson_internal.h"
 #include "threads.h"
@@ -258,20 +259,6 @@ static void laplacian_sample(ptrdiff_t ny, ptrdiff_t nx, double wx, double wy, c
   }
 }
 
-/* Index of the first non-finite value of a[0..count), or -1: one vectorized
- * pass in the common case (x * 0 is 0 for finite x, NaN otherwise). */
-static ptrdiff_t first_non_finite(const double *a, ptrdiff_t count) {
-  double probe[4] = {0.0, 0.0, 0.0, 0.0};
-  ptrdiff_t i = 0;
-  for (; i + 4 <= count; i += 4)
-    for (int k = 0; k < 4; k++) probe[k] += a[i + k] * 0.0;
-  for (; i < count; i++) probe[0] += a[i] * 0.0;
-  if (probe[0] == 0.0 && probe[1] == 0.0 && probe[2] == 0.0 && probe[3] == 0.0) return -1;
-  for (i = 0; i < count; i++)
-    if (!isfinite(a[i])) return i;
-  return -1;
-}
-
 /* x = scale L y over the batch; with `check`, returns the flat index of the
  * first non-finite y (PTRDIFF_MAX: none) in *bad_input and of the first
  * non-finite x in *bad_output (inputs checked before their sample is used). */
@@ -290,7 +277,7 @@ static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale,
     const double *ys = y + s * size;
     double *xs = x + s * size;
     if (check) {
-      const ptrdiff_t bad = first_non_finite(ys, size);
+      const ptrdiff_t bad = cphys_first_non_finite(ys, size);
       if (bad >= 0) {
         if (s * size + bad < first_in) first_in = s * size + bad;
         continue;
@@ -298,7 +285,7 @@ static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale,
     }
     laplacian_sample(ny, nx, wx, wy, ys, xs);
     if (check) {
-      const ptrdiff_t bad = first_non_finite(xs, size);
+      const ptrdiff_t bad = cphys_first_non_finite(xs, size);
       if (bad >= 0 && s * size + bad < first_out) first_out = s * size + bad;
     }
   }
