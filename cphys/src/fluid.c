@@ -21,6 +21,7 @@
 #include <omp.h>
 #endif
 
+#include "finite.h"
 #include "fluid_internal.h"
 #include "threads.h"
 
@@ -153,9 +154,10 @@ int CPhysFluidDestroy(CPhysFluid *fluid) {
 
 int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite) {
   CPhysCheck(count == 0 || a != NULL, CPHYS_ERROR_ARGUMENT, "%s must not be NULL", name);
-  if (need_finite)
-    for (ptrdiff_t k = 0; k < count; k++)
-      CPhysCheck(isfinite(a[k]), CPHYS_ERROR_NONFINITE, "%s[%td] is not finite (%g)", name, k, a[k]);
+  if (need_finite) {
+    const ptrdiff_t k = cphys_first_non_finite(a, count);
+    CPhysCheck(k < 0, CPHYS_ERROR_NONFINITE, "%s[%td] is not finite (%g)", name, k, a[k]);
+  }
   return 0;
 }
 
@@ -415,9 +417,8 @@ static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
     if (keep) inverse_record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
   }
   const double *last = record ? m[1] : m[steps % 2];
-  for (ptrdiff_t q = 0; q < n; q++)
-    CPhysCheck(isfinite(last[q]), CPHYS_ERROR_NONFINITE, "the marker of sample %td became non-finite at cell %td",
-               s, q);
+  const ptrdiff_t q = cphys_first_non_finite(last, n);
+  CPhysCheck(q < 0, CPHYS_ERROR_NONFINITE, "the marker of sample %td became non-finite at cell %td", s, q);
   if (args->m_t) memcpy(args->m_t + s * n, last, (size_t)n * sizeof *args->m_t);
   if (keep) inverse_record_finish(f, s, v0, m0, v[steps % 2]);
   return 0;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "finite.h"
 #include "petsc_env.h"
 
 #if defined(PETSC_USE_COMPLEX) || !defined(PETSC_USE_REAL_DOUBLE)
@@ -53,8 +54,8 @@ static int evaluate(LeastSquaresProblem *p, const double *x, double *f, double *
   *f = 0.5 * sum;
   CPhysCheck(isfinite(*f), CPHYS_ERROR_NONFINITE, "objective 1/2 ||P(x) - target||^2 is %g", *f);
   CPhysCall(callback_result(p->adjoint(p->context, x, p->residual, g), "adjoint", message_before));
-  for (ptrdiff_t i = 0; i < p->n; i++)
-    CPhysCheck(isfinite(g[i]), CPHYS_ERROR_NONFINITE, "gradient entry %td is %g", i, g[i]);
+  const ptrdiff_t bad = cphys_first_non_finite(g, p->n);
+  CPhysCheck(bad < 0, CPHYS_ERROR_NONFINITE, "gradient entry %td is %g", bad, g[bad]);
   return 0;
 }
 
@@ -94,10 +95,9 @@ static int check_arguments(const CPhysLeastSquaresConfig *config, ptrdiff_t n, p
   CPhysCheck(forward != NULL && adjoint != NULL, CPHYS_ERROR_ARGUMENT,
              "the forward and adjoint callbacks must not be NULL");
   CPhysCheck(target != NULL && x != NULL, CPHYS_ERROR_ARGUMENT, "target and x must not be NULL");
-  for (ptrdiff_t i = 0; i < m; i++)
-    CPhysCheck(isfinite(target[i]), CPHYS_ERROR_NONFINITE, "target[%td] is %g", i, target[i]);
-  for (ptrdiff_t i = 0; i < n; i++)
-    CPhysCheck(isfinite(x[i]), CPHYS_ERROR_NONFINITE, "x[%td] (the start) is %g", i, x[i]);
+  const ptrdiff_t bad_target = cphys_first_non_finite(target, m), bad_x = cphys_first_non_finite(x, n);
+  CPhysCheck(bad_target < 0, CPHYS_ERROR_NONFINITE, "target[%td] is %g", bad_target, target[bad_target]);
+  CPhysCheck(bad_x < 0, CPHYS_ERROR_NONFINITE, "x[%td] (the start) is %g", bad_x, x[bad_x]);
   for (ptrdiff_t i = 0; i < n; i++) {
     double lo = config->lower ? config->lower[i] : -INFINITY;
     double hi = config->upper ? config->upper[i] : INFINITY;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "finite.h"
 #include "threads.h"
 
 struct CPhysWavePacket_private {
@@ -76,16 +77,15 @@ static int check_call(const char *func, CPhysWavePacket packet, ptrdiff_t batch,
   if (batch == 0) return 0;
   if (!params || !out || (series_name && !series))
     return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "array arguments must not be NULL when batch = %td", batch);
-  for (ptrdiff_t k = 0; k < 2 * batch; k++)
-    if (!isfinite(params[k]))
-      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "params[%td][%d] = %g is not finite", k / 2, (int)(k % 2),
-                           params[k]);
+  ptrdiff_t k = cphys_first_non_finite(params, 2 * batch);
+  if (k >= 0)
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "params[%td][%d] = %g is not finite", k / 2, (int)(k % 2),
+                         params[k]);
   const ptrdiff_t n = packet->config.n_samples;
-  if (series_name)
-    for (ptrdiff_t k = 0; k < batch * n; k++)
-      if (!isfinite(series[k]))
-        return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td][%td] = %g is not finite", series_name, k / n,
-                             k % n, series[k]);
+  k = series_name ? cphys_first_non_finite(series, batch * n) : -1;
+  if (k >= 0)
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td][%td] = %g is not finite", series_name, k / n, k % n,
+                         series[k]);
   return 0;
 }
 

@@ -1,9 +1,11 @@
 /* The per-example L-BFGS-B fit of wave packets (the paper's figure-1 baseline).
- * Uses only the public wave-packet API and CPhysLeastSquaresMinimize. */
+ * Uses only the public wave-packet API and CPhysLeastSquaresMinimize (and the
+ * internal finiteness helper). */
 #include <math.h>
 
 #include "cphys/minimize.h"
 #include "cphys/wave_packet.h"
+#include "finite.h"
 
 CPhysWavePacketFitConfig CPhysWavePacketFitDefaultConfig(void) {
   CPhysWavePacketFitConfig config = {
@@ -68,13 +70,11 @@ int CPhysWavePacketFit(CPhysWavePacket packet, const CPhysWavePacketFitConfig *c
   CPhysCheck(target != NULL && params != NULL, CPHYS_ERROR_ARGUMENT,
              "target and params must not be NULL when batch = %td", batch);
   const ptrdiff_t n = shape.n_samples;
-  for (ptrdiff_t k = 0; k < batch * n; k++)
-    CPhysCheck(isfinite(target[k]), CPHYS_ERROR_NONFINITE, "target[%td][%td] = %g is not finite", k / n, k % n,
-               target[k]);
-  if (!c->use_initial)
-    for (ptrdiff_t k = 0; k < 2 * batch; k++)
-      CPhysCheck(isfinite(params[k]), CPHYS_ERROR_NONFINITE, "params[%td][%d] = %g is not finite (start)", k / 2,
-                 (int)(k % 2), params[k]);
+  ptrdiff_t k = cphys_first_non_finite(target, batch * n);
+  CPhysCheck(k < 0, CPHYS_ERROR_NONFINITE, "target[%td][%td] = %g is not finite", k / n, k % n, target[k]);
+  k = c->use_initial ? -1 : cphys_first_non_finite(params, 2 * batch);
+  CPhysCheck(k < 0, CPHYS_ERROR_NONFINITE, "params[%td][%d] = %g is not finite (start)", k / 2, (int)(k % 2),
+             params[k]);
 
   const CPhysLeastSquaresConfig solver = {.max_iterations = c->max_iterations,
                                           .gradient_atol = c->gradient_atol,
