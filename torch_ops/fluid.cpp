@@ -1,5 +1,6 @@
-// physgrad::fluid: schema and CPU kernels (forward, backward of every mode) and
-// physgrad::fluid_sequence (the states of a run, for plots).
+// physgrad::fluid: schema and CPU kernels (forward, backward of every mode),
+// physgrad::fluid_sequence (the states of a run, for plots), and the centre of
+// mass and unit vortex of the physical inverse (for the data generator).
 //   m_t = P(v0; m0): incompressible flow on a periodic MAC grid transports the
 //   marker m0 [B, ny, nx] (or [B, 1, ny, nx]) with the initial cell-centred
 //   velocity v0 [B, 2, ny, nx] (channel 0 = vx, 1 = vy); see cphys/fluid.h.
@@ -315,6 +316,38 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
   return std::make_tuple(markers.to(v0.scalar_type()), velocities.to(v0.scalar_type()));
 }
 
+// The fluid object of a grid with the op's default step settings (the centre
+// of mass and the unit vortex depend on the grid only).
+std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing, const char *op) {
+  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000);
+  TORCH_CHECK_VALUE(ny >= 3 && nx >= 3, op_name(op), ": the grid needs at least 3 cells per axis, got [", ny,
+                    ", ", nx, "]");
+  return solver_for(Inputs{at::Tensor(), at::Tensor(), 0, ny, nx}, o, op);
+}
+
+// The circular-mean centre of mass [B, 2] (x, y) that the physical inverse
+// uses, for data generators that must agree with it.  Not differentiable.
+at::Tensor fluid_centre_of_mass(const at::Tensor &marker, at::ArrayRef<double> spacing) {
+  constexpr const char *kCentre = "fluid_centre_of_mass";
+  const at::Tensor m = as_double(marker, kCentre, "marker", {3});
+  auto solver = grid_solver(m.size(1), m.size(2), spacing, kCentre);
+  at::Tensor centre = at::empty({m.size(0), 2}, m.options());
+  std::lock_guard<std::mutex> guard(solver->mutex);
+  check_cphys(CPhysFluidCentreOfMass(solver->fluid, m.size(0), m.data_ptr<double>(), centre.data_ptr<double>(),
+                                     nullptr),
+              kCentre);
+  return centre.to(marker.scalar_type());
+}
+
+// The physical inverse's unit vortex at the cell centres, [2, ny, nx] float64.
+at::Tensor fluid_unit_vortex(int64_t ny, int64_t nx, at::ArrayRef<double> spacing) {
+  constexpr const char *kVortex = "fluid_unit_vortex";
+  auto solver = grid_solver(ny, nx, spacing, kVortex);
+  at::Tensor vortex = at::empty({2, ny, nx}, at::TensorOptions().dtype(at::kDouble));
+  check_cphys(CPhysFluidUnitVortex(solver->fluid, vortex.data_ptr<double>()), kVortex);
+  return vortex;
+}
+
 }  // namespace
 }  // namespace physgrad
 
@@ -331,12 +364,16 @@ TORCH_LIBRARY_FRAGMENT(physgrad, m) {
   m.def(
       "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
       "int pressure_max_iterations) -> (Tensor, Tensor)");
+  m.def("fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor");
+  // No tensor argument to dispatch on: registered with its (only) kernel.
+  m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor", TORCH_FN(physgrad::fluid_unit_vortex));
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
   m.impl("fluid", physgrad::fluid_forward);
   m.impl("fluid_backward", physgrad::fluid_backward);
   m.impl("fluid_sequence", physgrad::fluid_sequence);
+  m.impl("fluid_centre_of_mass", physgrad::fluid_centre_of_mass);
 }
 
 TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {

@@ -185,6 +185,20 @@ def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float
                                              pressure_atol, pressure_max_iterations)
 
 
+def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:
+    """The circular-mean centre of mass ``[B, 2]`` (x, y, length units in ``[0, L)``) of
+    markers ``[B, ny, nx]``, as the fluid's physical inverse computes it (cphys); the
+    box centre where a marker has no first Fourier component.  Not differentiable."""
+    return torch.ops.physgrad.fluid_centre_of_mass(marker, [float(spacing[0]), float(spacing[1])])
+
+
+def fluid_unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:
+    """The fluid's physical-inverse unit vortex at the cell centres, ``[2, ny, nx]``
+    float64 (cphys: Gaussian falloff of sigma 20 about the box centre, counter-clockwise)."""
+    return torch.ops.physgrad.fluid_unit_vortex(int(shape[0]), int(shape[1]), [float(spacing[0]),
+                                                                                float(spacing[1])])
+
+
 @dataclass
 class SolveStats:
     """Per-sample statistics of an op's last solve on this thread.

@@ -228,6 +228,37 @@ def test_empty_batch_gives_empty_result():
     assert physgrad.fluid(torch.zeros(0, 2, 4, 5), torch.zeros(0, 4, 5)).shape == (0, 4, 5)
 
 
+def test_unit_vortex_and_centre_of_mass_are_the_inverses_definitions():
+    """The data generator's geometry comes from cphys: the vortex equals fluid.h's
+    formula, a one-cell marker's centre is that cell's centre, and shifting a marker
+    by whole cells across the periodic edge shifts its centre by the same amount."""
+    vortex = physgrad.ops.fluid_unit_vortex((12, 10), (1.5, 2.0))
+    x = (torch.arange(10, dtype=torch.float64) + 0.5) * 2.0
+    y = (torch.arange(12, dtype=torch.float64) + 0.5) * 1.5
+    rx = periodic_delta(x - 10.0, 20.0)[None, :].expand(12, 10)
+    ry = periodic_delta(y - 9.0, 18.0)[:, None].expand(12, 10)
+    falloff = torch.exp(-(rx ** 2 + ry ** 2) / (2 * 20.0 ** 2))
+    assert torch.allclose(vortex, torch.stack([-falloff * ry, falloff * rx]), rtol=1e-13, atol=1e-14)
+    marker = torch.zeros(2, 12, 10, dtype=torch.float64)
+    marker[0, 3, 7] = 1.0
+    marker[1, 2:5, 8:10] = 1.0
+    marker[1, 2:5, 0] = 1.0  # a block across the x edge
+    centre = physgrad.ops.fluid_centre_of_mass(marker, (1.5, 2.0))
+    assert torch.allclose(centre[0], torch.tensor([7.5 * 2.0, 3.5 * 1.5], dtype=torch.float64), atol=1e-12)
+    shifted = physgrad.ops.fluid_centre_of_mass(torch.roll(marker, shifts=(1, 3), dims=(1, 2)), (1.5, 2.0))
+    expected = torch.remainder(centre + torch.tensor([3 * 2.0, 1 * 1.5], dtype=torch.float64),
+                               torch.tensor([20.0, 18.0], dtype=torch.float64))
+    assert torch.allclose(shifted, expected, atol=1e-12)
+    uniform = physgrad.ops.fluid_centre_of_mass(torch.ones(1, 12, 10, dtype=torch.float64), (1.5, 2.0))
+    assert torch.equal(uniform, torch.tensor([[10.0, 9.0]], dtype=torch.float64))  # no centre: the box centre
+    with pytest.raises(RuntimeError, match="marker"):
+        physgrad.ops.fluid_centre_of_mass(torch.full((1, 12, 10), float("nan"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="spacing"):
+        physgrad.ops.fluid_unit_vortex((12, 10), (0.0, 1.0))
+    with pytest.raises(ValueError, match="at least 3 cells"):
+        physgrad.ops.fluid_unit_vortex((2, 10), (1.0, 1.0))
+
+
 def test_sequence_holds_every_state_of_the_run():
     v0, m0 = smooth_velocity(2, 8, 10), torch.rand(2, 8, 10, dtype=torch.float64)
     markers, velocities = physgrad.fluid_sequence(v0, m0, steps=3, spacing=(1.5, 2.0))

@@ -38,7 +38,6 @@ vortex), ``adam+lbfgs`` ``lbfgs_iterations`` L-BFGS steps through the adjoint
 scores the networks on fixed test examples and plots one of them
 (:mod:`physgrad.fluid_plots`, the paper's figure 13).
 """
-import math
 import os
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
@@ -51,9 +50,8 @@ from .base import Experiment
 
 __all__ = ["FluidBatch", "FluidData", "FluidExperiment", "unit_vortex", "centre_of_mass"]
 
-#: SIP's proportions on its 128x128 box: marker box half size 28, vortex sigma 20.
+#: SIP's proportions on its 128x128 box: marker box half size 28 (the vortex, sigma 20, is cphys's).
 _BOX_HALF_FRACTION = 28.0 / 128.0
-_VORTEX_SIGMA = 20.0
 
 
 class FluidBatch(NamedTuple):
@@ -73,36 +71,22 @@ def _periodic_delta(d: torch.Tensor, period: float) -> torch.Tensor:
     return d - period * torch.round(d / period)
 
 
-def unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float], sigma: float = _VORTEX_SIGMA,
-                centre: Tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+def unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float]) -> torch.Tensor:
     """The op's unit vortex at the cell centres, ``[2, ny, nx]`` float64 (channel 0: x):
-    ``W(x) = exp(-|r|^2 / (2 sigma^2)) (-r_y, r_x)`` with ``r`` the minimal-image offset of
-    the cell centre from ``centre`` (fractions (x, y) of the box); counter-clockwise,
-    ``s W`` has angular velocity ``s`` at the centre. sigma in length units."""
-    (ny, nx), (dy, dx) = shape, spacing
-    lx, ly = nx * dx, ny * dy
-    rx = _periodic_delta(_cell_centres(nx, dx) - centre[0] * lx, lx)[None, :].expand(ny, nx)
-    ry = _periodic_delta(_cell_centres(ny, dy) - centre[1] * ly, ly)[:, None].expand(ny, nx)
-    falloff = torch.exp(-(rx ** 2 + ry ** 2) / (2.0 * sigma ** 2))
-    return torch.stack([-falloff * ry, falloff * rx])
+    ``W(x) = exp(-|r|^2 / (2 sigma^2)) (-r_y, r_x)``, sigma = 20 length units, ``r`` the
+    minimal-image offset of the cell centre from the box centre; counter-clockwise,
+    ``s W`` has angular velocity ``s`` at the centre.  Computed by cphys, so that the
+    data and the physical inverse (which fits ``s``) share one definition."""
+    import physgrad  # the op library, loaded at use
+    return physgrad.ops.fluid_unit_vortex(shape, spacing)
 
 
 def centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float]) -> torch.Tensor:
     """Circular-mean centre of mass of ``[B, ny, nx]`` markers: ``[B, 2]`` (x, y) in
-    length units, in ``[0, L)`` per axis (the op's definition; a marker with no
-    first Fourier component on an axis gets the box centre on that axis)."""
-    m = marker.to(torch.float64)
-    (ny, nx), (dy, dx) = m.shape[-2:], spacing
-    total = m.abs().sum(dim=(-2, -1))
-    centres = []
-    for weights, count, h in ((m.sum(dim=-2), nx, dx), (m.sum(dim=-1), ny, dy)):
-        angle = 2.0 * math.pi * (torch.arange(count, dtype=torch.float64) + 0.5) / count
-        c, s = (weights * torch.cos(angle)).sum(-1), (weights * torch.sin(angle)).sum(-1)
-        period = count * h
-        position = torch.remainder(torch.atan2(s, c) / (2.0 * math.pi) * period, period)
-        defined = torch.hypot(c, s) > 1e-12 * total
-        centres.append(torch.where(defined, position, torch.full_like(position, 0.5 * period)))
-    return torch.stack(centres, dim=-1)
+    length units, in ``[0, L)`` per axis; a marker without a first Fourier component
+    gets the box centre.  The physical inverse's own (cphys) definition."""
+    import physgrad
+    return physgrad.ops.fluid_centre_of_mass(marker.to(torch.float64), spacing)
 
 
 class FluidData:
