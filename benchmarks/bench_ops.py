@@ -458,7 +458,7 @@ def wave_cases(cfg: Config, agreement: Optional[Dict]) -> List[Case]:
                           lambda x=x, g=g: TrainRunner(references.wave_packet, x, g)))
         if agreement is not None and paper:
             agreement[f"wave_packet/B{batch}"] = {
-                "what": "A sin(f xi) exp(-(xi - xi0)^2 / sigma^2) vs torch", "threshold": 1e-12,
+                "what": "A sin(f xi) exp(-(xi - xi0)^2 / (2 sigma^2)) vs torch", "threshold": 1e-12,
                 "relative_difference": _rel(physgrad.wave_packet(x), references.wave_packet(x))}
     return cases
 

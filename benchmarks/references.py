@@ -112,7 +112,7 @@ def wave_packet(params: torch.Tensor, samples: int = 256, frequency: float = 4.0
                 sigma: float = 20.0) -> torch.Tensor:
     xi = torch.arange(samples, dtype=params.dtype)
     position, amplitude = params[:, :1], params[:, 1:]
-    return amplitude * torch.sin(frequency * xi) * torch.exp(-(xi - position) ** 2 / sigma ** 2)
+    return amplitude * torch.sin(frequency * xi) * torch.exp(-(xi - position) ** 2 / (2 * sigma ** 2))
 
 
 # ---------------------------------------------------------------- fluid

@@ -250,7 +250,7 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
 std::tuple<at::Tensor, at::Tensor> wave_packet_fit(const at::Tensor &target, at::ArrayRef<double> initial,
                                                    at::ArrayRef<double> lower, at::ArrayRef<double> upper,
                                                    int64_t max_iterations, int64_t samples, double frequency,
-                                                   double sigma) {
+                                                   double sigma, bool bounded) {
   const char *op = "wave_packet_fit";
   const std::pair<const char *, at::ArrayRef<double>> pairs[] = {
       {"initial", initial}, {"lower", lower}, {"upper", upper}};
@@ -258,7 +258,7 @@ std::tuple<at::Tensor, at::Tensor> wave_packet_fit(const at::Tensor &target, at:
     TORCH_CHECK_VALUE(
         pair.second.size() == 2 && std::isfinite(pair.second[0]) && std::isfinite(pair.second[1]),
         "physgrad.wave_packet_fit: ", pair.first, " must be two finite numbers (xi0, A), got ", pair.second);
-  TORCH_CHECK_VALUE(lower[0] < upper[0] && lower[1] < upper[1],
+  TORCH_CHECK_VALUE(!bounded || (lower[0] < upper[0] && lower[1] < upper[1]),
                     "physgrad.wave_packet_fit: lower must be below upper in both parameters, got lower ",
                     lower, " and upper ", upper);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
@@ -270,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor> wave_packet_fit(const at::Tensor &target, at:
   CPhysWavePacketFitConfig config = CPhysWavePacketFitDefaultConfig();
   for (int k = 0; k < 2; k++)
     config.initial[k] = initial[k], config.lower[k] = lower[k], config.upper[k] = upper[k];
-  config.use_initial = 1, config.bounded = 1;
+  config.use_initial = 1, config.bounded = bounded ? 1 : 0;
   config.max_iterations = static_cast<int>(max_iterations);
   const int64_t batch = t.size(0);
   at::Tensor params = at::empty({batch, 2}, t.options());
@@ -307,7 +307,7 @@ TORCH_LIBRARY_FRAGMENT(physgrad, m) {
   m.def(
       "wave_packet_fit(Tensor target, float[2] initial=[128.0, 2.0], float[2] lower=[25.6, 1.0], "
       "float[2] upper=[230.4, 4.0], int max_iterations=1000, int samples=256, float frequency=4.0, "
-      "float sigma=20.0) -> (Tensor, Tensor)");
+      "float sigma=20.0, bool bounded=True) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

@@ -11,7 +11,7 @@
 
 struct CPhysWavePacket_private {
   CPhysWavePacketConfig config;
-  double inverse_sigma_squared; /* 1 / sigma^2, samples^-2 */
+  double envelope_rate; /* 1 / (2 sigma^2), samples^-2: e_j = exp(-envelope_rate (xi_j - xi0)^2) */
   double *carrier;              /* [n_samples] sin(f xi_j), the part independent of the parameters */
 };
 
@@ -36,9 +36,9 @@ int CPhysWavePacketCreate(const CPhysWavePacketConfig *config, CPhysWavePacket *
              config->frequency);
   CPhysCheck(isfinite(config->sigma) && config->sigma > 0.0, CPHYS_ERROR_ARGUMENT,
              "sigma must be positive and finite, got %g", config->sigma);
-  const double inverse_sigma_squared = 1.0 / (config->sigma * config->sigma);
-  CPhysCheck(isfinite(inverse_sigma_squared), CPHYS_ERROR_ARGUMENT,
-             "sigma = %g is too small (1/sigma^2 overflows)", config->sigma);
+  const double envelope_rate = 0.5 / (config->sigma * config->sigma);
+  CPhysCheck(isfinite(envelope_rate), CPHYS_ERROR_ARGUMENT,
+             "sigma = %g is too small (1/(2 sigma^2) overflows)", config->sigma);
   CPhysCheck((size_t)config->n_samples <= SIZE_MAX / sizeof(double), CPHYS_ERROR_MEMORY,
              "n_samples = %td is too large", config->n_samples);
   struct CPhysWavePacket_private *p = calloc(1, sizeof *p);
@@ -49,7 +49,7 @@ int CPhysWavePacketCreate(const CPhysWavePacketConfig *config, CPhysWavePacket *
     return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate %td carrier samples", config->n_samples);
   }
   p->config = *config;
-  p->inverse_sigma_squared = inverse_sigma_squared;
+  p->envelope_rate = envelope_rate;
   for (ptrdiff_t j = 0; j < config->n_samples; j++) p->carrier[j] = sin(config->frequency * (double)j);
   *packet = p;
   return 0;
@@ -89,9 +89,9 @@ static int check_call(const char *func, CPhysWavePacket packet, ptrdiff_t batch,
   return 0;
 }
 
-/* The envelope exp(-(xi_j - xi0)^2 / sigma^2) of sample j. */
+/* The envelope exp(-(xi_j - xi0)^2 / (2 sigma^2)) of sample j (paper B.1). */
 static inline double envelope(const struct CPhysWavePacket_private *p, double offset) {
-  return exp(-offset * offset * p->inverse_sigma_squared);
+  return exp(-offset * offset * p->envelope_rate);
 }
 
 /* Rough seconds of work per example of each batch loop, for cphys_loop_threads:
@@ -130,7 +130,7 @@ int CPhysWavePacketAdjoint(CPhysWavePacket packet, ptrdiff_t batch, const double
     for (ptrdiff_t j = 0; j < n; j++) {
       const double weighted = shape_at(packet, j, xi0) * dy[b * n + j];
       d_amplitude += weighted;
-      d_position += weighted * 2.0 * ((double)j - xi0) * packet->inverse_sigma_squared;
+      d_position += weighted * 2.0 * ((double)j - xi0) * packet->envelope_rate;
     }
     /* Written after the reads so dparams may alias params. */
     dparams[2 * b] = amplitude * d_position;
@@ -170,7 +170,7 @@ static void gauss_newton_example(const struct CPhysWavePacket_private *p,
   double n00 = 0.0, n01 = 0.0, n11 = 0.0, g0 = 0.0, g1 = 0.0, sum = 0.0;
   for (ptrdiff_t j = 0; j < p->config.n_samples; j++) {
     const double shape = shape_at(p, j, xi0);
-    const double slope = amplitude * shape * 2.0 * ((double)j - xi0) * p->inverse_sigma_squared; /* dy_j/dxi0 */
+    const double slope = amplitude * shape * 2.0 * ((double)j - xi0) * p->envelope_rate; /* dy_j/dxi0 */
     const double r = amplitude * shape - target[j];
     n00 += slope * slope, n01 += slope * shape, n11 += shape * shape;
     g0 += slope * r, g1 += shape * r, sum += r * r;

@@ -118,7 +118,7 @@ def sine_nearest_minimum(a: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
 def wave_packet(params: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
                 samples: int = 256, frequency: float = 4.0, sigma: float = 20.0, lbfgs_iterations: int = 32,
                 on_failure: str = "raise") -> torch.Tensor:
-    """A wave packet ``y(xi) = A sin(frequency xi) exp(-(xi - xi0)^2 / sigma^2)``, ``xi = 0 .. samples-1``.
+    """A wave packet ``y(xi) = A sin(frequency xi) exp(-(xi - xi0)^2 / (2 sigma^2))``, ``xi = 0 .. samples-1``.
 
     params: ``[B, 2]`` = (position xi0 in samples, amplitude A). Returns ``[B, samples]``.
     Backward modes: ``"adjoint"``, ``"newton"`` (one damped, safeguarded
@@ -134,13 +134,16 @@ def wave_packet(params: torch.Tensor, grad_mode: Optional[str] = None, y_step: f
 def wave_packet_fit(target: torch.Tensor, initial: Tuple[float, float] = (128.0, 2.0),
                     lower: Tuple[float, float] = (25.6, 1.0), upper: Tuple[float, float] = (230.4, 4.0),
                     max_iterations: int = 1000, samples: int = 256, frequency: float = 4.0,
-                    sigma: float = 20.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Fits a wave packet to each row of ``target`` (``[B, samples]``) with bounded
-    L-BFGS-B (PETSc TAO BLMVM) from ``initial``: the paper's classical baseline.
+                    sigma: float = 20.0, bounded: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fits a wave packet to each row of ``target`` (``[B, samples]``) with L-BFGS
+    from ``initial``: the paper's classical baseline. ``bounded=True``: L-BFGS-B
+    (PETSc TAO BLMVM) within ``lower``/``upper``; ``bounded=False``: unbounded
+    L-BFGS (TAO LMVM; ``lower``/``upper`` ignored), as the paper's baseline ran
+    (its fitter "diverges in 0.12% of cases", which bounds would prevent).
     Returns ``(params [B, 2], converged [B] bool)``."""
     return torch.ops.physgrad.wave_packet_fit(target, [float(v) for v in initial], [float(v) for v in lower],
                                               [float(v) for v in upper], max_iterations, samples, frequency,
-                                              sigma)
+                                              sigma, bool(bounded))
 
 
 def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,

@@ -8,7 +8,7 @@
 #include "cphys/wave_packet.h"
 
 static double formula(double xi, double xi0, double amplitude) {
-  return amplitude * sin(4.0 * xi) * exp(-(xi - xi0) * (xi - xi0) / 400.0);
+  return amplitude * sin(4.0 * xi) * exp(-(xi - xi0) * (xi - xi0) / (2.0 * 400.0)); /* sigma = 20, paper B.1 */
 }
 
 static double objective(CPhysWavePacket packet, const double *params, const double *target, ptrdiff_t n) {

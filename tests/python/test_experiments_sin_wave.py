@@ -130,11 +130,11 @@ def test_wave_packet_every_method_trains_and_compare_ends_with_the_fitter_table(
                        "--batch-size", "4", "--checkpoints", "3", "--no-progress", "--threads", "1",
                        "--out", str(tmp_path / "compare")])
     printed = capsys.readouterr().out
-    assert status == 0 and "xi0-MAE at iteration" in printed and "L-BFGS-B fit" in printed
+    assert status == 0 and "xi0-MAE at iteration" in printed and "L-BFGS fit (unbounded)" in printed
     saved = json.loads((tmp_path / "compare" / "results.json").read_text())
     rows = saved["evaluation"]["rows"]
-    assert list(rows) == ["L-BFGS-B fit", "initial guess", "adam", "adam+pg"]
-    assert set(COLUMNS[:4]) <= set(rows["adam"]) and set(COLUMNS) <= set(rows["adam+pg"])
+    assert list(rows) == ["L-BFGS fit (unbounded)", "L-BFGS-B fit (bounded)", "initial guess", "adam", "adam+pg"]
+    assert set(COLUMNS[:4]) <= set(rows["adam"]) and "outside_range" in rows["L-BFGS-B fit (bounded)"] and set(COLUMNS) - {"outside_range"} <= set(rows["adam+pg"])
     assert all(0.0 <= row["failed"] <= 1.0 for row in rows.values())
     assert (tmp_path / "compare" / "wave_packet_example.png").read_bytes()[:8] == PNG
     assert (tmp_path / "compare" / "evaluation.json").is_file()
@@ -142,9 +142,9 @@ def test_wave_packet_every_method_trains_and_compare_ends_with_the_fitter_table(
     status = cli.main(["evaluate", "wave-packet", "--run", str(tmp_path / "compare"), "--out", str(tmp_path / "ev")])
     again = capsys.readouterr().out
     assert status == 0 and (tmp_path / "ev" / "wave_packet_example.png").read_bytes()[:8] == PNG
-    header = "method  y-loss  |xi0 err|  |A err|  failed  y<fit at  xi0<fit at"
+    header = "method  y-loss  |xi0 err|  |A err|  failed  outside  y<fit at  xi0<fit at  y<fitB at  xi0<fitB at"
     assert " ".join(again.split("\n")[1].split()) == " ".join(header.split())
-    assert again.split("\n")[2:5] == saved["evaluation"]["text"].split("\n")[2:5]
+    assert again.split("\n")[2:6] == saved["evaluation"]["text"].split("\n")[2:6]
 
 
 def test_evaluation_rows_are_the_fitter_and_network_errors():
@@ -164,15 +164,21 @@ def test_evaluation_rows_are_the_fitter_and_network_errors():
     from physgrad.experiments.wave_packet import TEST_SEED, WavePacketData
     batch = WavePacketData(TEST_SEED, dtype=torch.float64).sample(30)
     evaluation = evaluate_against_fitter(experiment, {"oracle": Oracle(batch)})
-    oracle, fit = evaluation["rows"]["oracle"], evaluation["rows"]["L-BFGS-B fit"]
+    oracle, fit = evaluation["rows"]["oracle"], evaluation["rows"]["L-BFGS-B fit (bounded)"]
+    unbounded = evaluation["rows"]["L-BFGS fit (unbounded)"]
     assert oracle["xi0_mae"] == 0 and oracle["amplitude_mae"] == 0 and oracle["failed"] == 0
     assert oracle["y_loss"] == pytest.approx(0.5 * 256, rel=0.2)  # the noise alone
+    fitted_free, _ = physgrad.wave_packet_fit(batch.y_star, bounded=False)
+    assert unbounded["xi0_mae"] == pytest.approx(float((fitted_free[:, 0] - batch.x_star[:, 0]).abs().mean()))
+    outside = (fitted_free[:, 0] < 25.6) | (fitted_free[:, 0] > 230.4) | (fitted_free[:, 1].abs() > 8)
+    assert unbounded["outside_range"] == pytest.approx(float(outside.double().mean()))
+    assert fit["outside_range"] == 0  # the bounds hold
     fitted, _ = physgrad.wave_packet_fit(batch.y_star)
     assert fit["xi0_mae"] == pytest.approx(float((fitted[:, 0] - batch.x_star[:, 0]).abs().mean()))
     assert fit["failed"] == pytest.approx(float(((fitted[:, 0] - batch.x_star[:, 0]).abs() > 20).double().mean()))
     assert fit["failed"] > 0  # some packets are too far from the start for L-BFGS-B
     index = evaluation["example"]["index"]
-    assert abs(fitted[index, 0] - batch.x_star[index, 0]) > 20
+    assert abs(fitted_free[index, 0] - batch.x_star[index, 0]) > 20
 
 
 def test_first_iteration_below_and_pick_example():

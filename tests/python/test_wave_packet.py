@@ -19,10 +19,10 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def packet_numpy(params, samples=256, frequency=4.0, sigma=20.0):
-    """A sin(f xi) exp(-(xi - xi0)^2 / sigma^2) at xi = 0 .. samples-1, per row of params."""
+    """The paper's B.1 packet A sin(f xi) exp(-(xi - xi0)^2 / (2 sigma^2)) at xi = 0 .. samples-1, per row."""
     xi = np.arange(samples, dtype=np.float64)[None, :]
     xi0, amplitude = np.asarray(params)[:, :1], np.asarray(params)[:, 1:]
-    return amplitude * np.sin(frequency * xi) * np.exp(-(xi - xi0) ** 2 / sigma**2)
+    return amplitude * np.sin(frequency * xi) * np.exp(-(xi - xi0) ** 2 / (2 * sigma**2))
 
 
 def gauss_newton_step_numpy(params, target, samples=256, frequency=4.0, sigma=20.0, damping=1e-4):
@@ -30,8 +30,8 @@ def gauss_newton_step_numpy(params, target, samples=256, frequency=4.0, sigma=20
     steps = []
     xi = np.arange(samples, dtype=np.float64)
     for (xi0, amplitude), t in zip(np.asarray(params), np.asarray(target)):
-        shape = np.sin(frequency * xi) * np.exp(-(xi - xi0) ** 2 / sigma**2)
-        jacobian = np.stack([amplitude * shape * 2 * (xi - xi0) / sigma**2, shape], 1)
+        shape = np.sin(frequency * xi) * np.exp(-(xi - xi0) ** 2 / (2 * sigma**2))
+        jacobian = np.stack([amplitude * shape * (xi - xi0) / sigma**2, shape], 1)
         normal = jacobian.T @ jacobian
         delta = np.linalg.solve(normal + damping * np.diag(np.diag(normal)), -jacobian.T @ (amplitude * shape - t))
         steps.append(-delta)

@@ -3,12 +3,12 @@
  * Two parameters per example, p = (xi0, A), give a time series of
  * n_samples values at the sample positions xi_j = j, j = 0 .. n_samples - 1:
  *
- *   y_j = P(p)_j = A sin(f xi_j) exp(-(xi_j - xi0)^2 / sigma^2).
+ *   y_j = P(p)_j = A sin(f xi_j) exp(-(xi_j - xi0)^2 / (2 sigma^2)).
  *
  * Units: xi, xi0 and sigma in samples, f in radians per sample, A and y in the
  * units of the recorded signal.  The paper uses 256 samples, f = 4, sigma = 20,
- * xi0 in [25.6, 230.4) and A in [1, 4).  The envelope exp(-d^2 / sigma^2) is
- * DESIGN.md's; the paper's extracted text is ambiguous about a factor in it.
+ * xi0 in [25.6, 230.4) and A in [1, 4).  The envelope is the paper's
+ * (appendix B.1): a Gaussian of standard deviation sigma, exp(-d^2 / (2 sigma^2)).
  *
  * Parameter arrays are C order [batch, 2] with (xi0, A) per row; series are
  * [batch, n_samples].  Every parameter and target value must be finite, else
@@ -51,8 +51,8 @@ CPHYS_EXTERN int CPhysWavePacketForward(CPhysWavePacket packet, ptrdiff_t batch,
                                         double *y);
 
 /* The vector-Jacobian product dparams = J(params)^T dy, per example:
- *   d xi0 = sum_j dy_j A sin(f xi_j) e_j 2 (xi_j - xi0) / sigma^2,
- *   d A   = sum_j dy_j sin(f xi_j) e_j,        e_j = exp(-(xi_j - xi0)^2 / sigma^2).
+ *   d xi0 = sum_j dy_j A sin(f xi_j) e_j (xi_j - xi0) / sigma^2,
+ *   d A   = sum_j dy_j sin(f xi_j) e_j,        e_j = exp(-(xi_j - xi0)^2 / (2 sigma^2)).
  *   params: [batch, 2], dy: [batch, n_samples], dparams: [batch, 2]. */
 CPHYS_EXTERN int CPhysWavePacketAdjoint(CPhysWavePacket packet, ptrdiff_t batch, const double *params,
                                         const double *dy, double *dparams);
