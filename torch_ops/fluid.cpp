@@ -36,9 +36,10 @@ struct FluidKey {
   int64_t steps;
   double atol;
   int64_t max_iterations;
+  int energy;  // CPhysFluidEnergy
   bool operator<(const FluidKey &o) const {
-    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations) <
-           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations);
+    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations, energy) <
+           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy);
   }
 };
 
@@ -58,6 +59,7 @@ ObjectCache<FluidKey, FluidSolver *> &solvers() {
         config.steps = static_cast<int>(k.steps);
         config.atol = k.atol;
         config.max_iterations = static_cast<int>(k.max_iterations);
+        config.energy = static_cast<CPhysFluidEnergy>(k.energy);
         std::unique_ptr<FluidSolver> solver(new FluidSolver);
         const int code = CPhysFluidCreate(&config, &solver->fluid);
         if (code == CPHYS_SUCCESS) *out = solver.release();
@@ -76,14 +78,24 @@ struct Options {
   int64_t steps;
   double dt, dy, dx, atol;
   int64_t max_iterations;
+  int energy;  // CPhysFluidEnergy
 };
+
+// The energy-rescale convention of every step (cphys/fluid.h, CPhysFluidEnergy).
+int parse_energy(c10::string_view energy, const std::string &name) {
+  if (energy == "total") return CPHYS_FLUID_ENERGY_TOTAL;
+  if (energy == "per_component") return CPHYS_FLUID_ENERGY_PER_COMPONENT;
+  if (energy == "none") return CPHYS_FLUID_ENERGY_NONE;
+  TORCH_CHECK_VALUE(false, name, ": energy must be 'total', 'per_component' or 'none', got '", std::string(energy),
+                    "'");
+}
 
 std::string op_name(const char *op) {
   return std::string("physgrad.") + op;
 }
 
 Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<double> spacing, double atol,
-                      int64_t max_iterations) {
+                      int64_t max_iterations, c10::string_view energy) {
   const std::string name = op_name(op);
   TORCH_CHECK_VALUE(steps >= 1 && steps <= 100000, name, ": steps must be in [1, 100000], got ", steps);
   TORCH_CHECK_VALUE(std::isfinite(dt) && dt > 0.0, name, ": dt must be positive and finite, got ", dt);
@@ -95,7 +107,7 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
                     ": pressure_atol must be positive and finite, got ", atol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX, name,
                     ": pressure_max_iterations must be in [1, 2^31), got ", max_iterations);
-  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations};
+  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations, parse_energy(energy, name)};
 }
 
 // v0 as contiguous float64 [B, 2, ny, nx] and m0 as [B, ny, nx], checked against each other.
@@ -142,7 +154,7 @@ void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, b
 }
 
 std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
-  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations}, op);
+  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy}, op);
 }
 
 // Per sample, over the pressure solves of `passes` in the last call: the total
@@ -186,7 +198,7 @@ void record(int code, CPhysFluid fluid, const char *phase, std::initializer_list
 at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t steps, double dt,
                          at::ArrayRef<double> spacing, c10::string_view grad_mode, double y_step,
                          double pressure_atol, int64_t pressure_max_iterations, int64_t lbfgs_iterations,
-                         c10::string_view on_failure) {
+                         c10::string_view on_failure, c10::string_view energy) {
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid: y_step must be finite, got ", y_step);
@@ -198,7 +210,7 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
                     "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
                     "m0 (grad_mode is '",
                     std::string(grad_mode), "'); pass m0.detach()");
-  const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
   check_call_memory(v0, o, kOp, mode == GradMode::Adjoint);
   const Inputs in = parse_inputs(v0, m0, kOp);
   auto solver = solver_for(in, o, kOp);
@@ -225,12 +237,14 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
                                        const at::Tensor &y, int64_t steps, double dt,
                                        at::ArrayRef<double> spacing, c10::string_view grad_mode,
                                        double y_step, double pressure_atol, int64_t pressure_max_iterations,
-                                       int64_t lbfgs_iterations, c10::string_view on_failure) {
+                                       int64_t lbfgs_iterations, c10::string_view on_failure,
+                                       c10::string_view energy) {
   constexpr const char *kBackward = "fluid_backward";
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid_backward: y_step must be finite, got ", y_step);
-  const Options o = parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Options o =
+      parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
   check_call_memory(v0, o, kBackward, /*recorded=*/true, /*extra=*/3.0);
   const Inputs in = parse_inputs(v0, m0, kBackward);
   TORCH_CHECK_VALUE(grad_y.sizes() == m0.sizes(), "physgrad.fluid_backward: grad_y has shape ",
@@ -283,9 +297,11 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
 // projected v0; state k: after step k).  Not differentiable.
 std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at::Tensor &m0, int64_t steps,
                                                   double dt, at::ArrayRef<double> spacing,
-                                                  double pressure_atol, int64_t pressure_max_iterations) {
+                                                  double pressure_atol, int64_t pressure_max_iterations,
+                                                  c10::string_view energy) {
   constexpr const char *kSequence = "fluid_sequence";
-  const Options o = parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations);
+  const Options o =
+      parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
   check_call_memory(v0, o, kSequence, /*recorded=*/true, 3.0 * (static_cast<double>(steps) + 1.0));
   const Inputs in = parse_inputs(v0, m0, kSequence);
   auto solver = solver_for(in, o, kSequence);
@@ -319,7 +335,7 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
 // The fluid object of a grid with the op's default step settings (the centre
 // of mass and the unit vortex depend on the grid only).
 std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing, const char *op) {
-  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000);
+  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total");
   TORCH_CHECK_VALUE(ny >= 3 && nx >= 3, op_name(op), ": the grid needs at least 3 cells per axis, got [", ny,
                     ", ", nx, "]");
   return solver_for(Inputs{at::Tensor(), at::Tensor(), 0, ny, nx}, o, op);
@@ -356,14 +372,14 @@ TORCH_LIBRARY_FRAGMENT(physgrad, m) {
       "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
       "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
       "pressure_max_iterations=1000, "
-      "int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
+      "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\") -> Tensor");
   m.def(
       "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
       "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
-      "str on_failure) -> Tensor[]");
+      "str on_failure, str energy=\"total\") -> Tensor[]");
   m.def(
       "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
-      "int pressure_max_iterations) -> (Tensor, Tensor)");
+      "int pressure_max_iterations, str energy=\"total\") -> (Tensor, Tensor)");
   m.def("fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor");
   // No tensor argument to dispatch on: registered with its (only) kernel.
   m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor", TORCH_FN(physgrad::fluid_unit_vortex));

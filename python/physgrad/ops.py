@@ -149,7 +149,7 @@ def wave_packet_fit(target: torch.Tensor, initial: Tuple[float, float] = (128.0,
 def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
           spacing: Tuple[float, float] = (2.0, 2.0), grad_mode: Optional[str] = None, y_step: float = 1.0,
           pressure_atol: float = 1e-4, pressure_max_iterations: int = 1000, lbfgs_iterations: int = 32,
-          on_failure: str = "raise") -> torch.Tensor:
+          on_failure: str = "raise", energy: str = "total") -> torch.Tensor:
     """Transports a marker with incompressible Navier-Stokes flow on a periodic MAC grid.
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
@@ -159,20 +159,28 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     spacing: cell size ``(dy, dx)`` (the paper: 64x64 cells of size 2). Returns
     the marker ``m_t``, ``[B, ny, nx]``.
 
+    energy: how each step restores the kinetic energy after the projection:
+    ``"total"`` (one factor ``sqrt(E0 / E)`` for the whole field, E the sum of
+    squared face velocities: the paper's text, "energy-conserving"),
+    ``"per_component"`` (one factor for ``vx`` and one for ``vy``: what the
+    authors' code does, since PhiFlow's ``field.mean(velocity ** 2)`` on a
+    staggered grid keeps the vector channel) or ``"none"``.
+
     Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
     ``"physical"`` (reverse-simulation estimate of v0, paper B.5), ``"lbfgs"``.
     Only the adjoint differentiates m0: in the other modes m0 is data, and one
     that requires grad is a ValueError (pass ``m0.detach()``).
     """
     y = torch.ops.physgrad.fluid(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])], _mode(grad_mode),
-                                 y_step, pressure_atol, pressure_max_iterations, lbfgs_iterations, on_failure)
+                                 y_step, pressure_atol, pressure_max_iterations, lbfgs_iterations, on_failure,
+                                 energy)
     _after_forward("fluid", on_failure)
     return y
 
 
 def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
                    spacing: Tuple[float, float] = (2.0, 2.0), pressure_atol: float = 1e-4,
-                   pressure_max_iterations: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
+                   pressure_max_iterations: int = 1000, energy: str = "total") -> Tuple[torch.Tensor, torch.Tensor]:
     """Every state of the run :func:`fluid` makes, for plots (not differentiable).
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
@@ -185,7 +193,7 @@ def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float
     mean of the two faces of each cell). In v0's dtype.
     """
     return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])],
-                                             pressure_atol, pressure_max_iterations)
+                                             pressure_atol, pressure_max_iterations, energy)
 
 
 def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:

@@ -110,7 +110,13 @@ def _forward(experiment: Experiment, method: Method, model: nn.Module, batch: An
         with torch.no_grad():
             y_loss = experiment.y_loss(experiment.simulate(x.detach(), batch, None), batch)
     else:
-        loss = y_loss = experiment.y_loss(experiment.simulate(x, batch, method.grad_mode), batch)
+        y = experiment.simulate(x, batch, method.grad_mode)
+        loss = experiment.training_loss(y, batch, method.grad_mode)
+        if type(experiment).training_loss is Experiment.training_loss:
+            y_loss = loss
+        else:
+            with torch.no_grad():
+                y_loss = experiment.y_loss(y.detach(), batch)
     values = [float(y_loss.detach()), float(experiment.x_metric(x.detach(), batch)), float(examples)]
     if not bool(torch.isfinite(loss.detach())):
         return None, values, "loss"

@@ -11,6 +11,10 @@ a network ``x = f(y*)``. It provides the pieces the training loop combines:
                        post-processing (e.g. heat keeps the observed mean)
 ``simulate(x, b, m)``  the physgrad op ``y = P(x)`` with backward mode ``m``
 ``y_loss(y, b)``       the sum-reduced y-space loss the physics methods train
+                       and the log reports
+``training_loss``      the loss a method trains on (default ``y_loss``; the
+                       fluid's adjoint method trains on the paper's frequency
+                       objective, its inverse modes on L2)
 ``supervised_loss``    the x-space loss against ``x*`` (``supervised`` method)
 ``x_metric(x, b)``     the reported accuracy: mean absolute error of ``x``
                        (or the experiment's own metric, named by ``metric_name``)
@@ -100,6 +104,13 @@ class Experiment(ABC):
         """``0.5 * sum((y - y*)^2)`` over batch and grid (``physgrad.losses.l2``)."""
         from physgrad import losses
         return losses.l2(y, batch.y_star)
+
+    def training_loss(self, y: torch.Tensor, batch: Any, grad_mode: Optional[str]) -> torch.Tensor:
+        """The loss a physics method with backward ``grad_mode`` minimizes; default
+        :meth:`y_loss`. The inverse modes (``physical``, ``newton``, ``lbfgs``) need
+        ``physgrad.losses.l2`` (its gradient ``y - y*`` makes their target ``y*``);
+        an experiment whose own objective differs may return it for ``adjoint``."""
+        return self.y_loss(y, batch)
 
     def supervised_loss(self, x: torch.Tensor, batch: Any) -> torch.Tensor:
         """``0.5 * sum((x - x*)^2)``: its gradient is ``x - x*``, the same
