@@ -10,7 +10,7 @@ DEMO_BATCH ?= 16
 
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-c test-python demo bench install clean
+.PHONY: all deps build test test-c test-python demo bench reproduce install clean
 
 all: build
 
@@ -81,6 +81,13 @@ test-python-sanitize: build
 
 demo: build
 	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --batch-size $(DEMO_BATCH) --out $(DEMO_OUT)
+
+# The paper's experiments at its settings (hours of CPU; resumable): runs in runs/paper,
+# figures and tables in results/ (results/README.md). REPRODUCE=sin,poisson,... for some.
+REPRODUCE ?= all
+COMMA := ,
+reproduce: build
+	$(PYTHON) -m physgrad reproduce $(subst $(COMMA), ,$(REPRODUCE)) --threads 1
 
 # Op and training-step timings against plain PyTorch (benchmarks/RESULTS.md, "Performance").
 BENCH_OUT ?= benchmarks/results

@@ -1,4 +1,4 @@
-"""Command line: ``python3 -m physgrad {train,compare,evaluate,list} ...``.
+"""Command line: ``python3 -m physgrad {train,compare,evaluate,optimize,list} ...``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
         --checkpoints 60,1000,5000 --out runs/poisson
     python3 -m physgrad compare sin --methods adam,adam+pg --seeds 5,6,7 --out runs/sin
     python3 -m physgrad evaluate wave-packet --run runs/wave-packet/compare
+    python3 -m physgrad optimize heat --methods gd,lbfgs,pg --iterations 100 --out runs/heat/optimize
     python3 -m physgrad train poisson --resume runs/poisson/adam+pg      # after Ctrl-C / SIGTERM
     torchrun --nproc_per_node=4 -m physgrad train poisson --out runs/p4  # data-parallel
 
@@ -259,6 +260,47 @@ def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def _run_optimize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import optimize
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    try:
+        experiment = optimize.experiment_for(args.experiment, args.shape, args.network)
+        results = optimize.optimize(experiment, methods, args.iterations, args.examples,
+                                    optimize.DEFAULT_SEED if args.seed is None else args.seed, args.out,
+                                    args.network, args.lr, report=print)
+    except ValueError as error:
+        parser.error(str(error))
+    print(results["table"])
+    print(f"results: {results['results_json']}\ntable:   {results['table_md']}\nplot:    {results['plot']}")
+    return 0
+
+
+def _run_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import tempfile
+    from . import reproduce, reproduce_report
+    names = list(reproduce.NAMES) if "all" in args.names else [n.replace("-", "_") for n in args.names]
+    for name in names:
+        if name not in reproduce.NAMES:
+            parser.error(f"unknown experiment {name!r}; choose from {', '.join(reproduce.NAMES)} or all")
+    if args.checkpoint_every < 0:
+        parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    runs = args.runs or (tempfile.mkdtemp(prefix="physgrad-reproduce-") if args.quick
+                         else os.path.join("runs", "paper"))
+    results = args.results or (os.path.join(runs, "results") if args.quick else "results")
+    if not args.report_only:
+        summary = reproduce.run_plan(names, runs, quick=args.quick, checkpoint_every=args.checkpoint_every,
+                                     progress=False if args.no_progress else None)
+        diverged = [f"{name} seed {row['seed']} {row['method']}" for name, rows in summary.items()
+                    for row in rows if row["status"] == "diverged"]
+        for run in diverged:
+            print(f"diverged: {run}")
+    report = reproduce_report.write_report(names, runs, results, quick=args.quick)
+    for name, entry in report.items():
+        print(f"{name}: " + ("no runs yet" if entry.get("missing") else os.path.join(results, name, "table.md")))
+    print(f"index: {os.path.join(results, 'README.md')}")
+    return 0
+
+
 def _run_list() -> int:
     for name in available_experiments():
         experiment = get_experiment(name)
@@ -281,6 +323,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     if args.command == "evaluate":
         return _run_evaluate(args, args.subparser)
+    if args.command == "optimize":
+        return _run_optimize(args, args.subparser)
+    if args.command == "reproduce":
+        return _run_reproduce(args, args.subparser)
     from . import distributed
     started_group = False
     if args.distributed or distributed.torchrun_environment():

@@ -336,7 +336,7 @@ def format_evaluation(evaluation: Dict[str, Any]) -> str:
     if "example" in evaluation:
         example = evaluation["example"]
         lines.append(f"figure-1 example: test index {example['index']}, truth {_pair(example['truth'])}, "
-                     f"L-BFGS-B {_pair(example['fit'])}, {example['network']} {_pair(example['network_params'])}"
+                     f"unbounded fit {_pair(example['fit'])}, {example['network']} {_pair(example['network_params'])}"
                      + (f" -> {evaluation['figure']}" if "figure" in evaluation else ""))
     return "\n".join(lines)
 

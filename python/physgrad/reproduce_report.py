@@ -1,0 +1,486 @@
+"""The figures and tables of ``python3 -m physgrad reproduce``, made from the runs
+of :data:`physgrad.reproduce.PLAN` (full training logs in ``<runs>/<experiment>/seed<k>``).
+
+Per experiment, into ``<results>/<experiment>/``:
+
+* ``learning_curves.png``: the paper's learning-curve panel: the experiment's
+  x-space metric (running mean over the paper's window) against the training
+  iteration, log y axis, one colour per method, the mean over seeds as a line
+  and the range over seeds as a band;
+* ``curves.csv``: the same curves subsampled (at most ~400 iterations per run,
+  denser at the start): iteration, method, seed, smoothed metric and y-loss;
+* ``table.md`` / ``table.csv``: the headline numbers, the paper's and
+  physgrad's side by side, with the settings and every deviation;
+* ``provenance.json``: the command, git commit, machine, date, and how far
+  each run got (iterations done of the target);
+* per experiment extras from the trained networks of seed 0: the wave packet's
+  evaluation against the fitter (``evaluation.json``, ``wave_packet_example.png``,
+  figure 1), the fluid's example reconstruction (``fluid_example.png``, figure 13),
+  the sine's gradient field (``gradients.png``, figure 9).
+
+``<results>/README.md`` collects the tables. A run that has not reached its
+target is reported at the iteration it reached and marked as such: never
+under the target's name.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .reproduce import NAMES, plan_for, run_folder, runs_of
+
+__all__ = ["write_report", "collect", "PAPER"]
+
+#: running-mean windows of the paper's learning-curve figures (iterations)
+WINDOWS = {"sin": 1000, "wave_packet": 10, "poisson": 64, "heat": 64, "fluid": 64}
+#: the window used in --quick reports (tiny runs)
+QUICK_WINDOW = 2
+
+#: The paper's claims that each table compares against (its text and figures).
+PAPER: Dict[str, str] = {
+    "sin": "Fig. 3 / 3.1: PG with the analytic inverse reaches an objective of ~1e-5, about 1000x better "
+           "than Adam after 10k+ iterations; Newton converges for some initializations only; supervised "
+           "training performs poorly (running mean over 1000 batches).",
+    "wave_packet": "Fig. 1 / 8, B.1: the network (Adam) beats per-example L-BFGS-B (start (128, 2)) after 30-40 "
+                   "training iterations; L-BFGS-B diverges in 0.12% of cases and misses packets far from the "
+                   "start.",
+    "poisson": "Fig. 4c / 3.2: PG ahead of Adam by 3x at iteration 60 and 10x after 5k (x-space error, running "
+               "mean over 64 mini-batches); Adam and SGD with momentum slow down after ~200-300 iterations.",
+    "heat": "Fig. 5c / 3.3: PG 34% more accurate than Adam at iteration 100 and 130% at 10k; Adam's 10k "
+            "accuracy reached by PG at iteration 138 and by L-BFGS (n = 32) at 628.",
+    "fluid": "Fig. 6c / 3.4: PG 2.3x more accurate than Adam at iteration 200 and 5x at 20k; Adam's 20k accuracy "
+             "reached by PG in 55 iterations; Adam improves for ~100 iterations, then nearly stalls.",
+}
+
+
+# ---------------------------------------------------------------- data
+
+def _running_mean(values: Sequence[float], window: int) -> List[float]:
+    from .plots import running_mean
+    return running_mean(list(values), max(1, window))
+
+
+def collect(name: str, runs: str, quick: bool = False) -> Dict[str, Any]:
+    """Every run of ``name``'s plan found under ``runs``: ``{"runs": [{seed, method,
+    target, batch_size, done, history}], "methods": [...], "seeds": [...]}``."""
+    from .history import read_history
+    stages, options = plan_for(name, quick)
+    found = []
+    for seed, method, iterations, batch_size in runs_of(stages):
+        path = os.path.join(run_folder(runs, name, seed), f"{method}.csv")
+        history = read_history(path, name, method) if os.path.isfile(path) else None
+        found.append({"seed": seed, "method": method, "target": iterations, "batch_size": batch_size,
+                      "done": len(history.iteration) if history else 0, "history": history})
+    methods = list(dict.fromkeys(r["method"] for r in found))
+    seeds = sorted({r["seed"] for r in found})
+    return {"name": name, "runs": found, "methods": methods, "seeds": seeds, "options": options, "stages": stages}
+
+
+def _smoothed(run: Dict[str, Any], window: int, column: str = "x_mae") -> List[float]:
+    return _running_mean(getattr(run["history"], column), window) if run["history"] else []
+
+
+def _at(values: Sequence[float], iteration: int) -> Optional[float]:
+    """The smoothed value at ``iteration`` (from 1), None when the run is shorter."""
+    return values[iteration - 1] if 0 < iteration <= len(values) else None
+
+
+def _seed_values(data: Dict[str, Any], method: str, iteration: int, window: int,
+                 column: str = "x_mae") -> List[float]:
+    out = []
+    for run in data["runs"]:
+        if run["method"] == method:
+            value = _at(_smoothed(run, window, column), iteration)
+            if value is not None:
+                out.append(value)
+    return out
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
+def _geometric_mean(values: Sequence[float]) -> Optional[float]:
+    values = [v for v in values if v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def _first_at_or_below(values: Sequence[float], level: Optional[float]) -> Optional[int]:
+    if level is None:
+        return None
+    for i, value in enumerate(values):
+        if value <= level:
+            return i + 1
+    return None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------- provenance
+
+def _git_commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+uncommitted changes" if dirty else "") if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
+
+def _provenance(data: Dict[str, Any], command: str) -> Dict[str, Any]:
+    return {"command": command, "commit": _git_commit(), "machine": _machine(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in data["options"].items()},
+            "stages": [{"methods": list(s.methods), "seeds": list(s.seeds), "iterations": s.iterations,
+                        "batch_size": s.batch_size, "source": s.source} for s in data["stages"]],
+            "runs": [{"seed": r["seed"], "method": r["method"], "iterations_done": r["done"],
+                      "iterations_target": r["target"], "batch_size": r["batch_size"],
+                      "complete": r["done"] >= r["target"],
+                      "wall_seconds": r["history"].wall_seconds[-1] if r["history"] and r["done"] else None}
+                     for r in data["runs"]]}
+
+
+# ---------------------------------------------------------------- curves
+
+def _subsample_indices(length: int, points: int = 400) -> List[int]:
+    """Iterations (0-based) kept in curves.csv: every one of the first 100, then
+    about ``points`` more, evenly spaced on a log scale, and the last."""
+    if length <= 0:
+        return []
+    keep = set(range(min(length, 100)))
+    if length > 100:
+        for k in range(points):
+            keep.add(min(length - 1, int(round(100 * (length / 100) ** (k / (points - 1)))) - 1))
+    keep.add(length - 1)
+    return sorted(keep)
+
+
+def write_curves(data: Dict[str, Any], out_dir: str, window: int) -> str:
+    path = os.path.join(out_dir, "curves.csv")
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["method", "seed", "iteration", f"metric_mean{window}", f"y_loss_mean{window}",
+                         "wall_seconds"])
+        for run in data["runs"]:
+            if not run["done"]:
+                continue
+            metric, loss = _smoothed(run, window), _smoothed(run, window, "y_loss")
+            for i in _subsample_indices(run["done"]):
+                writer.writerow([run["method"], run["seed"], i + 1, f"{metric[i]:.6g}", f"{loss[i]:.6g}",
+                                 f"{run['history'].wall_seconds[i]:.2f}"])
+    return path
+
+
+def plot_curves(data: Dict[str, Any], out_dir: str, window: int, metric_label: str, title: str) -> str:
+    """Mean over seeds (line) and range (band) of each method's smoothed metric
+    and y-loss, log y axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(11, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for ax, column, label in ((axes[0], "x_mae", metric_label), (axes[1], "y_loss", "y-space loss per example")):
+        for index, method in enumerate(data["methods"]):
+            curves = [_smoothed(r, window, column) for r in data["runs"] if r["method"] == method and r["done"]]
+            if not curves:
+                continue
+            length = max(len(c) for c in curves)
+            iterations, means, lows, highs = [], [], [], []
+            for i in range(length):
+                values = [c[i] for c in curves if i < len(c) and math.isfinite(c[i]) and c[i] > 0]
+                if not values:
+                    continue
+                iterations.append(i + 1)
+                means.append(_geometric_mean(values))
+                lows.append(min(values))
+                highs.append(max(values))
+            color = f"C{index}"
+            ax.plot(iterations, means, color=color, linewidth=1.4,
+                    label=f"{method} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+            if len(curves) > 1:
+                ax.fill_between(iterations, lows, highs, color=color, alpha=0.2, linewidth=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    figure.suptitle(f"{title} (running mean over {window} iterations; line: geometric mean over seeds, "
+                    "band: range)", fontsize=9)
+    figure.tight_layout()
+    path = os.path.join(out_dir, "learning_curves.png")
+    figure.savefig(path)
+    return path
+
+
+# ---------------------------------------------------------------- headline tables
+
+def _complete(data: Dict[str, Any], method: str, seed: Optional[int] = None) -> Tuple[int, int]:
+    """(shortest iterations done, target) over the method's runs (of ``seed``)."""
+    runs = [r for r in data["runs"] if r["method"] == method and (seed is None or r["seed"] == seed)]
+    if not runs:
+        return 0, 0
+    return min(r["done"] for r in runs), max(r["target"] for r in runs)
+
+
+def _reached(data: Dict[str, Any], methods: Sequence[str], target: int, seeds: Optional[Sequence[int]] = None
+             ) -> int:
+    """The iteration every run of ``methods`` (of ``seeds``) has reached, capped at ``target``."""
+    done = [r["done"] for r in data["runs"] if r["method"] in methods and (seeds is None or r["seed"] in seeds)]
+    return min([target] + done) if done else 0
+
+
+def _ratio_rows(data: Dict[str, Any], reference: str, methods: Sequence[str], iterations: Sequence[int],
+                window: int, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
+    """Per iteration: each method's smoothed metric (mean over seeds) and the
+    reference's over it; a checkpoint beyond what the runs reached is skipped."""
+    rows = []
+    reached = _reached(data, [reference, *methods], max(r["target"] for r in data["runs"]), seeds)
+    for iteration in sorted(set(i for i in iterations if i < reached) | ({reached} if reached else set())):
+        values = {}
+        for method in [reference, *methods]:
+            per_seed = [v for r in data["runs"] if r["method"] == method and (seeds is None or r["seed"] in seeds)
+                        for v in [_at(_smoothed(r, window), iteration)] if v is not None]
+            values[method] = (_mean(per_seed), len(per_seed))
+        if values[reference][0] is None:
+            continue
+        for method in methods:
+            if values[method][0] is None:
+                continue
+            rows.append([str(iteration), method, _fmt(values[reference][0]), _fmt(values[method][0]),
+                         _fmt(values[reference][0] / values[method][0] if values[method][0] else None),
+                         str(min(values[reference][1], values[method][1]))])
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _status_lines(data: Dict[str, Any]) -> List[str]:
+    lines = []
+    for run in data["runs"]:
+        state = "complete" if run["done"] >= run["target"] else f"**incomplete: {run['done']} of {run['target']}**"
+        lines.append(f"seed {run['seed']} {run['method']}: {run['done']} iterations at batch {run['batch_size']} "
+                     f"({state})")
+    return lines
+
+
+def headline(data: Dict[str, Any], window: int) -> Dict[str, Any]:
+    """The experiment's comparison with the paper: ``{"header", "rows", "notes"}``."""
+    name = data["name"]
+    maker = _HEADLINES.get(name)
+    return maker(data, window) if maker else {"header": [], "rows": [], "notes": []}
+
+
+def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence[int]) -> Callable[[Dict[str, Any], int], Dict[str, Any]]:
+    def make(data: Dict[str, Any], window: int) -> Dict[str, Any]:
+        methods = [m for m in others if m in data["methods"]]
+        rows = _ratio_rows(data, reference, methods, checkpoints, window)
+        notes = []
+        if methods:
+            done_ref, target_ref = _complete(data, reference, 0)
+            ref_final = _at(_smoothed(next(r for r in data["runs"] if r["method"] == reference and r["seed"] == 0),
+                                      window), done_ref) if done_ref else None
+            for method in methods:
+                run = next((r for r in data["runs"] if r["method"] == method and r["seed"] == 0), None)
+                if run is None or ref_final is None:
+                    continue
+                reached = _first_at_or_below(_smoothed(run, window), ref_final)
+                notes.append(f"seed 0: {method} reaches {reference}'s accuracy at its iteration {done_ref} "
+                             f"({_fmt(ref_final)}) at iteration {_fmt(reached)}"
+                             + ("" if done_ref >= target_ref else f" ({reference} incomplete: {done_ref} of "
+                                                                  f"{target_ref})"))
+        return {"header": ["iteration", "method", f"{reference} metric", "method metric",
+                           f"{reference} / method", "seeds"], "rows": rows, "notes": notes}
+    return make
+
+
+_HEADLINES: Dict[str, Callable[[Dict[str, Any], int], Dict[str, Any]]] = {
+    "sin": _ratio_headline("adam", ("adam+pg", "adam+newton", "adam+inverse-gradient", "supervised"),
+                           (100, 1000, 3000, 10000)),
+    "wave_packet": _ratio_headline("adam", ("adam+pg", "adam+newton"), (10, 40, 100, 300, 1000)),
+    "poisson": _ratio_headline("adam", ("adam+pg", "sgd"), (60, 200, 1000, 5000)),
+    "heat": _ratio_headline("adam", ("adam+pg", "adam+lbfgs"), (40, 100, 138, 628, 1000, 3000)),
+    "fluid": _ratio_headline("adam", ("adam+pg",), (55, 100, 200, 1000)),
+}
+
+
+# ---------------------------------------------------------------- extras
+
+def _load_network(experiment: Any, folder: str, method: str) -> Optional[Any]:
+    """The trained network of a run: its final weights, else its checkpoint's."""
+    import torch
+    network = experiment.make_network()
+    weights = os.path.join(folder, f"{method}.pt")
+    if os.path.isfile(weights):
+        network.load_state_dict(torch.load(weights, map_location="cpu"))
+        return network
+    checkpoint = os.path.join(folder, f"{method}.ckpt")
+    if os.path.isfile(checkpoint):
+        from .checkpoints import load_checkpoint
+        state = load_checkpoint(checkpoint)
+        network.load_state_dict(state["network"])
+        return network
+    return None
+
+
+def extras(data: Dict[str, Any], runs: str, out_dir: str, quick: bool) -> Dict[str, Any]:
+    """Figures from the trained networks of seed 0 (see the module docstring)."""
+    from .experiments import get_experiment
+    name = data["name"]
+    experiment = get_experiment(name, **data["options"])
+    folder = run_folder(runs, name, 0)
+    report: Dict[str, Any] = {}
+    if name == "sin":
+        report["gradients"] = plot_sine_gradients(os.path.join(out_dir, "gradients.png"))
+    networks = {m: n for m in data["methods"] for n in [_load_network(experiment, folder, m)] if n is not None}
+    if not networks:
+        return report
+    histories = {r["method"]: r["history"] for r in data["runs"] if r["seed"] == 0 and r["history"]}
+    if name == "wave_packet":
+        evaluation = experiment.evaluate(networks, out_dir, histories)
+        report["evaluation"] = {k: v for k, v in evaluation.items() if k != "text"}
+        report["evaluation_text"] = evaluation["text"]
+    elif name == "fluid":
+        evaluation = experiment.evaluate(networks, out_dir, histories, test_size=4 if quick else 16)
+        report["evaluation_text"] = evaluation["text"] if evaluation else ""
+    return report
+
+
+def plot_sine_gradients(path: str, a: float = 1.0) -> str:
+    """Figure 9: the update ``-dx`` of each backward of the sine op for ``a = 1``
+    against x, with the objective ``sin(a/x) + 1`` (the supervised update points
+    to the minimum nearest x0 = 1)."""
+    import torch
+    import physgrad
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    x = torch.linspace(0.15, 3.0, 1200, dtype=torch.float64)
+    aa = torch.full_like(x, a)
+    panels = [("supervised (x0 = 1)", None), ("gradient descent (adjoint, clipped)", "adjoint"),
+              ("inverse gradient", "inverse_gradient"), ("Newton", "newton"), ("physical gradient", "physical")]
+    figure = Figure(figsize=(7, 10), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(panels) + 1, 1, sharex=True)
+    for ax, (label, mode) in zip(axes, panels):
+        if mode is None:
+            update = physgrad.sine_nearest_minimum(aa, torch.ones_like(x)) - x
+        else:
+            xv = x.clone().requires_grad_()
+            y = physgrad.sine(xv, aa, grad_mode=mode, adjoint_clip=1.0 if mode == "adjoint" else 0.0)
+            (grad,) = torch.autograd.grad(0.5 * (y + 1).pow(2).sum(), (xv,))
+            update = -grad
+        ax.plot(x.tolist(), update.tolist(), linewidth=0.9)
+        ax.axhline(0, color="0.6", linewidth=0.6)
+        ax.set_ylabel("-dx")
+        ax.set_title(label, fontsize=9)
+    axes[-1].plot(x.tolist(), (torch.sin(aa / x) + 1).tolist(), color="k", linewidth=0.9)
+    axes[-1].set_title("objective sin(a/x) + 1, a = 1", fontsize=9)
+    axes[-1].set_xlabel("x")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+# ---------------------------------------------------------------- the report
+
+_TITLES = {"sin": "sin(a/x): objective sin(a/x) + 1", "wave_packet": "wave packet: xi0 MAE",
+           "poisson": "Poisson: x MAE", "heat": "heat: x MAE", "fluid": "fluid: v0 error (sum over cells)"}
+
+
+def write_report(names: Sequence[str], runs: str, results: str, quick: bool = False,
+                 command: str = "") -> Dict[str, Any]:
+    """Writes every experiment's report (see the module docstring) and
+    ``<results>/README.md``; returns ``{name: {files..., "table"}}``."""
+    from .experiments import get_experiment
+    summary: Dict[str, Any] = {}
+    command = command or "python3 -m physgrad " + " ".join(sys.argv[1:])
+    for name in names:
+        name = name.replace("-", "_")
+        data = collect(name, runs, quick)
+        out_dir = os.path.join(results, name)
+        os.makedirs(out_dir, exist_ok=True)
+        if not any(r["done"] for r in data["runs"]):
+            summary[name] = {"missing": True}
+            continue
+        window = QUICK_WINDOW if quick else WINDOWS[name]
+        experiment = get_experiment(name, **data["options"])
+        entry: Dict[str, Any] = {
+            "curves_png": plot_curves(data, out_dir, window, experiment.metric_description, _TITLES[name]),
+            "curves_csv": write_curves(data, out_dir, window)}
+        table = headline(data, window)
+        entry.update(extras(data, runs, out_dir, quick))
+        provenance = _provenance(data, command)
+        with open(os.path.join(out_dir, "provenance.json"), "w") as stream:
+            json.dump(provenance, stream, indent=2)
+        with open(os.path.join(out_dir, "table.csv"), "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(table["header"])
+            writer.writerows(table["rows"])
+        lines = [f"## {name}", "", f"Paper: {PAPER[name]}", "",
+                 f"physgrad (metric: {experiment.metric_description}; running mean over {window} iterations, "
+                 "mean over seeds):", ""]
+        lines += _table(table["header"], table["rows"]) if table["rows"] else ["(no runs reached a checkpoint)"]
+        lines += [""] + [f"- {note}" for note in table["notes"]]
+        if entry.get("evaluation_text"):
+            lines += ["", "```", entry["evaluation_text"], "```"]
+        lines += ["", "Runs:", ""] + [f"- {line}" for line in _status_lines(data)]
+        lines += ["", f"Settings: {json.dumps(provenance['options'])}; "
+                      + "; ".join(f"{s['methods']} seeds {s['seeds']} x {s['iterations']} at batch {s['batch_size']}"
+                                  + (f" ({s['source']})" if s["source"] else "") for s in provenance["stages"]),
+                  f"Made by `{provenance['command']}` at commit {provenance['commit']} on "
+                  f"{provenance['machine']}, {provenance['date']}."]
+        with open(os.path.join(out_dir, "table.md"), "w") as stream:
+            stream.write("\n".join(lines) + "\n")
+        entry["table"] = "\n".join(lines)
+        summary[name] = entry
+    _write_index(results, summary)
+    return summary
+
+
+def _write_index(results: str, summary: Dict[str, Any]) -> None:
+    """``<results>/README.md``: every experiment's table.md that exists, in plan order."""
+    parts = ["# Reproduction of the paper's results", "",
+             "Made by `python3 -m physgrad reproduce` from the training logs of the runs in "
+             "`physgrad.reproduce.PLAN`; each section is its experiment's `table.md` (figures beside it).", ""]
+    for name in NAMES:
+        path = os.path.join(results, name, "table.md")
+        if os.path.isfile(path):
+            with open(path) as stream:
+                parts += [stream.read().rstrip(), "", f"![{name}]({name}/learning_curves.png)", ""]
+    with open(os.path.join(results, "README.md"), "w") as stream:
+        stream.write("\n".join(parts) + "\n")

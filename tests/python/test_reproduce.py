@@ -1,0 +1,105 @@
+"""python3 -m physgrad reproduce --quick: every experiment's runs, figures and tables,
+resumable, with the paper's numbers beside physgrad's and incomplete runs marked."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from physgrad import cli, reproduce, reproduce_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("reproduce")
+    status = cli.main(["reproduce", "all", "--quick", "--runs", str(runs), "--threads", "1", "--no-progress"])
+    assert status == 0
+    return runs
+
+
+def test_every_experiment_has_its_figures_tables_and_provenance(quick):
+    results = quick / "results"
+    index = (results / "README.md").read_text()
+    for name in reproduce.NAMES:
+        folder = results / name
+        assert (folder / "learning_curves.png").read_bytes()[:8] == PNG
+        table = (folder / "table.md").read_text()
+        assert reproduce_report.PAPER[name] in table and table.split("\n")[0] in index
+        provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["commit"] and provenance["machine"] and provenance["date"]
+        assert all(run["complete"] for run in provenance["runs"])
+        stages = reproduce.QUICK[name]
+        assert len(provenance["runs"]) == len(reproduce.runs_of(stages))
+    assert (results / "wave_packet" / "wave_packet_example.png").read_bytes()[:8] == PNG
+    assert (results / "fluid" / "fluid_example.png").read_bytes()[:8] == PNG
+    assert (results / "sin" / "gradients.png").read_bytes()[:8] == PNG
+    assert "L-BFGS fit (unbounded)" in (results / "wave_packet" / "table.md").read_text()
+
+
+def test_table_ratios_are_the_logged_curves(quick):
+    """The headline row of Poisson at the last iteration is the running mean of the
+    logs (window 2 in quick mode, mean over seeds), adam over adam+pg."""
+    from physgrad.history import read_history
+    from physgrad.plots import running_mean
+    rows = list(csv.reader((quick / "results" / "poisson" / "table.csv").open()))
+    header, body = rows[0], rows[1:]
+    last = [row for row in body if row[1] == "adam+pg"][-1]
+    iteration = int(last[0])
+    # adam has seeds 0 and 1 in the quick plan: the table holds their mean
+    adam = sum(running_mean(read_history(str(quick / "poisson" / f"seed{seed}" / "adam.csv")).x_mae, 2)[iteration - 1]
+               for seed in (0, 1)) / 2
+    pg = running_mean(read_history(str(quick / "poisson" / "seed0" / "adam+pg.csv")).x_mae, 2)[iteration - 1]
+    assert header[4] == "adam / method"
+    assert float(last[2]) == pytest.approx(adam, rel=1e-2) and float(last[3]) == pytest.approx(pg, rel=1e-2)
+    assert float(last[4]) == pytest.approx(adam / pg, rel=2e-2)
+
+
+def test_a_second_call_trains_nothing_and_a_short_run_is_marked(quick, capsys):
+    summary = reproduce.run_plan(list(reproduce.NAMES), str(quick), quick=True, progress=False, say=print)
+    assert all(row["status"] == "done" for rows in summary.values() for row in rows)
+    assert "reproduce" not in capsys.readouterr().out
+    # cut a log short: the report says how far that run got, at the iteration it reached
+    path = quick / "heat" / "seed0" / "adam+pg.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n")
+    out = quick / "short"
+    reproduce_report.write_report(["heat"], str(quick), str(out), quick=True, command="test")
+    table = (out / "heat" / "table.md").read_text()
+    assert "incomplete: 2 of 5" in table
+    assert {row[0] for row in csv.reader((out / "heat" / "table.csv").open())} - {"iteration"} <= {"2"}
+    # resuming completes it again
+    summary = reproduce.run_plan(["heat"], str(quick), quick=True, progress=False, say=lambda *_: None)
+    assert [row["status"] for row in summary["heat"]] == ["done", "trained"]
+
+
+def test_plan_covers_the_paper_settings():
+    """The issue's table: batch, iterations and seeds of every experiment."""
+    def runs(name):
+        return {(seed, method): (iterations, batch) for seed, method, iterations, batch
+                in reproduce.runs_of(reproduce.PLAN[name])}
+    sin = runs("sin")
+    assert {seed for seed, _ in sin} == set(range(5)) and all(v == (10_000, 1000) for v in sin.values())
+    assert all(v == (1000, 100) for v in runs("wave_packet").values())
+    poisson = runs("poisson")
+    assert poisson[(0, "adam")] == (5000, 128) and poisson[(2, "adam+pg")] == (1000, 128)
+    heat = runs("heat")
+    assert heat[(1, "adam+lbfgs")] == (3000, 128) and len({s for s, _ in heat}) == 2
+    fluid = runs("fluid")
+    assert fluid[(0, "adam")] == (1000, 64) and fluid[(2, "adam+pg")] == (200, 64)
+    assert reproduce.EXPERIMENT_OPTIONS["poisson"]["shape"] == (60, 80)
+    assert reproduce.EXPERIMENT_OPTIONS["fluid"] == {"objective": "frequency", "energy": "per_component"}
+
+
+def test_subsampled_curves_keep_the_start_and_the_end():
+    kept = reproduce_report._subsample_indices(10_000)
+    assert kept[:100] == list(range(100)) and kept[-1] == 9999 and len(kept) < 600
+    assert reproduce_report._subsample_indices(5) == [0, 1, 2, 3, 4]
+
+
+def test_unknown_experiment_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["reproduce", "navier"])
+    assert exit_info.value.code == 2 and "unknown experiment 'navier'" in capsys.readouterr().err
