@@ -13,24 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+
+from physgrad import cli, distributed
+from physgrad.experiments import get_experiment
 
 _REPOSITORY = Path(__file__).resolve().parents[2]
-if not (os.environ.get("PHYSGRAD_LIBRARY")
-        or (_REPOSITORY / "build" / "lib" / "libphysgrad_ops.so").is_file()
-        or (_REPOSITORY / "python" / "physgrad" / "lib" / "libphysgrad_ops.so").is_file()):
-    pytest.skip("op library libphysgrad_ops.so not built (importing physgrad loads it)",
-                allow_module_level=True)
-
-import torch.distributed as dist  # noqa: E402
-
-from physgrad import cli, distributed  # noqa: E402
-from physgrad.experiments import get_experiment  # noqa: E402
-
 requires_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
     reason="this torch has no torch.distributed with the gloo backend")
 
-torch.set_num_threads(1)
 TRAIN = ["train", "poisson", "--shape", "16x16", "--batch-size", "8", "--iterations", "5",
          "--method", "adam+pg", "--no-progress"]
 

@@ -1,20 +1,8 @@
 """The paper's networks: U-net (B.3, B.5) and MLP (B.2)."""
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
-_REPOSITORY = Path(__file__).resolve().parents[2]
-if not (os.environ.get("PHYSGRAD_LIBRARY")
-        or (_REPOSITORY / "build" / "lib" / "libphysgrad_ops.so").is_file()
-        or (_REPOSITORY / "python" / "physgrad" / "lib" / "libphysgrad_ops.so").is_file()):
-    pytest.skip("op library libphysgrad_ops.so not built (importing physgrad loads it)",
-                allow_module_level=True)
-
-from physgrad.nets import UNet, count_parameters, mlp  # noqa: E402
-
-torch.set_num_threads(1)
+from physgrad.nets import UNet, count_parameters, mlp
 
 
 def test_default_unet_has_the_papers_37697_parameters():

@@ -9,34 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-_REPOSITORY = Path(__file__).resolve().parents[2]
-if not (os.environ.get("PHYSGRAD_LIBRARY")
-        or (_REPOSITORY / "build" / "lib" / "libphysgrad_ops.so").is_file()
-        or (_REPOSITORY / "python" / "physgrad" / "lib" / "libphysgrad_ops.so").is_file()):
-    pytest.skip("op library libphysgrad_ops.so not built (importing physgrad loads it)",
-                allow_module_level=True)
-
-from physgrad import cli  # noqa: E402
-from physgrad.data import FieldPair  # noqa: E402
-from physgrad.experiments import available_experiments, get_experiment  # noqa: E402
-from physgrad.training import (compare, format_table, get_method, make_network,  # noqa: E402
+from physgrad import cli
+from physgrad.data import FieldPair
+from physgrad.experiments import available_experiments, get_experiment
+from physgrad.training import (compare, format_table, get_method, make_network,
                                smoothed_metric, train)
 
-torch.set_num_threads(1)
+_REPOSITORY = Path(__file__).resolve().parents[2]
 SMALL_POISSON = {"shape": (16, 16)}
-
-
-def _library_has_op(name: str) -> bool:
-    """Whether the loaded op library registers ``physgrad::<name>``."""
-    try:
-        getattr(torch.ops.physgrad, name)
-        return True
-    except (AttributeError, RuntimeError):
-        return False
-
-
-requires_heat_op = pytest.mark.skipif(not _library_has_op("heat"),
-                                      reason="the op library has no physgrad::heat kernel yet")
+# Tests that train networks in this process run single-threaded (small networks train fastest
+# so on shared cores); the fixture restores the thread count afterwards.
+single_threaded = pytest.mark.usefixtures("one_thread")
 
 
 def _run_cli(*arguments: str) -> subprocess.CompletedProcess:
@@ -55,6 +38,7 @@ def test_registry_lists_poisson_and_heat_and_rejects_unknown_names():
         get_method("adam+magic", get_experiment("poisson"))
 
 
+@single_threaded
 def test_adam_with_physical_gradients_lowers_the_x_error_on_poisson():
     history = train(get_experiment("poisson", **SMALL_POISSON), "adam+pg", iterations=30,
                     batch_size=8, seed=0, progress=False)
@@ -63,6 +47,7 @@ def test_adam_with_physical_gradients_lowers_the_x_error_on_poisson():
     assert last < 0.7 * first, (first, last)
 
 
+@single_threaded
 def test_every_method_starts_from_the_same_weights_and_data():
     experiment = get_experiment("poisson", **SMALL_POISSON)
     runs = [train(experiment, method, iterations=2, batch_size=4, seed=7, progress=False)
@@ -85,6 +70,7 @@ def test_network_initialization_is_seeded_and_leaves_the_callers_rng_alone():
     assert not all(torch.equal(first[name], other[name]) for name in first)
 
 
+@single_threaded
 def test_train_logs_a_csv_and_saves_weights(tmp_path):
     history = train(get_experiment("poisson", **SMALL_POISSON), "supervised", iterations=5,
                     batch_size=4, seed=0, out_dir=str(tmp_path), progress=False)
@@ -98,6 +84,7 @@ def test_train_logs_a_csv_and_saves_weights(tmp_path):
     torch.load(history.weights_path)
 
 
+@single_threaded
 def test_a_diverging_run_stops_early_instead_of_crashing():
     history = train(get_experiment("poisson", **SMALL_POISSON), "sgd", iterations=50,
                     batch_size=4, seed=0, learning_rate=1.0, progress=False)
@@ -111,7 +98,7 @@ def test_heat_prediction_keeps_the_observed_mean():
     torch.testing.assert_close(x.mean(dim=(1, 2)), batch.y_star.mean(dim=(1, 2)))
 
 
-@requires_heat_op
+@single_threaded
 def test_adam_with_physical_gradients_trains_on_heat():
     history = train(get_experiment("heat", shape=(32, 32)), "adam+pg", iterations=20,
                     batch_size=8, seed=0, progress=False)
@@ -126,6 +113,7 @@ def test_smoothed_metric_averages_a_short_trailing_window():
     assert smoothed_metric(values, 101) != smoothed_metric(values, 101)  # NaN: past the end
 
 
+@single_threaded
 def test_compare_writes_csvs_results_and_plot(tmp_path):
     results = compare(get_experiment("poisson", **SMALL_POISSON), ["adam", "adam+pg"],
                       iterations=20, batch_size=4, seed=0, out_dir=str(tmp_path),
@@ -181,6 +169,7 @@ def test_cli_train_writes_its_log_in_a_fresh_process(tmp_path):
     assert (tmp_path / "adam.csv").is_file() and "adam.csv" in completed.stdout
 
 
+@single_threaded
 def test_cli_compare_prints_the_table_and_where_the_outputs_are(tmp_path, capsys):
     status = cli.main(["compare", "poisson", "--methods", "adam,adam+pg", "--shape", "16x16",
                        "--iterations", "4", "--batch-size", "4", "--checkpoints", "2,4",
