@@ -2,7 +2,6 @@
 the B.1 network, the L-BFGS-B comparison table, figure 1, and the --seeds and
 evaluate paths of the CLI. Short runs only (a few seconds each)."""
 import json
-import math
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from physgrad.experiments.wave_packet import (COLUMNS, WavePacketBatch, WavePack
 from physgrad.nets import count_parameters
 from physgrad.training import compare, format_table, read_history, train
 
-torch.set_num_threads(1)
 PNG = b"\x89PNG\r\n\x1a\n"
 SIN_METHODS = ["adam", "adam+pg", "adam+newton", "adam+inverse-gradient", "supervised"]
 WAVE_METHODS = ["adam", "adam+newton", "adam+pg", "adam+lbfgs", "supervised"]
@@ -51,6 +49,7 @@ def test_sin_adam_is_the_clipped_adjoint():
     torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.usefixtures("one_thread")  # trains in this process
 def test_sin_every_method_over_two_seeds_writes_per_seed_and_mean_results(tmp_path):
     results = compare(get_experiment("sin"), SIN_METHODS, iterations=6, batch_size=32, seeds=[5, 6],
                       out_dir=str(tmp_path), checkpoints=[3, 6], progress=False)
@@ -73,6 +72,7 @@ def test_sin_every_method_over_two_seeds_writes_per_seed_and_mean_results(tmp_pa
     assert log.iteration == list(range(1, 7)) and all(0 <= v <= 2 for v in log.x_mae)
 
 
+@pytest.mark.usefixtures("one_thread")  # trains in this process
 def test_sin_physical_gradients_lower_the_objective():
     # Seed 5 starts with outputs away from x = 0; there the op's inverse (the minimum
     # nearest in x) leads the network to a minimum. From outputs near 0, where the
@@ -119,6 +119,7 @@ def test_wave_packet_data_is_seeded_and_in_range():
     torch.testing.assert_close(experiment.make_data(4).sample(500).y_star, batch.y_star, rtol=0, atol=0)
 
 
+@pytest.mark.usefixtures("one_thread")  # trains in this process
 def test_wave_packet_every_method_trains_and_compare_ends_with_the_fitter_table(tmp_path, capsys):
     experiment = get_experiment("wave-packet", test_size=40)
     for method in WAVE_METHODS:
@@ -188,4 +189,3 @@ def test_first_iteration_below_and_pick_example():
     fitted = torch.tensor([[128.0, 2.0], [128.0, 2.0], [101.0, 2.0]])
     predicted = torch.tensor([[52.0, 2.0], [150.0, 2.0], [100.0, 2.0]])
     assert pick_example(fitted, predicted, truth) == 0  # example 1: the network misses too
-    assert math.isfinite(float(fitted.sum()))
