@@ -148,7 +148,7 @@ def run_first_order(experiment: Experiment, batch: Any, iterations: int, grad_mo
                     step: float, method: str) -> Curve:
     """``x_{k+1} = x_k - step * g(x_k)``, ``g`` the backward of ``grad_mode`` through the
     objective (:func:`_objective`), all examples in one batch, ``k < iterations``.
-    A solver error or a non-finite value stops the run (``Curve.message``)."""
+    A solver error or a non-finite value after the start stops the run (``Curve.message``)."""
     curve = Curve(method)
     count = batch.x_star.shape[0]
     x = torch.zeros_like(batch.x_star)
@@ -160,6 +160,8 @@ def run_first_order(experiment: Experiment, batch: Any, iterations: int, grad_mo
             y = experiment.simulate(x_variable, batch, grad_mode)
             loss = _objective(experiment, y, batch, grad_mode)
         except (RuntimeError, ValueError) as error:
+            if k == 0:
+                raise RuntimeError(f"{method}: the simulation of x_0 = 0 failed: {error}") from error
             curve.message = f"iteration {k}: {error}"
             break
         forward = time.perf_counter() - start
