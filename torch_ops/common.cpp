@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <sstream>
 
 #include <unistd.h>
@@ -125,9 +126,21 @@ std::mutex &clearers_mutex() {
   static std::mutex mutex;
   return mutex;
 }
-std::vector<std::function<void()>> &clearers() {
-  static std::vector<std::function<void()>> list;
+// Cached objects per op by default: the paper's experiments use one or two
+// configurations per op; a Cholesky factor of a 128x128 grid is ~6.5 MB.
+constexpr int64_t kDefaultCacheLimit = 16;
+
+struct CacheHooks {
+  std::function<void()> clear;
+  std::function<size_t()> size;
+};
+std::vector<CacheHooks> &caches() {
+  static std::vector<CacheHooks> list;
   return list;
+}
+std::atomic<int64_t> &limit_value() {
+  static std::atomic<int64_t> limit{kDefaultCacheLimit};
+  return limit;
 }
 }  // namespace
 
@@ -135,14 +148,23 @@ void record_solve_info(const std::string &op, const std::string &phase, std::vec
   last_solves[op] = SolveRecord{phase, std::move(info)};
 }
 
-void register_cache_clearer(std::function<void()> clear) {
+void register_cache(std::function<void()> clear, std::function<size_t()> size) {
   std::lock_guard<std::mutex> guard(clearers_mutex());
-  clearers().push_back(std::move(clear));
+  caches().push_back(CacheHooks{std::move(clear), std::move(size)});
 }
 
 void clear_all_caches() {
   std::lock_guard<std::mutex> guard(clearers_mutex());
-  for (auto &clear : clearers()) clear();
+  for (auto &cache : caches()) cache.clear();
+}
+
+int64_t cache_limit() { return limit_value().load(); }
+
+int64_t cached_objects() {
+  std::lock_guard<std::mutex> guard(clearers_mutex());
+  int64_t total = 0;
+  for (auto &cache : caches()) total += static_cast<int64_t>(cache.size());
+  return total;
 }
 
 namespace {
@@ -174,6 +196,16 @@ void clear_solver_options() {
   clear_all_caches();
 }
 
+// The per-op limit of cached solver objects; a smaller limit applies at the
+// next creation (objects beyond it are dropped, least recently used first).
+void set_cache_limit(int64_t limit) {
+  TORCH_CHECK_VALUE(limit >= 1 && limit <= 1000000, "physgrad.set_cache_limit: limit must be in [1, 1000000], got ",
+                    limit);
+  limit_value().store(limit);
+}
+
+std::tuple<int64_t, int64_t> cache_info() { return std::make_tuple(cache_limit(), cached_objects()); }
+
 std::string version() { return PHYSGRAD_VERSION; }
 std::string torch_version() { return PHYSGRAD_TORCH_VERSION; }
 }  // namespace
@@ -186,4 +218,6 @@ TORCH_LIBRARY(physgrad, m) {
   m.def("solve_stats(str op) -> (str, int[], float[], bool[], str[])", &physgrad::solve_stats);
   m.def("set_solver_options(str options) -> ()", &physgrad::set_solver_options);
   m.def("clear_solver_options() -> ()", &physgrad::clear_solver_options);
+  m.def("set_cache_limit(int limit) -> ()", &physgrad::set_cache_limit);
+  m.def("cache_info() -> (int, int)", &physgrad::cache_info);
 }

@@ -72,41 +72,67 @@ void record_solve_info(const std::string &op, const std::string &phase, std::vec
 void register_physics_autograd(torch::Library &m, const char *name);
 
 // Object caches keyed by configuration; cleared when solver options change,
-// since PETSc reads options when an object is created.
-void register_cache_clearer(std::function<void()> clear);
+// since PETSc reads options when an object is created.  Each cache keeps at
+// most cache_limit() objects (per op), dropping the least recently used one
+// beyond that (a spacing, tolerance or nu_t per call must not grow memory
+// without bound); physgrad.set_cache_limit changes the limit.
+void register_cache(std::function<void()> clear, std::function<size_t()> size);
 void clear_all_caches();
+int64_t cache_limit();
+// Objects held by all caches together (for tests and physgrad.cache_info()).
+int64_t cached_objects();
 
 template <typename Key, typename Object>
 class ObjectCache {
  public:
+  using Handle = std::shared_ptr<typename std::remove_pointer<Object>::type>;
   ObjectCache(std::function<int(const Key &, Object *)> create, std::function<int(Object *)> destroy)
       : create_(std::move(create)), destroy_(std::move(destroy)) {
-    register_cache_clearer([this] { clear(); });
+    register_cache([this] { clear(); }, [this] { return size(); });
   }
   // Returns the cached object for `key`, creating it on first use.  Objects are
-  // never destroyed while in use: clear() only runs from set_solver_options.
-  std::shared_ptr<typename std::remove_pointer<Object>::type> get(const Key &key, const char *op) {
+  // never destroyed while in use: an evicted or cleared object lives on until
+  // the last call holding its handle returns.
+  Handle get(const Key &key, const char *op) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto found = objects_.find(key);
-    if (found != objects_.end()) return found->second;
+    if (found != objects_.end()) {
+      found->second.last_use = ++clock_;
+      return found->second.handle;
+    }
     Object object = nullptr;
     check_cphys(create_(key, &object), op);
     auto destroy = destroy_;
-    std::shared_ptr<typename std::remove_pointer<Object>::type> handle(
-        object, [destroy](Object o) { destroy(&o); });
-    objects_.emplace(key, handle);
+    Handle handle(object, [destroy](Object o) { destroy(&o); });
+    const int64_t limit = cache_limit();
+    while (!objects_.empty() && static_cast<int64_t>(objects_.size()) >= limit) {
+      auto oldest = objects_.begin();
+      for (auto it = objects_.begin(); it != objects_.end(); ++it)
+        if (it->second.last_use < oldest->second.last_use) oldest = it;
+      objects_.erase(oldest);
+    }
+    objects_.emplace(key, Entry{handle, ++clock_});
     return handle;
   }
   void clear() {
     std::lock_guard<std::mutex> guard(mutex_);
     objects_.clear();
   }
+  size_t size() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return objects_.size();
+  }
 
  private:
+  struct Entry {
+    Handle handle;
+    uint64_t last_use;
+  };
   std::function<int(const Key &, Object *)> create_;
   std::function<int(Object *)> destroy_;
   std::mutex mutex_;
-  std::map<Key, std::shared_ptr<typename std::remove_pointer<Object>::type>> objects_;
+  uint64_t clock_ = 0;
+  std::map<Key, Entry> objects_;
 };
 
 }  // namespace physgrad

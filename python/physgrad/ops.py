@@ -247,6 +247,22 @@ def clear_solver_options() -> None:
     torch.ops.physgrad.clear_solver_options()
 
 
+def set_cache_limit(limit: int) -> None:
+    """Keep at most ``limit`` solver objects per op (default 16): each new
+    configuration (grid, spacing, tolerance, ``nu_t``, ...) creates an object
+    (for Poisson a sparse Cholesky factor, ~6.5 MB at 128x128) and, beyond the
+    limit, the least recently used one is dropped (an object still in use by a
+    call lives until that call returns)."""
+    torch.ops.physgrad.set_cache_limit(int(limit))
+
+
+def cache_info() -> Tuple[int, int]:
+    """``(limit, objects)``: the per-op limit of :func:`set_cache_limit` and the
+    solver objects all ops hold now."""
+    limit, objects = torch.ops.physgrad.cache_info()
+    return int(limit), int(objects)
+
+
 def library_version() -> str:
     """The version the op library was built as."""
     return torch.ops.physgrad.version()
