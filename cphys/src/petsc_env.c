@@ -1,9 +1,11 @@
 /* PETSc start-up, the error handler that records instead of printing, the library lock. */
 #include "petsc_env.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static pthread_mutex_t library_lock;
@@ -46,10 +48,40 @@ int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expressio
   return code;
 }
 
+/* PETSc reads PETSC_OPTIONS at start-up, where two options would end or spoil
+ * the host process: "-help intro" prints PETSc's introduction and calls
+ * exit(0) (a training script would stop and report success), and an
+ * unreadable -options_file prints a traceback to stderr before any error
+ * handler of ours is in place.  Both are refused here, with a message. */
+static int check_environment_options(void) {
+  const char *environment = getenv("PETSC_OPTIONS");
+  if (!environment) return 0;
+  char tokens[4096];
+  CPhysCheck(strlen(environment) < sizeof tokens, CPHYS_ERROR_ARGUMENT,
+             "PETSC_OPTIONS is longer than %zu characters", sizeof tokens - 1);
+  snprintf(tokens, sizeof tokens, "%s", environment);
+  const char *previous = "";
+  char *save = NULL;
+  for (char *token = strtok_r(tokens, " \t\n", &save); token; token = strtok_r(NULL, " \t\n", &save)) {
+    CPhysCheck(!(strcmp(previous, "-help") == 0 && strcmp(token, "intro") == 0), CPHYS_ERROR_ARGUMENT,
+               "PETSC_OPTIONS holds '-help intro', which makes PETSc print its introduction and end the "
+               "process; remove it (plain -help lists the options as objects are made)");
+    if (strcmp(previous, "-options_file") == 0 || strcmp(previous, "-options_file_yaml") == 0) {
+      FILE *file = fopen(token, "r");
+      CPhysCheck(file != NULL, CPHYS_ERROR_ARGUMENT, "PETSC_OPTIONS: %s %s: cannot read it (%s)", previous, token,
+                 strerror(errno));
+      fclose(file);
+    }
+    previous = token;
+  }
+  return 0;
+}
+
 int CPhysPetscEnsureInitializedLocked(void) {
   PetscBool initialized = PETSC_FALSE;
   CPhysPetscCall(PetscInitialized(&initialized));
   if (!initialized) {
+    CPhysCall(check_environment_options());
     /* A library must not take over the host's signals (Python's, torch's). */
     CPhysPetscCall(PetscOptionsSetValue(NULL, "-no_signal_handler", NULL));
     PetscErrorCode perr = PetscInitializeNoArguments();
