@@ -55,10 +55,12 @@ from torch import nn
 # methods, logs, checkpoints and comparisons live in their own modules; their
 # names stay importable from here
 from .checkpoints import (CHECKPOINT_SUFFIX, DEFAULT_CHECKPOINT_EVERY, EXIT_STOPPED,  # noqa: F401
-                          _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, _RESUME_KEYS,
+                          EXIT_WRITE_FAILED, _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION,
+                          _RESUME_KEYS, OutputFolderInUse, OutputWriteError,
                           TrainingInterrupted, _read_checkpoint_on_rank0, _rng_states,
                           _set_rng_states, _StopSignals, atomic_write, checkpoint_path,
-                          load_checkpoint, save_checkpoint)
+                          holding_output_lock, load_checkpoint, output_lock, save_checkpoint,
+                          write_failure)
 from .comparison import (COMPARE_SETTINGS, compare, default_checkpoints,  # noqa: F401
                          format_table, smoothed_metric)
 from .experiments import Experiment, get_experiment
@@ -69,7 +71,8 @@ __all__ = ["Method", "METHODS", "register_method", "get_method", "History",
            "make_network", "make_optimizer", "train", "smoothed_metric",
            "default_checkpoints", "compare", "format_table", "read_history",
            "TrainingInterrupted", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "atomic_write", "DEFAULT_CHECKPOINT_EVERY", "EXIT_STOPPED"]
+           "atomic_write", "DEFAULT_CHECKPOINT_EVERY", "EXIT_STOPPED", "EXIT_WRITE_FAILED",
+           "OutputWriteError", "OutputFolderInUse", "output_lock"]
 
 
 def make_network(experiment: Experiment, seed: int) -> nn.Module:
@@ -130,10 +133,28 @@ def _gradients_finite(network: nn.Module) -> bool:
                if p.grad is not None)
 
 
+def _close_log(stream: Any, path: str, raise_errors: bool) -> None:
+    """Flush, fsync and close the CSV log; a failure is an OutputWriteError, or
+    ignored (``raise_errors=False``: an error is already on its way)."""
+    try:
+        stream.flush()
+        os.fsync(stream.fileno())
+    except OSError as error:
+        try:
+            stream.close()
+        except OSError:
+            pass
+        if raise_errors:
+            raise write_failure(path, error) from error
+        return
+    stream.close()
+
+
 def _is_tty() -> bool:
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
+@holding_output_lock
 def train(experiment: Union[str, Experiment], method: Union[str, Method],
           iterations: Optional[int] = None, batch_size: Optional[int] = None, seed: int = 0,
           out_dir: Optional[str] = None, *, data_seed: Optional[int] = None,
@@ -175,6 +196,9 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
             ``iterations``.
         stop_after: debugging: stop after this iteration as a signal would
             (checkpoint, then :class:`TrainingInterrupted`).
+            While it writes, the run holds ``out_dir``
+            (:func:`physgrad.checkpoints.output_lock`): another process training
+            into the same folder gets :class:`OutputFolderInUse`.
         handle_signals: while training, SIGINT and SIGTERM stop the run after
             the current iteration with a checkpoint and
             :class:`TrainingInterrupted` (main thread only).
@@ -199,7 +223,11 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
     Raises:
         TrainingInterrupted: on SIGINT / SIGTERM or ``stop_after``, after the
             checkpoint is written.
-        ValueError: resuming from a checkpoint of other settings.
+        ValueError: resuming from a checkpoint of other settings, or from one
+            that is damaged or malformed (the message starts with "cannot resume").
+        OutputFolderInUse: another process is training into ``out_dir``.
+        OutputWriteError: a log, checkpoint or weights file could not be written
+            (disk full, ...); the previous checkpoint is kept.
     """
     from . import distributed
     if isinstance(experiment, str):
@@ -224,7 +252,8 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
     config = {"experiment": experiment.name, "options": experiment.options(),
               "method": method.name, "batch_size": batch_size, "seed": seed,
               "data_seed": data_seed, "learning_rate": learning_rate, "iterations": iterations,
-              "world_size": world_size, "sync_batchnorm": bool(sync_batchnorm)}
+              "world_size": world_size, "sync_batchnorm": bool(sync_batchnorm),
+              "checkpoint_every": checkpoint_every, "threads": torch.get_num_threads()}
 
     network = make_network(experiment, seed)
     if initial_state is not None:
@@ -251,10 +280,15 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
             if done > iterations:
                 raise ValueError(f"cannot resume {checkpoint_file} at iteration {done} for a run "
                                  f"of {iterations} iterations; pass at least {done}")
-            network.load_state_dict(checkpoint["network"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            data.load_state_dict(checkpoint["data"])
-            _set_rng_states(checkpoint["rng"])
+            try:
+                network.load_state_dict(checkpoint["network"])
+                optimizer.load_state_dict(checkpoint["optimizer"])
+                data.load_state_dict(checkpoint["data"])
+                _set_rng_states(checkpoint["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError,
+                    AttributeError) as error:
+                raise ValueError(f"cannot resume {checkpoint_file}: its state does not fit "
+                                 f"this run: {type(error).__name__}: {error}") from error
             for key in ("iteration", "wall_seconds", "y_loss", "x_mae"):
                 setattr(history, key, list(checkpoint["history"][key]))
             history.resumed_from = done
@@ -288,13 +322,16 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
                disable=rank != 0 or not (_is_tty() if progress is None else progress))
     csv_file = None
     if writes:
-        os.makedirs(out_dir, exist_ok=True)
         history.csv_path = os.path.join(out_dir, f"{method.name}.csv")
-        if done > 0:
-            _rewrite_csv(history.csv_path, history)
-            csv_file = open(history.csv_path, "a", newline="")
-        else:
-            csv_file = open(history.csv_path, "w", newline="")
+        try:
+            if done > 0:
+                _rewrite_csv(history.csv_path, history)
+                csv_file = open(history.csv_path, "a", newline="")
+            else:
+                csv_file = open(history.csv_path, "w", newline="")
+        except OSError as error:
+            bar.close()
+            raise write_failure(history.csv_path, error) from error
     elif out_dir is not None:
         history.csv_path = os.path.join(out_dir, f"{method.name}.csv")
 
@@ -305,6 +342,7 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
 
     time_offset = history.wall_seconds[-1] if history.wall_seconds else 0.0
     interrupted: Optional[TrainingInterrupted] = None
+    loop_done = False
     try:
         writer = csv.writer(csv_file) if csv_file is not None else None
         if writer is not None and done == 0:
@@ -391,11 +429,16 @@ def train(experiment: Union[str, Experiment], method: Union[str, Method],
                         f"({where})", signal_number=number, iteration=iteration,
                         checkpoint_path=checkpoint_file, method=method.name)
                     break
+        loop_done = True
+    except OSError as error:
+        # the loop's only other file is the checkpoint, whose writer names its path
+        if isinstance(error, OutputWriteError) or error.filename is not None or csv_file is None:
+            raise
+        raise write_failure(history.csv_path, error) from error
     finally:
         bar.close()
         if csv_file is not None:
-            flush_csv()
-            csv_file.close()
+            _close_log(csv_file, history.csv_path, raise_errors=loop_done)
     if interrupted is not None and interrupted.iteration < iterations:
         raise interrupted
     if writes:
