@@ -3,18 +3,79 @@
 A module's ``grad_mode`` attribute can be changed at any time; inside a
 :func:`physgrad.grad_mode` block the block's mode wins (eager mode only).
 Modules are scriptable: scripted, they use the attribute.
+
+A module's settings (its constructor arguments: ``grad_mode``, ``spacing``,
+``nu_t``, ...) are part of its ``state_dict`` (``get_extra_state``), so
+``load_state_dict`` restores them, and its ``repr`` shows them. A
+``state_dict`` without them (saved before they were kept) loads too and leaves
+the module's settings as they are.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
 from . import ops
 
+#: the state_dict key of a module's settings (torch's name for extra state)
+_EXTRA_STATE = "_extra_state"
 
-class Poisson(torch.nn.Module):
+
+class _PhysicsModule(torch.nn.Module):
+    """Settings in the state_dict and the repr: ``_settings`` names them."""
+
+    #: the settings' attribute names (no class annotation: TorchScript reads those)
+    _settings = ()  # type: Tuple[str, ...]
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self._settings}
+
+    def set_extra_state(self, state: Any) -> None:
+        where = f"physgrad.nn.{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{where}: the settings entry must be a dict, got {type(state).__name__}")
+        unknown = sorted(set(state) - set(self._settings))
+        if unknown:
+            raise ValueError(f"{where}: unknown settings {unknown}; this module has "
+                             f"{list(self._settings)}")
+        values = {}
+        for name, value in state.items():
+            current = getattr(self, name)
+            if isinstance(current, tuple):
+                if not (isinstance(value, (tuple, list)) and len(value) == len(current)
+                        and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                for v in value)):
+                    raise TypeError(f"{where}: setting {name} must be {len(current)} numbers, "
+                                    f"got {value!r}")
+                value = tuple(float(v) for v in value)
+            elif isinstance(current, float):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise TypeError(f"{where}: setting {name} must be a number, got {value!r}")
+                value = float(value)
+            elif type(value) is not type(current):
+                raise TypeError(f"{where}: setting {name} must be a {type(current).__name__}, "
+                                f"got {value!r}")
+            values[name] = value
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: Any, strict: bool,
+                              missing_keys: Any, unexpected_keys: Any, error_msgs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if prefix + _EXTRA_STATE not in state_dict and prefix + _EXTRA_STATE in missing_keys:
+            missing_keys.remove(prefix + _EXTRA_STATE)  # saved without settings: keep the current
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._settings)
+
+
+class Poisson(_PhysicsModule):
     """``y = laplace^-1 x`` (see :func:`physgrad.poisson`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``."""
+
+    _settings = ("grad_mode", "y_step", "spacing", "rtol", "max_iterations", "lbfgs_iterations",
+                 "on_failure")
 
     def __init__(self, grad_mode: str = "physical", y_step: float = 1.0,
                  spacing: Tuple[float, float] = (1.0, 1.0), rtol: float = 1e-10, max_iterations: int = 10000,
@@ -35,12 +96,11 @@ class Poisson(torch.nn.Module):
         ops._after_forward("poisson", self.on_failure)
         return y
 
-    def extra_repr(self) -> str:
-        return f"grad_mode={self.grad_mode!r}, spacing={self.spacing}"
 
-
-class Heat(torch.nn.Module):
+class Heat(_PhysicsModule):
     """Periodic diffusion (see :func:`physgrad.heat`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``."""
+
+    _settings = ("nu_t", "grad_mode", "y_step", "spacing", "lbfgs_iterations", "on_failure")
 
     def __init__(self, nu_t: float = 8.0, grad_mode: str = "physical", y_step: float = 1.0,
                  spacing: Tuple[float, float] = (1.0, 1.0), lbfgs_iterations: int = 32,
@@ -59,12 +119,11 @@ class Heat(torch.nn.Module):
         ops._after_forward("heat", self.on_failure)
         return y
 
-    def extra_repr(self) -> str:
-        return f"nu_t={self.nu_t}, grad_mode={self.grad_mode!r}"
 
-
-class Sine(torch.nn.Module):
+class Sine(_PhysicsModule):
     """``y = sin(a / x)`` (see :func:`physgrad.sine`); call as ``layer(x, a)``."""
+
+    _settings = ("grad_mode", "y_step", "adjoint_clip", "step_clip")
 
     def __init__(self, grad_mode: str = "physical", y_step: float = 1.0, adjoint_clip: float = 0.0,
                  step_clip: float = 1.0) -> None:
@@ -78,12 +137,12 @@ class Sine(torch.nn.Module):
         return torch.ops.physgrad.sine(x, a, ops._mode(None, self.grad_mode), self.y_step, self.adjoint_clip,
                                        self.step_clip)
 
-    def extra_repr(self) -> str:
-        return f"grad_mode={self.grad_mode!r}, adjoint_clip={self.adjoint_clip}"
 
-
-class WavePacket(torch.nn.Module):
+class WavePacket(_PhysicsModule):
     """Wave packets from ``[B, 2]`` (xi0, A) parameters (see :func:`physgrad.wave_packet`)."""
+
+    _settings = ("grad_mode", "y_step", "samples", "frequency", "sigma", "lbfgs_iterations",
+                 "on_failure")
 
     def __init__(self, grad_mode: str = "newton", y_step: float = 1.0, samples: int = 256,
                  frequency: float = 4.0, sigma: float = 20.0, lbfgs_iterations: int = 32,
@@ -104,8 +163,11 @@ class WavePacket(torch.nn.Module):
         return y
 
 
-class Fluid(torch.nn.Module):
+class Fluid(_PhysicsModule):
     """Marker transport by Navier-Stokes flow (see :func:`physgrad.fluid`); call as ``layer(v0, m0)``."""
+
+    _settings = ("steps", "dt", "spacing", "grad_mode", "y_step", "pressure_atol",
+                 "pressure_max_iterations", "lbfgs_iterations", "on_failure", "energy")
 
     def __init__(self, steps: int = 8, dt: float = 0.25, spacing: Tuple[float, float] = (2.0, 2.0),
                  grad_mode: str = "physical", y_step: float = 1.0, pressure_atol: float = 1e-4,
