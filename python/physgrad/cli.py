@@ -12,10 +12,16 @@ Examples::
     torchrun --nproc_per_node=4 -m physgrad train poisson --out runs/p4  # data-parallel
 
 Exit status: 0 done; 1 a run stopped on a non-finite prediction, loss or
-gradient; 2 bad arguments; 130 / 143 stopped by SIGINT / SIGTERM after writing
-a checkpoint (``--resume`` continues); 75 stopped by ``--stop-after``.
+gradient; 2 bad arguments (nothing is written), an output folder in use by
+another run, not writable or holding a run's checkpoint (without ``--resume`` or
+``--overwrite``), or a checkpoint that cannot be resumed (damaged, malformed,
+of other settings); 74 an output file could not be written (disk full: the
+last checkpoint is kept, ``--resume`` continues once there is space); 130 / 143
+stopped by SIGINT / SIGTERM after writing a checkpoint (``--resume``
+continues); 75 stopped by ``--stop-after``.
 """
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -37,9 +43,37 @@ def _experiment(args: argparse.Namespace, parser: argparse.ArgumentParser,
                          f"{'x'.join(map(str, options['shape']))}")
         options["shape"] = tuple(args.shape)
     try:
-        return get_experiment(args.experiment, **options)
+        experiment = get_experiment(args.experiment, **options)
     except ValueError as error:
         parser.error(str(error))
+    problem = _shape_problem(experiment)
+    if problem:
+        parser.error(problem)
+    return experiment
+
+
+#: largest grid axis the CLI trains on
+MAX_GRID_SIZE = 4096
+
+
+def _shape_problem(experiment: Any) -> str:
+    """Why the experiment's grid cannot be trained on ("" if it can): each axis
+    at least what its network needs (a U-net of L levels pools L - 1 times:
+    2^(L-1) cells) and at most :data:`MAX_GRID_SIZE`."""
+    shape = getattr(experiment, "shape", None)
+    if shape is None:
+        return ""
+    import torch
+    with torch.random.fork_rng(devices=[]):
+        levels = getattr(experiment.make_network(), "levels", 1)
+    smallest = max(3, 2 ** (levels - 1))
+    text = "x".join(map(str, shape))
+    if min(shape) < smallest:
+        return (f"--shape {text} is too small for experiment {experiment.name!r}: its network "
+                f"needs at least {smallest} cells per axis")
+    if max(shape) > MAX_GRID_SIZE:
+        return f"--shape {text} is too large: at most {MAX_GRID_SIZE} cells per axis"
+    return ""
 
 
 def _rank() -> int:
@@ -76,6 +110,14 @@ def _resume_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     folder = args.resume
     if args.out is not None and os.path.abspath(args.out) != os.path.abspath(folder):
         parser.error("--resume DIR continues the run in DIR; leave out --out (or give the same folder)")
+    if args.overwrite:
+        parser.error("--resume continues a run, --overwrite replaces it: give one of them")
+
+    def run_settings(path: str) -> Dict[str, Any]:
+        try:
+            return dict(load_checkpoint(path)["config"])
+        except ValueError as error:
+            raise ValueError(f"cannot resume: {error}") from None
 
     def read() -> Dict[str, Any]:
         if not os.path.isdir(folder):
@@ -84,8 +126,23 @@ def _resume_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             path = os.path.join(folder, COMPARE_SETTINGS)
             if not os.path.isfile(path):
                 raise ValueError(f"--resume {folder}: no {COMPARE_SETTINGS} (not a compare output folder)")
-            with open(path) as stream:
-                return json.load(stream)
+            try:
+                with open(path) as stream:
+                    settings = json.load(stream)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"cannot resume: {path} is not readable: {error}") from None
+            problem = _compare_settings_problem(settings)
+            if problem:
+                raise ValueError(f"cannot resume: {path} is malformed: {problem}")
+            # the options compare.json does not keep are each method's checkpoint's
+            found = sorted(glob.glob(os.path.join(glob.escape(folder), f"*{CHECKPOINT_SUFFIX}"))
+                           + glob.glob(os.path.join(glob.escape(folder), "seed*",
+                                                    f"*{CHECKPOINT_SUFFIX}")))
+            if found:
+                saved = run_settings(found[0])
+                for key in _RUN_OPTIONS:
+                    settings.setdefault(key, saved.get(key))
+            return settings
         if args.method is not None:
             path = os.path.join(folder, f"{args.method}{CHECKPOINT_SUFFIX}")
             if not os.path.isfile(path):
@@ -98,17 +155,41 @@ def _resume_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                                  f"checkpoints (*{CHECKPOINT_SUFFIX}); "
                                  + ("name one with --method" if found else "nothing to resume"))
             path = found[0]
-        return dict(load_checkpoint(path)["config"])
+        return run_settings(path)
 
     try:
         settings = _on_rank0(read)
-        named = get_experiment(args.experiment, **settings["options"]).name
     except ValueError as error:
         parser.error(str(error))
+    named = get_experiment(args.experiment).name
     if settings["experiment"] != named:
         parser.error(f"--resume {folder} is a run of experiment {settings['experiment']!r}, "
-                     f"not {args.experiment!r}")
+                     f"not {named!r}: give {settings['experiment']!r} or another folder")
     return settings
+
+
+#: options of a run that are not its training settings proper, restored by
+#: ``--resume`` from the checkpoint unless given again
+_RUN_OPTIONS = ("checkpoint_every", "threads", "sync_batchnorm")
+
+#: compare.json keys and their types (None allowed where the default applies)
+_COMPARE_KEYS = {"experiment": str, "options": dict, "methods": list, "iterations": int,
+                 "batch_size": int, "seed": int, "seeds": list, "data_seed": int,
+                 "checkpoints": list, "window": int, "evaluate": bool}
+
+
+def _compare_settings_problem(settings: Any) -> str:
+    if not isinstance(settings, dict):
+        return "not a JSON object"
+    for key in ("experiment", "options"):
+        if key not in settings:
+            return f"no {key!r}"
+    for key, kind in _COMPARE_KEYS.items():
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, kind) or
+                                  (kind is int and isinstance(value, bool))):
+            return f"{key!r} is {value!r}, not a {kind.__name__}"
+    return ""
 
 
 def _pick(given: Any, saved: Dict[str, Any], key: str, default: Any) -> Any:
@@ -118,12 +199,55 @@ def _pick(given: Any, saved: Dict[str, Any], key: str, default: Any) -> Any:
     return saved.get(key, default) if saved.get(key) is not None else default
 
 
-def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
+def _training_options(args: argparse.Namespace, saved: Dict[str, Any]) -> Dict[str, Any]:
+    """train's and compare's run options: the command line's, else the resumed run's."""
+    import torch
     from .training import DEFAULT_CHECKPOINT_EVERY
-    return {"checkpoint_every": (DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None
-                                 else args.checkpoint_every),
-            "resume": args.resume is not None, "stop_after": args.stop_after,
-            "sync_batchnorm": args.batchnorm == "sync"}
+    threads = saved.get("threads")
+    if args.threads is None and isinstance(threads, int) and not isinstance(threads, bool) \
+            and threads >= 1:
+        torch.set_num_threads(threads)
+    every = _pick(args.checkpoint_every, saved, "checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        every = DEFAULT_CHECKPOINT_EVERY
+    sync = (args.batchnorm == "sync" if args.batchnorm is not None
+            else saved.get("sync_batchnorm") is not False)
+    return {"checkpoint_every": every, "resume": args.resume is not None,
+            "stop_after": args.stop_after, "sync_batchnorm": sync}
+
+
+def _take_output_folder(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                        folder: str, methods: List[str], seeds: Optional[List[int]]) -> None:
+    """Hold ``folder`` for this run until :func:`main` returns (rank 0; every
+    rank stops if it cannot); without --resume, refuse a folder that holds a
+    checkpoint of these methods unless --overwrite, which removes their
+    checkpoints and weights first (so that a new run never mixes with the old)."""
+    from .training import CHECKPOINT_SUFFIX, COMPARE_SETTINGS, output_lock
+
+    def take() -> None:
+        args.held_folders.enter_context(output_lock(folder))
+        if args.resume is not None:
+            return
+        folders = [folder] + [os.path.join(folder, f"seed{seed}") for seed in seeds or []]
+        old = [os.path.join(where, f"{method}{suffix}") for where in folders for method in methods
+               for suffix in (CHECKPOINT_SUFFIX, ".pt")]
+        found = [path for path in old if os.path.exists(path)]
+        if not any(path.endswith(CHECKPOINT_SUFFIX) for path in found):
+            return
+        if not args.overwrite:
+            names = ", ".join(os.path.relpath(path, folder) for path in found
+                              if path.endswith(CHECKPOINT_SUFFIX))
+            raise ValueError(f"output folder {folder} holds a run ({names}): continue it with "
+                             f"--resume {folder}, or pass --overwrite to replace it")
+        for path in found:
+            os.unlink(path)
+        if args.command == "compare" and os.path.exists(os.path.join(folder, COMPARE_SETTINGS)):
+            os.unlink(os.path.join(folder, COMPARE_SETTINGS))
+
+    try:
+        _on_rank0(take)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -136,13 +260,15 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         parser.error(str(error))
     out_dir = args.resume or args.out or os.path.join("runs", experiment.name, method.name)
     args.run_folder, args.run_method = out_dir, method.name
+    options = _training_options(args, saved)
+    _take_output_folder(args, parser, out_dir, [method.name], None)
     try:
         history = train(experiment, method, _pick(args.iterations, saved, "iterations", None),
                         _pick(args.batch_size, saved, "batch_size", None),
                         _pick(args.seed, saved, "seed", 0), out_dir,
                         data_seed=_pick(args.data_seed, saved, "data_seed", None),
                         learning_rate=_pick(args.lr, saved, "learning_rate", None),
-                        progress=False if args.no_progress else None, **_training_options(args))
+                        progress=False if args.no_progress else None, **options)
     except ValueError as error:
         if args.resume is None or not str(error).startswith("cannot resume"):
             raise
@@ -172,6 +298,8 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error(str(error))
     out_dir = args.resume or args.out or os.path.join("runs", experiment.name, "compare")
     args.run_folder = out_dir
+    options = _training_options(args, saved)
+    _take_output_folder(args, parser, out_dir, methods, _pick(args.seeds, saved, "seeds", None))
     try:
         results = compare(experiment, methods, _pick(args.iterations, saved, "iterations", None),
                           _pick(args.batch_size, saved, "batch_size", None),
@@ -182,7 +310,7 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                           progress=False if args.no_progress else None,
                           seeds=_pick(args.seeds, saved, "seeds", None),
                           evaluate=not args.no_evaluate and saved.get("evaluate", True),
-                          **_training_options(args))
+                          **options)
     except ValueError as error:
         if args.resume is None or not str(error).startswith("cannot resume"):
             raise
@@ -337,6 +465,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except RuntimeError as error:
                 args.subparser.error(str(error))
             started_group = True
+    args.held_folders = contextlib.ExitStack()  # output folders this run holds
+    launcher = "torchrun ... -m physgrad" if started_group else "python3 -m physgrad"
+
+    def resume_hint() -> str:
+        # every other option of the run is restored from its checkpoint
+        return (f"resume with: {launcher} {args.command} {args.experiment} "
+                f"--resume {args.run_folder}"
+                + (f" --method {args.run_method}" if args.command == "train" else ""))
+
     try:
         run = _run_train if args.command == "train" else _run_compare
         return run(args, args.subparser)
@@ -344,13 +481,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if _rank() == 0:
             print(f"interrupted: {interrupted}", file=sys.stderr)
             if interrupted.checkpoint_path:
-                launcher = "torchrun ... -m physgrad" if started_group else "python3 -m physgrad"
-                print(f"resume with: {launcher} {args.command} {args.experiment} "
-                      f"--resume {args.run_folder}"
-                      + (f" --method {args.run_method}" if args.command == "train" else ""),
-                      file=sys.stderr)
+                print(resume_hint(), file=sys.stderr)
         return interrupted.exit_code
+    except OSError as error:  # a file could not be written (disk full, ...)
+        from .training import EXIT_WRITE_FAILED, OutputWriteError
+        if not isinstance(error, OutputWriteError) and error.filename is None:
+            raise
+        if _rank() == 0:
+            message = (str(error) if isinstance(error, OutputWriteError) else
+                       f"cannot write {error.filename}: {error.strerror or error}")
+            print(f"error: {message}", file=sys.stderr)
+            if getattr(args, "run_folder", None):
+                print(f"the last checkpoint is kept; once there is space, {resume_hint()}",
+                      file=sys.stderr)
+        return EXIT_WRITE_FAILED
     finally:
+        args.held_folders.close()
         if started_group:
             import torch.distributed as dist
             if dist.is_initialized():

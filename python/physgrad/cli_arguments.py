@@ -75,9 +75,10 @@ def _shape(text: str) -> List[int]:
 
 
 #: argparse takes an argument that starts with "-" for an option unless it
-#: looks like a negative number; this adds negative shapes (-4x8), so that
-#: ``--shape -4x8`` is reported as a bad shape
-_NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+x-?\d+$")
+#: looks like a negative number; this adds negative shapes (-4x8) and -inf, so
+#: that ``--shape -4x8`` and ``--lr -inf`` are reported as bad values
+_NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+x-?\d+$|^-(inf|infinity|nan)$",
+                             re.IGNORECASE)
 
 
 def _experiment_name(text: str) -> str:
@@ -144,17 +145,27 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                "DDP's default, fewer messages)")
 
 
+#: the exit statuses of train and compare (``--help``)
+EXIT_STATUSES = ("exit status (train, compare): 0 done; 1 a run stopped on a non-finite value; "
+                 "2 bad arguments, an output folder in use, not writable or holding a run (without "
+                 "--resume/--overwrite), or a checkpoint that cannot be resumed; 74 an output file "
+                 "could not be written (disk full: the last checkpoint is kept, --resume continues); "
+                 "75 stopped by --stop-after; 130/143 stopped by SIGINT/SIGTERM")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python3 -m physgrad``."""
     parser = argparse.ArgumentParser(
         prog="python3 -m physgrad",
         description="Train networks through physics ops with physical gradients "
-                    "(the experiments of 'Physical Gradients for Deep Learning').")
+                    "(the experiments of 'Physical Gradients for Deep Learning').",
+        epilog=EXIT_STATUSES)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser("train", help="train one method",
                                 description="Train one experiment with one method; "
                                             "log a CSV and save the final weights.")
+    train.epilog = EXIT_STATUSES
     _add_common(train)
     train.set_defaults(subparser=train)
     train.add_argument("--method", default=None,
@@ -170,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train each method from identical initial weights on identical data, "
                     "print x-MAE at checkpoints and the ratio to the first method, "
                     "write CSVs, results.json and a PNG of the learning curves.")
+    compare.epilog = EXIT_STATUSES
     _add_common(compare)
     compare.set_defaults(subparser=compare)
     compare.add_argument("--methods", default=None,
