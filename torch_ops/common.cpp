@@ -221,3 +221,51 @@ TORCH_LIBRARY(physgrad, m) {
   m.def("set_cache_limit(int limit) -> ()", &physgrad::set_cache_limit);
   m.def("cache_info() -> (int, int)", &physgrad::cache_info);
 }
+
+// physgrad's kernels are CPU kernels for strided tensors.  A tensor of another
+// device or layout (meta, CUDA, sparse, ...) would otherwise get the
+// dispatcher's "Could not run ... with arguments from the 'Meta' backend";
+// these kernels say what to do instead.
+namespace physgrad {
+namespace {
+void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
+  std::string found = "a tensor of another device or layout";
+  for (const c10::IValue &value : *stack) {
+    if (value.isTensor() && value.toTensor().defined()) {
+      const at::Tensor &tensor = value.toTensor();
+      if (!tensor.device().is_cpu() || tensor.layout() != at::kStrided) {
+        found = "a tensor on device " + c10::str(tensor.device()) + " with layout " + c10::str(tensor.layout());
+        break;
+      }
+    }
+  }
+  std::string name = op.schema().name();
+  const std::string prefix = "physgrad::";
+  if (name.compare(0, prefix.size(), prefix) == 0) name = name.substr(prefix.size());
+  TORCH_CHECK_VALUE(false, "physgrad.", name, ": physgrad ops run on the CPU with dense (strided) tensors, got ",
+                    found, "; move it with .cpu() (and .to_dense() for a sparse tensor)");
+}
+
+const char *const kTensorOps[] = {"poisson", "poisson_backward", "heat", "heat_backward", "fluid",
+                                  "fluid_backward", "fluid_sequence", "fluid_centre_of_mass", "sine",
+                                  "sine_backward", "sine_nearest_minimum", "wave_packet", "wave_packet_backward",
+                                  "wave_packet_fit"};
+
+void register_cpu_only(torch::Library &m) {
+  for (const char *name : kTensorOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cpu_only>());
+}
+
+// The ops without an autograd kernel: a meta tensor reaches them through the
+// AutogradMeta key, which has no fallthrough.
+void register_cpu_only_not_differentiable(torch::Library &m) {
+  for (const char *name : {"fluid_sequence", "fluid_centre_of_mass", "sine_nearest_minimum", "wave_packet_fit"})
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cpu_only>());
+}
+}  // namespace
+}  // namespace physgrad
+
+TORCH_LIBRARY_IMPL(physgrad, Meta, m) { physgrad::register_cpu_only(m); }
+TORCH_LIBRARY_IMPL(physgrad, CUDA, m) { physgrad::register_cpu_only(m); }
+TORCH_LIBRARY_IMPL(physgrad, SparseCPU, m) { physgrad::register_cpu_only(m); }
+TORCH_LIBRARY_IMPL(physgrad, SparseCsrCPU, m) { physgrad::register_cpu_only(m); }
+TORCH_LIBRARY_IMPL(physgrad, AutogradMeta, m) { physgrad::register_cpu_only_not_differentiable(m); }
