@@ -324,7 +324,7 @@ def plot_example(observed: torch.Tensor, truth: torch.Tensor, fitted: torch.Tens
     ax = figure.subplots()
     ax.plot(xi, observed.tolist(), color="0.6", linewidth=0.8, label="observed (noisy)")
     labels = (f"true: xi0 = {truth[0]:.1f}, A = {truth[1]:.2f}",
-              f"L-BFGS-B: xi0 = {fitted[0]:.1f}, A = {fitted[1]:.2f}",
+              f"per-example fit: xi0 = {fitted[0]:.1f}, A = {fitted[1]:.2f}",
               f"network ({network_name}): xi0 = {predicted[0]:.1f}, A = {predicted[1]:.2f}")
     for packet, label, style in zip(packets, labels, (("k", "--"), ("C3", "-"), ("C0", "-"))):
         ax.plot(xi, packet.tolist(), color=style[0], linestyle=style[1], linewidth=1.3, label=label)
