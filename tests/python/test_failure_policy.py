@@ -157,7 +157,9 @@ def test_gauss_newton_budget_is_reported_not_raised():
         y = WAVE_PACKET.call([leaf], "physical")
         y.backward(y.detach() - target)
     stats = physgrad.solve_stats("wave_packet")
-    assert stats.phase == "physical" and len(stats.reasons) == 3 and leaf.grad.isfinite().all()
+    assert stats.phase == "physical" and len(stats.reasons) == 3
+    # Gauss-Newton accepts only steps that lower the objective: the returned iterate is better than the start.
+    assert (objective(WAVE_PACKET, params - leaf.grad, target) < objective(WAVE_PACKET, params, target)).all()
     assert all(r in ("DIVERGED_MAX_STEPS", "CONVERGED_NO_DECREASE", "CONVERGED_OUTPUT_CHANGE") or
                r.startswith("CONVERGED") for r in stats.reasons), stats.reasons
     assert [r == "DIVERGED_MAX_STEPS" for r in stats.reasons] == [not ok for ok in stats.converged]

@@ -121,8 +121,13 @@ def test_physical_mode_has_no_gradient_for_the_marker_and_refuses_one_requiring_
     with pytest.raises(ValueError, match="m0 requires grad, but m0 is data"):
         physgrad.fluid(v0, m0.clone().requires_grad_(), steps=2, grad_mode="physical")
     physgrad.fluid(v0, m0, steps=2, grad_mode="physical").sum().backward()
-    assert v0.grad is not None and v0.grad.isfinite().all()
     assert physgrad.solve_stats("fluid").phase == "physical"
+    # The reverse simulation's estimate v0 - dv0 is a uniform flow plus a multiple of the unit vortex W.
+    estimate = (v0.detach() - v0.grad)[0].reshape(-1)
+    one, zero = torch.ones(8, 8, dtype=torch.float64), torch.zeros(8, 8, dtype=torch.float64)
+    basis = torch.stack([torch.stack([one, zero]), torch.stack([zero, one]), unit_vortex(8, 8, 2.0)]).reshape(3, -1).T
+    fitted = basis @ torch.linalg.lstsq(basis, estimate[:, None]).solution
+    torch.testing.assert_close(fitted[:, 0], estimate, rtol=0, atol=1e-12 * estimate.abs().max().item())
 
 
 def test_double_backward_is_refused_and_an_absent_gradient_stays_absent():
@@ -177,7 +182,7 @@ def test_pressure_non_convergence_is_a_clear_runtime_error(iterative_pressure_so
 
 def test_pressure_non_convergence_can_warn_and_finish_the_batch(iterative_pressure_solver):
     v0 = smooth_velocity(2, 12, 12).requires_grad_()
-    m0 = torch.rand(2, 12, 12, dtype=torch.float64)
+    m0 = torch.rand(2, 12, 12, generator=generator(14), dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="did not converge for samples \\[0, 1\\]"):
         m_t = physgrad.fluid(v0, m0, steps=2, grad_mode="adjoint", pressure_atol=1e-12,
                              pressure_max_iterations=1, on_failure="warn")
@@ -185,7 +190,12 @@ def test_pressure_non_convergence_can_warn_and_finish_the_batch(iterative_pressu
     assert physgrad.solve_stats("fluid").converged == [False, False]
     with pytest.warns(UserWarning, match="adjoint pressure solve"):
         m_t.sum().backward()
-    assert v0.grad.isfinite().all()
+    # Every sample gets the adjoint of its unconverged run: near the converged gradient, not zero or garbage.
+    converged = v0.detach().clone().requires_grad_()
+    physgrad.fluid(converged, m0, steps=2, grad_mode="adjoint", pressure_atol=1e-12).sum().backward()
+    for s in range(2):
+        cosine = torch.nn.functional.cosine_similarity(v0.grad[s].reshape(-1), converged.grad[s].reshape(-1), dim=0)
+        assert cosine > 0.8, (s, cosine)
 
 
 def bad_call(**changes):

@@ -142,16 +142,28 @@ def test_too_few_iterations_is_a_clear_error(iterative_preconditioner):
     assert physgrad.poisson(torch.ones(1, 3, 3)).isfinite().all()  # still usable afterwards
 
 
-def test_non_convergence_can_warn_and_return_last_iterate(iterative_preconditioner):
-    x = torch.randn(2, 30, 30, dtype=torch.float64)
+def test_non_convergence_can_warn_and_return_last_iterate(iterative_preconditioner, laplacian):
+    x = random_grid(ny=30, nx=30, seed=7)
     x.requires_grad_()
     with pytest.warns(RuntimeWarning, match="did not converge"):
         y = physgrad.poisson(x, grad_mode="adjoint", max_iterations=3, rtol=1e-12, on_failure="warn")
-    assert y.isfinite().all()
     assert physgrad.solve_stats("poisson").converged == [False, False]
     with pytest.warns(UserWarning, match="adjoint solve of sample 0 did not converge"):
         y.sum().backward()
-    assert physgrad.solve_stats("poisson").phase == "adjoint" and x.grad.isfinite().all()
+    assert physgrad.solve_stats("poisson").phase == "adjoint"
+    # The last iterate of (preconditioned) CG from zero: its error in the energy norm of -laplace is
+    # below that of the zero start, i.e. the exact solution's norm, and above zero (3 iterations only).
+    matrix = -laplacian(30, 30).tocsc()
+
+    def energy_norm(v):
+        return float(np.sqrt(v @ (matrix @ v)))
+
+    ones = np.ones(900)
+    for approximate, right_side in [(y[s].detach(), x[s].detach().numpy().ravel()) for s in range(2)] + \
+                                   [(x.grad[s], ones) for s in range(2)]:
+        exact = -spla.spsolve(matrix, right_side)  # laplace^-1 of the right side (laplace is symmetric)
+        ratio = energy_norm(approximate.numpy().ravel() - exact) / energy_norm(exact)
+        assert 1e-6 < ratio < 1, ratio
 
 
 def test_solver_options_select_the_preconditioner():
