@@ -192,3 +192,39 @@ class Fluid(_PhysicsModule):
                                      self.energy)
         ops._after_forward("fluid", self.on_failure)
         return y
+
+
+class PhysicsLayer(torch.nn.Module):
+    """A user op (:class:`physgrad.Op`, or the name of one) as a layer with a per-layer ``grad_mode``.
+
+    ``layer(x)`` is ``op(x)`` with ``grad_mode`` below an enclosing :func:`physgrad.grad_mode`
+    block (None: the op's ``default_mode``); ``options`` (``y_step``, ``on_failure``,
+    ``lbfgs_iterations``, ...) are passed to every call. x, y: the op's ``[B, ...]``.
+    Eager mode only: a user op is Python code, not a TorchScript op.
+    """
+
+    def __init__(self, op: object, grad_mode: str | None = None, **options: object) -> None:
+        super().__init__()
+        from .user_ops import Op, op_info
+        if isinstance(op, str):
+            info = op_info(op)
+            if info.op is None:
+                raise ValueError(f"physgrad.nn.PhysicsLayer: {op!r} is a built-in op; use its own module "
+                                 f"(physgrad.nn.Poisson, Heat, Sine, WavePacket, Fluid)")
+            op = info.op
+        if not isinstance(op, Op):
+            raise TypeError(f"physgrad.nn.PhysicsLayer: op must be a physgrad.Op or its name, "
+                            f"got {type(op).__name__}")
+        if grad_mode is not None:
+            op._checked_mode(grad_mode, "grad_mode")
+        op._merged(op.options, options)
+        self.op = op
+        self.grad_mode = grad_mode
+        self.options = dict(options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.call(x, None, self.grad_mode, **self.options)
+
+    def extra_repr(self) -> str:
+        options = "".join(f", {name}={value!r}" for name, value in self.options.items())
+        return f"op={self.op.name!r}, grad_mode={self.grad_mode!r}{options}"
