@@ -55,6 +55,11 @@ int fluid_pressure_create_locked(CPhysFluid f) {
   CPhysPetscCall(KSPSetInitialGuessNonzero(f->ksp, PETSC_TRUE));
   CPhysPetscCall(KSPSetOptionsPrefix(f->ksp, f->prefix));
   CPhysPetscCall(KSPSetFromOptions(f->ksp));
+  /* An option may tighten the configuration's rtol/atol, never loosen them:
+   * -<prefix>ksp_rtol 0.5 must not turn a call's rtol into a 50% error.  (The
+   * iteration limit stays the option's: too few iterations is reported as
+   * non-convergence, not returned as a solution.) */
+  CPhysCall(cphys_ksp_keep_tolerances(f->ksp, f->config.rtol, f->config.atol));
   CPhysPetscCall(KSPSetUp(f->ksp));
   CPhysPetscCall(MatCreateVecs(f->laplacian, &f->solution, &f->rhs));
   return 0;
@@ -109,7 +114,11 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   double mean = 0.0;
   for (ptrdiff_t k = 0; k < n; k++) mean += b[k];
   mean /= (double)n;
-  for (ptrdiff_t k = 0; k < n; k++) b[k] = mean - b[k];
+  double rhs_squares = 0.0;
+  for (ptrdiff_t k = 0; k < n; k++) {
+    b[k] = mean - b[k];
+    rhs_squares += b[k] * b[k];
+  }
   int ierr;
   /* Serializes the threads of a sample loop (the calling thread holds the
    * library lock for the whole call). */
@@ -134,6 +143,31 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
       const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, q = j * nx + i;
       vx[q] -= (p[q] - p[j * nx + im]) / f->dx;
       vy[q] -= (p[q] - p[jm * nx + i]) / f->dy;
+    }
+  }
+  /* The projection is converged when the divergence left, not KSP's residual,
+   * meets the tolerance (an option such as -ksp_type preonly stops without
+   * solving): ||div v||_2 <= max(atol, rtol ||div v_in||_2), 10x for rounding. */
+  if (reason > 0) {
+    fluid_divergence(f, v, b);
+    double squares = 0.0;
+    for (ptrdiff_t k = 0; k < n; k++) squares += b[k] * b[k];
+    const double left = sqrt(squares), tolerance = 10.0 * fmax(f->config.atol, f->config.rtol * sqrt(rhs_squares));
+    if (!(left <= tolerance)) {
+      info->converged = 0;
+      info->reason = (int)KSP_DIVERGED_BREAKDOWN;
+      info->residual_norm = left;
+      snprintf(info->reason_text, sizeof info->reason_text, "TRUE_RESIDUAL_ABOVE_TOLERANCE");
+#pragma omp critical(cphys_fluid_petsc)
+      {
+        if (!f->failed || sample < f->failed_sample) {
+          f->failed = 1, f->failed_sample = sample;
+          snprintf(f->failure, sizeof f->failure,
+                   "%s pressure solve %d of sample %td did not converge: the divergence left, %g, is above "
+                   "the tolerance (atol %g) although the solver reported %s",
+                   what, solve, sample, left, f->config.atol, KSPConvergedReasons[reason]);
+        }
+      }
     }
   }
   return 0;

@@ -205,6 +205,20 @@ static int solve_locked(Tao tao, Vec solution, const CPhysLeastSquaresConfig *co
   memcpy(x, solved, (size_t)problem->n * sizeof(double));
   CPhysPetscCall(VecRestoreArrayRead(solution, &solved));
   if (info) fill_info(tao, info);
+  /* A bounded problem's answer is checked against its bounds before it is called
+   * converged: an options-selected unbounded method (-tao_type lmvm) ignores them. */
+  if (bounded && info) {
+    for (ptrdiff_t k = 0; k < problem->n; k++) {
+      const double lower = config->lower ? config->lower[k] : -INFINITY;
+      const double upper = config->upper ? config->upper[k] : INFINITY;
+      if (!(x[k] >= lower && x[k] <= upper)) {
+        info->converged = 0;
+        info->reason = (int)TAO_DIVERGED_USER;
+        snprintf(info->reason_text, sizeof info->reason_text, "OUTSIDE_BOUNDS");
+        break;
+      }
+    }
+  }
   return 0;
 }
 

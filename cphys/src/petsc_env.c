@@ -130,6 +130,16 @@ int CPhysClearOptions(void) {
   return ierr;
 }
 
+int cphys_ksp_keep_tolerances(KSP ksp, double rtol, double atol) {
+  PetscReal option_rtol, option_atol, divergence;
+  PetscInt max_iterations;
+  CPhysPetscCall(KSPGetTolerances(ksp, &option_rtol, &option_atol, &divergence, &max_iterations));
+  const double keep_rtol = isfinite(option_rtol) && option_rtol >= 0.0 ? fmin(rtol, option_rtol) : rtol;
+  const double keep_atol = isfinite(option_atol) && option_atol >= 0.0 ? fmin(atol, option_atol) : atol;
+  CPhysPetscCall(KSPSetTolerances(ksp, keep_rtol, keep_atol, divergence, max_iterations));
+  return 0;
+}
+
 void CPhysKSPDescribe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info) {
   PetscInt iterations = 0;
   PetscReal residual = NAN;

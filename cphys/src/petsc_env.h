@@ -11,6 +11,10 @@ void CPhysLibraryUnlock(void);
 /* Starts PETSc if nobody has; call with the library lock held. */
 int CPhysPetscEnsureInitializedLocked(void);
 
+/* After KSPSetFromOptions: the KSP's rtol/atol become the stricter of the
+ * options' and (rtol, atol); the options' iteration limit stays. */
+int cphys_ksp_keep_tolerances(KSP ksp, double rtol, double atol);
+
 /* Fills `info` from a KSP after a solve that ended with `reason`. */
 void CPhysKSPDescribe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info);
 

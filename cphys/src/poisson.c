@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct CPhysPoisson_private {
   Mat minus_laplacian;   /* SPD: -L */
   KSP ksp;
   Vec rhs, solution;     /* work vectors; the solution is copied out per sample */
+  Vec residual;          /* work vector of the true-residual check */
 };
 
 CPhysPoissonConfig CPhysPoissonDefaultConfig(void) {
@@ -98,6 +100,11 @@ static int create_solver_locked(CPhysPoisson p) {
                                   p->config.max_iterations));
   if (p->prefix[0]) CPhysPetscCall(KSPSetOptionsPrefix(p->ksp, p->prefix));
   CPhysPetscCall(KSPSetFromOptions(p->ksp));
+  /* An option may tighten the configuration's rtol/atol, never loosen them:
+   * -<prefix>ksp_rtol 0.5 must not turn a call's rtol into a 50% error.  (The
+   * iteration limit stays the option's: too few iterations is reported as
+   * non-convergence, not returned as a solution.) */
+  CPhysCall(cphys_ksp_keep_tolerances(p->ksp, p->config.rtol, p->config.atol));
   /* Geometric multigrid needs a grid hierarchy, which this object has no DM to
    * give; PETSc would crash in KSPSetUp.  GAMG builds its own hierarchy. */
   PetscBool multigrid = PETSC_FALSE;
@@ -112,6 +119,7 @@ static int create_solver_locked(CPhysPoisson p) {
   }
   CPhysPetscCall(KSPSetUp(p->ksp));
   CPhysPetscCall(MatCreateVecs(p->minus_laplacian, &p->solution, &p->rhs));
+  CPhysPetscCall(VecDuplicate(p->rhs, &p->residual));
   return 0;
 }
 
@@ -152,6 +160,7 @@ int CPhysPoissonDestroy(CPhysPoisson *poisson) {
   if (p->minus_laplacian) MatDestroy(&p->minus_laplacian);
   if (p->rhs) VecDestroy(&p->rhs);
   if (p->solution) VecDestroy(&p->solution);
+  if (p->residual) VecDestroy(&p->residual);
   CPhysLibraryUnlock();
   free(p);
   *poisson = NULL;
@@ -187,6 +196,14 @@ static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double
     CPhysPetscCall(VecRestoreArrayWrite(p->rhs, &b));
     CPhysPetscCall(VecPlaceArray(p->solution, ys));
     PetscErrorCode perr = KSPSolve(p->ksp, p->rhs, p->solution);
+    /* The true residual |b - A y| (KSP's own may be preconditioned, or an option
+     * such as -ksp_type preonly may stop without solving): a solve is converged
+     * only when it meets max(rtol |b|, atol), with a margin of 10 for rounding. */
+    PetscReal true_residual = 0.0, rhs_norm = 0.0;
+    if (!perr) perr = MatMult(p->minus_laplacian, p->solution, p->residual);
+    if (!perr) perr = VecAYPX(p->residual, -1.0, p->rhs);
+    if (!perr) perr = VecNorm(p->residual, NORM_2, &true_residual);
+    if (!perr) perr = VecNorm(p->rhs, NORM_2, &rhs_norm);
     VecResetArray(p->solution);
     if (perr) return CPhysPetscError(perr, __func__, "KSPSolve");
     int overflow = 0;
@@ -198,6 +215,15 @@ static int solve_locked(CPhysPoisson p, ptrdiff_t batch, const double *x, double
     /* A solution beyond the double range is not a solution. */
     if (overflow && reason > 0) reason = KSP_DIVERGED_NANORINF;
     CPhysKSPDescribe(p->ksp, reason, &sample_info);
+    const double tolerance = 10.0 * fmax(p->config.rtol * (double)rhs_norm, p->config.atol);
+    if (reason > 0 && !((double)true_residual <= tolerance)) {
+      sample_info.converged = 0;
+      sample_info.reason = (int)KSP_DIVERGED_BREAKDOWN;
+      /* the true residual is what failed: report it (KSP's own said converged) */
+      snprintf(sample_info.reason_text, sizeof sample_info.reason_text, "TRUE_RESIDUAL_ABOVE_TOLERANCE");
+      sample_info.residual_norm = (double)true_residual;
+      reason = KSP_DIVERGED_BREAKDOWN;
+    }
     sample_info.residual_norm = ldexp(sample_info.residual_norm, exponent);
     if (info) info[s] = sample_info;
     if (reason <= 0 && *first_failure < 0) *first_failure = s, *failure = sample_info;
