@@ -258,33 +258,34 @@ def _complete(data: Dict[str, Any], method: str, seed: Optional[int] = None) -> 
     return min(r["done"] for r in runs), max(r["target"] for r in runs)
 
 
-def _reached(data: Dict[str, Any], methods: Sequence[str], target: int, seeds: Optional[Sequence[int]] = None
-             ) -> int:
-    """The iteration every run of ``methods`` (of ``seeds``) has reached, capped at ``target``."""
-    done = [r["done"] for r in data["runs"] if r["method"] in methods and (seeds is None or r["seed"] in seeds)]
-    return min([target] + done) if done else 0
-
-
 def _ratio_rows(data: Dict[str, Any], reference: str, methods: Sequence[str], iterations: Sequence[int],
-                window: int, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
-    """Per iteration: each method's smoothed metric (mean over seeds) and the
-    reference's over it; a checkpoint beyond what the runs reached is skipped."""
+                window: int) -> List[List[str]]:
+    """Per checkpoint and method: the smoothed metric of the reference and of the
+    method, each the mean over the seeds where both runs reached the checkpoint,
+    their ratio, the number of such seeds and the ratio of each of them. The
+    checkpoints are ``iterations`` and the last iteration every started pair reached."""
+    def curve(method: str, seed: int) -> List[float]:
+        run = next((r for r in data["runs"] if r["method"] == method and r["seed"] == seed), None)
+        return _smoothed(run, window) if run and run["done"] else []
+
     rows = []
-    reached = _reached(data, [reference, *methods], max(r["target"] for r in data["runs"]), seeds)
-    for iteration in sorted(set(i for i in iterations if i < reached) | ({reached} if reached else set())):
-        values = {}
-        for method in [reference, *methods]:
-            per_seed = [v for r in data["runs"] if r["method"] == method and (seeds is None or r["seed"] in seeds)
-                        for v in [_at(_smoothed(r, window), iteration)] if v is not None]
-            values[method] = (_mean(per_seed), len(per_seed))
-        if values[reference][0] is None:
+    for method in methods:
+        pairs = {seed: (curve(reference, seed), curve(method, seed)) for seed in data["seeds"]}
+        pairs = {seed: pair for seed, pair in pairs.items() if pair[0] and pair[1]}
+        if not pairs:
             continue
-        for method in methods:
-            if values[method][0] is None:
+        common = min(min(len(a), len(b)) for a, b in pairs.values())
+        longest = max(min(len(a), len(b)) for a, b in pairs.values())
+        for iteration in sorted({i for i in iterations if i <= longest} | {common}):
+            at = {seed: (a[iteration - 1], b[iteration - 1]) for seed, (a, b) in pairs.items()
+                  if iteration <= min(len(a), len(b))}
+            if not at:
                 continue
-            rows.append([str(iteration), method, _fmt(values[reference][0]), _fmt(values[method][0]),
-                         _fmt(values[reference][0] / values[method][0] if values[method][0] else None),
-                         str(min(values[reference][1], values[method][1]))])
+            ref_mean = _mean([a for a, _ in at.values()])
+            method_mean = _mean([b for _, b in at.values()])
+            per_seed = ", ".join(f"{seed}: {_fmt(a / b if b else None, 2)}" for seed, (a, b) in sorted(at.items()))
+            rows.append([str(iteration), method, _fmt(ref_mean), _fmt(method_mean),
+                         _fmt(ref_mean / method_mean if method_mean else None), str(len(at)), per_seed])
     return rows
 
 
@@ -310,7 +311,8 @@ def headline(data: Dict[str, Any], window: int) -> Dict[str, Any]:
     return maker(data, window) if maker else {"header": [], "rows": [], "notes": []}
 
 
-def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence[int]) -> Callable[[Dict[str, Any], int], Dict[str, Any]]:
+def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence[int]
+                    ) -> Callable[[Dict[str, Any], int], Dict[str, Any]]:
     def make(data: Dict[str, Any], window: int) -> Dict[str, Any]:
         methods = [m for m in others if m in data["methods"]]
         rows = _ratio_rows(data, reference, methods, checkpoints, window)
@@ -330,7 +332,7 @@ def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence
                              + ("" if done_ref >= target_ref else f" ({reference} incomplete: {done_ref} of "
                                                                   f"{target_ref})"))
         return {"header": ["iteration", "method", f"{reference} metric", "method metric",
-                           f"{reference} / method", "seeds"], "rows": rows, "notes": notes}
+                           f"{reference} / method", "seeds", "ratio per seed"], "rows": rows, "notes": notes}
     return make
 
 
