@@ -425,7 +425,7 @@ def plot_sine_gradients(path: str, a: float = 1.0) -> str:
     import physgrad
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    x = torch.linspace(0.15, 3.0, 1200, dtype=torch.float64)
+    x = torch.linspace(0.04, 2.0, 4000, dtype=torch.float64)  # several minima near 0, as figure 9
     aa = torch.full_like(x, a)
     panels = [("supervised (x0 = 1)", None), ("gradient descent (adjoint, clipped)", "adjoint"),
               ("inverse gradient", "inverse_gradient"), ("Newton", "newton"), ("physical gradient", "physical")]
