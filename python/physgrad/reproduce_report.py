@@ -403,6 +403,16 @@ def extras(data: Dict[str, Any], runs: str, out_dir: str, quick: bool) -> Dict[s
     report: Dict[str, Any] = {}
     if name == "sin":
         report["gradients"] = plot_sine_gradients(os.path.join(out_dir, "gradients.png"))
+    if name in ("poisson", "heat", "fluid"):
+        # Fig. 4b / 5b / 6b and Table 1: single examples with gd, L-BFGS-B and the
+        # inverse-physics iteration; the trained adam+pg network of seed 0, once
+        # its run is complete, against them
+        from . import optimize as single
+        weights = os.path.join(folder, "adam+pg.pt")
+        result = single.optimize(experiment, single.METHODS, iterations=3 if quick else None,
+                                 examples=1 if quick else None, out_dir=os.path.join(out_dir, "optimize"),
+                                 network_path=weights if os.path.isfile(weights) else None)
+        report["optimize_table"] = result["table"]
     networks = {m: n for m in data["methods"] for n in [_load_network(experiment, folder, m)] if n is not None}
     if not networks:
         return report
@@ -505,6 +515,9 @@ def write_report(names: Sequence[str], runs: str, results: str, quick: bool = Fa
         lines += [""] + [f"- {note}" for note in table["notes"]]
         if entry.get("evaluation_text"):
             lines += ["", "```", entry["evaluation_text"], "```"]
+        if entry.get("optimize_table"):
+            lines += ["", "Single examples (paper Fig. 4b / 5b / 6b; with the trained network: Table 1), "
+                          "`optimize/optimize.png`:", "", entry["optimize_table"].rstrip()]
         lines += ["", "Runs:", ""] + [f"- {line}" for line in _status_lines(data)]
         lines += ["", f"Settings: {json.dumps(provenance['options'])}; "
                       + "; ".join(f"{s['methods']} seeds {s['seeds']} x {s['iterations']} at batch {s['batch_size']}"

@@ -36,6 +36,10 @@ def test_every_experiment_has_its_figures_tables_and_provenance(quick):
     assert (results / "wave_packet" / "wave_packet_example.png").read_bytes()[:8] == PNG
     assert (results / "fluid" / "fluid_example.png").read_bytes()[:8] == PNG
     assert (results / "sin" / "gradients.png").read_bytes()[:8] == PNG
+    for name in ("poisson", "heat", "fluid"):  # figures 4b / 5b / 6b and Table 1
+        assert (results / name / "optimize" / "optimize.png").read_bytes()[:8] == PNG
+        table = (results / name / "table.md").read_text()
+        assert "Time to reach the network's" in table and "| pg |" in table
     assert "L-BFGS fit (unbounded)" in (results / "wave_packet" / "table.md").read_text()
 
 
