@@ -82,7 +82,7 @@ test-python-sanitize: build
 demo: build
 	$(PYTHON) -m physgrad compare poisson --methods adam,adam+pg --iterations $(DEMO_ITERATIONS) --batch-size $(DEMO_BATCH) --out $(DEMO_OUT)
 
-# The paper's experiments at its settings (hours of CPU; resumable): runs in runs/paper,
+# The paper's experiments at its settings (hours of CPU; resumable): runs in results/logs,
 # figures and tables in results/ (results/README.md). REPRODUCE=sin,poisson,... for some.
 REPRODUCE ?= all
 COMMA := ,

@@ -412,8 +412,7 @@ def _run_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             parser.error(f"unknown experiment {name!r}; choose from {', '.join(reproduce.NAMES)} or all")
     if args.checkpoint_every < 0:
         parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    runs = args.runs or (tempfile.mkdtemp(prefix="physgrad-reproduce-") if args.quick
-                         else os.path.join("runs", "paper"))
+    runs = args.runs or (tempfile.mkdtemp(prefix="physgrad-reproduce-") if args.quick else reproduce.DEFAULT_RUNS)
     results = args.results or (os.path.join(runs, "results") if args.quick else "results")
     if not args.report_only:
         summary = reproduce.run_plan(names, runs, quick=args.quick, checkpoint_every=args.checkpoint_every,
@@ -426,6 +425,10 @@ def _run_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     for name, entry in report.items():
         print(f"{name}: " + ("no runs yet" if entry.get("missing") else os.path.join(results, name, "table.md")))
     print(f"index: {os.path.join(results, 'README.md')}")
+    if args.pack:
+        packed = reproduce.pack_runs(names, runs, quick=args.quick)
+        print(f"packed {len(packed['packed'])} finished runs in {runs}; in progress: "
+              + (", ".join(packed["in_progress"]) or "none"))
     return 0
 
 

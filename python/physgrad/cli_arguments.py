@@ -252,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("names", nargs="+", metavar="NAME",
                            help="experiments (sin, wave-packet, poisson, heat, fluid) or all")
     reproduce.add_argument("--runs", default=None,
-                           help="folder of the training runs (default runs/paper; --quick: a temporary one)")
+                           help="folder of the training runs (default results/logs, committed; --quick: a "
+                                "temporary one)")
+    reproduce.add_argument("--pack", action="store_true",
+                           help="afterwards make --runs fit for a commit: finished runs keep their gzipped log "
+                                "(and seed 0 its weights), unfinished ones their log and checkpoint")
     reproduce.add_argument("--results", default=None,
                            help="folder of the figures and tables (default results; --quick: <runs>/results)")
     reproduce.add_argument("--report-only", action="store_true",

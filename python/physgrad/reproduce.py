@@ -12,6 +12,11 @@ A run is one (experiment, seed, method): ``<runs>/<experiment>/seed<k>/<method>.
 seed's initial weights on the seed's data, so the methods of a seed start from
 identical weights and see identical batches, as ``compare`` does.
 
+The runs live in ``results/logs`` (``--runs``), which is committed: a finished
+run as its gzipped log (and seed 0's weights), an unfinished one as its log and
+checkpoint, so that the next ``reproduce`` on any machine resumes it
+(``--pack`` tidies the folder for a commit: :func:`pack_runs`).
+
 The settings (batch, iterations, seeds) are the paper's where it states them and
 the authors' code's where it does not; each :class:`Stage` names its source.
 """
@@ -22,7 +27,11 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Stage", "PLAN", "QUICK", "EXPERIMENT_OPTIONS", "run_plan", "runs_of", "run_folder", "plan_for"]
+__all__ = ["Stage", "PLAN", "QUICK", "EXPERIMENT_OPTIONS", "run_plan", "runs_of", "run_folder", "plan_for",
+           "log_path", "read_log", "pack_runs", "DEFAULT_RUNS"]
+
+#: where the runs are kept (committed; see the module docstring)
+DEFAULT_RUNS = os.path.join("results", "logs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,13 +119,76 @@ def runs_of(stages: Sequence[Stage]) -> List[Tuple[int, str, int, int]]:
     return [(seed, method, *target[(seed, method)]) for seed, method in order]
 
 
-def _done(folder: str, method: str) -> int:
-    """Iterations logged in ``folder/<method>.csv`` (0 if none)."""
+def log_path(folder: str, method: str) -> Optional[str]:
+    """The run's log: ``<method>.csv`` while it trains, ``<method>.csv.gz`` once
+    packed (:func:`pack_runs`); None if neither exists."""
+    for path in (os.path.join(folder, f"{method}.csv"), os.path.join(folder, f"{method}.csv.gz")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_log(path: str, experiment: str = "", method: str = "") -> Any:
+    """A :class:`physgrad.history.History` from a plain or gzipped training log."""
     from .history import read_history
-    path = os.path.join(folder, f"{method}.csv")
-    if not os.path.isfile(path):
-        return 0
-    return len(read_history(path).iteration)
+    if not path.endswith(".gz"):
+        return read_history(path, experiment, method)
+    import gzip
+    import tempfile
+    with gzip.open(path, "rt", newline="") as packed, tempfile.NamedTemporaryFile("w", suffix=".csv",
+                                                                               delete=False) as plain:
+        plain.write(packed.read())
+    try:
+        history = read_history(plain.name, experiment, method)
+    finally:
+        os.unlink(plain.name)
+    history.csv_path = path
+    return history
+
+
+def _done(folder: str, method: str) -> int:
+    """Iterations logged by the run (0 if none)."""
+    path = log_path(folder, method)
+    return len(read_log(path).iteration) if path else 0
+
+
+def pack_runs(names: Sequence[str], runs: str, quick: bool = False) -> Dict[str, List[str]]:
+    """Makes ``runs`` fit for committing (see the module docstring): a finished run
+    keeps only its log, gzipped (``<method>.csv.gz``), and for seed 0 its final
+    weights (the report's figures use them); an unfinished one keeps its log and
+    checkpoint (to resume) and drops its weights file. Lock and temporary files
+    go. Returns ``{"packed": [...], "in_progress": [...]}`` run names."""
+    import gzip
+    import glob
+    summary: Dict[str, List[str]] = {"packed": [], "in_progress": []}
+    for name in names:
+        stages, _ = plan_for(name, quick)
+        for seed, method, iterations, _batch in runs_of(stages):
+            folder = run_folder(runs, name, seed)
+            if not os.path.isdir(folder):
+                continue
+            for leftover in glob.glob(os.path.join(glob.escape(folder), ".physgrad.lock")) + \
+                    glob.glob(os.path.join(glob.escape(folder), "*.tmp*")):
+                os.unlink(leftover)
+            plain = os.path.join(folder, f"{method}.csv")
+            label = f"{name}/seed{seed}/{method}"
+            done = _done(folder, method)
+            if done >= iterations:
+                if os.path.isfile(plain):
+                    with open(plain, "rb") as source, gzip.GzipFile(plain + ".gz", "wb", mtime=0) as target:
+                        target.write(source.read())
+                    os.unlink(plain)
+                for suffix in (".ckpt",) + ((".pt",) if seed != 0 else ()):
+                    path = os.path.join(folder, method + suffix)
+                    if os.path.isfile(path):
+                        os.unlink(path)
+                summary["packed"].append(label)
+            elif done:
+                weights = os.path.join(folder, f"{method}.pt")
+                if os.path.isfile(weights):
+                    os.unlink(weights)
+                summary["in_progress"].append(f"{label} ({done} of {iterations})")
+    return summary
 
 
 def run_plan(names: Sequence[str], runs: str, quick: bool = False, checkpoint_every: int = 50,

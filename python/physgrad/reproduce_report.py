@@ -70,12 +70,12 @@ def _running_mean(values: Sequence[float], window: int) -> List[float]:
 def collect(name: str, runs: str, quick: bool = False) -> Dict[str, Any]:
     """Every run of ``name``'s plan found under ``runs``: ``{"runs": [{seed, method,
     target, batch_size, done, history}], "methods": [...], "seeds": [...]}``."""
-    from .history import read_history
+    from .reproduce import log_path, read_log
     stages, options = plan_for(name, quick)
     found = []
     for seed, method, iterations, batch_size in runs_of(stages):
-        path = os.path.join(run_folder(runs, name, seed), f"{method}.csv")
-        history = read_history(path, name, method) if os.path.isfile(path) else None
+        path = log_path(run_folder(runs, name, seed), method)
+        history = read_log(path, name, method) if path else None
         found.append({"seed": seed, "method": method, "target": iterations, "batch_size": batch_size,
                       "done": len(history.iteration) if history else 0, "history": history})
     methods = list(dict.fromkeys(r["method"] for r in found))

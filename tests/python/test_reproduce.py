@@ -110,3 +110,37 @@ def test_unknown_experiment_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["reproduce", "navier"])
     assert exit_info.value.code == 2 and "unknown experiment 'navier'" in capsys.readouterr().err
+
+
+def test_packed_runs_give_the_same_report(tmp_path):
+    runs = tmp_path / "runs"
+    summary = reproduce.run_plan(["poisson"], str(runs), quick=True, progress=False, say=lambda *_: None)
+    assert all(row["status"] == "trained" for row in summary["poisson"])
+    before = tmp_path / "before"
+    reproduce_report.write_report(["poisson"], str(runs), str(before), quick=True, command="test")
+    packed = reproduce.pack_runs(["poisson"], str(runs), quick=True)
+    assert sorted(packed["packed"]) == ["poisson/seed0/adam", "poisson/seed0/adam+pg", "poisson/seed1/adam"]
+    seed0 = sorted(p.name for p in (runs / "poisson" / "seed0").iterdir())
+    assert seed0 == ["adam+pg.csv.gz", "adam+pg.pt", "adam.csv.gz", "adam.pt"]  # seed 0 keeps its weights
+    assert sorted(p.name for p in (runs / "poisson" / "seed1").iterdir()) == ["adam.csv.gz"]
+    after = tmp_path / "after"
+    reproduce_report.write_report(["poisson"], str(runs), str(after), quick=True, command="test")
+    assert (after / "poisson" / "table.csv").read_text() == (before / "poisson" / "table.csv").read_text()
+    assert (after / "poisson" / "curves.csv").read_text() == (before / "poisson" / "curves.csv").read_text()
+    again = reproduce.run_plan(["poisson"], str(runs), quick=True, progress=False, say=lambda *_: None)
+    assert all(row["status"] == "done" for row in again["poisson"])
+
+
+def test_pack_keeps_an_unfinished_runs_checkpoint(tmp_path):
+    runs = tmp_path / "runs"
+    from physgrad.experiments import get_experiment
+    from physgrad.training import get_method, train
+    experiment = get_experiment("heat", **reproduce.QUICK_OPTIONS["heat"])
+    folder = reproduce.run_folder(str(runs), "heat", 0)
+    train(experiment, get_method("adam", experiment), 2, 4, 0, folder, progress=False, checkpoint_every=1)
+    packed = reproduce.pack_runs(["heat"], str(runs), quick=True)
+    assert packed["in_progress"] == ["heat/seed0/adam (2 of 5)"]
+    assert sorted(p.name for p in (runs / "heat" / "seed0").iterdir()) == ["adam.ckpt", "adam.csv"]
+    summary = reproduce.run_plan(["heat"], str(runs), quick=True, progress=False, say=lambda *_: None)
+    assert [row["status"] for row in summary["heat"]] == ["trained", "trained"]
+    assert reproduce._done(folder, "adam") == 5
