@@ -1,8 +1,12 @@
 """Training methods: a backward mode of the physics op plus an optimizer.
 
-The registry :data:`METHODS` holds the built-in methods (``adam``, ``adam+pg``,
-``adam+lbfgs``, ``sgd``, ``supervised``; see :mod:`physgrad.training`);
-experiments add their own with :func:`register_method`.
+The registry :data:`METHODS` holds every method of physgrad, registered once,
+here: ``adam``, ``adam+pg``, ``adam+lbfgs``, ``sgd``, ``supervised`` (see
+:mod:`physgrad.training`) and the two that only some ops' modes support,
+``adam+newton`` (sine, wave packet) and ``adam+inverse-gradient`` (sine). An
+experiment offers a method by giving it a learning rate
+(``Experiment.learning_rates``); code outside physgrad adds methods with
+:func:`register_method`.
 """
 import dataclasses
 from typing import Dict, Iterable, Optional
@@ -38,8 +42,8 @@ METHODS: Dict[str, Method] = {}
 
 
 def register_method(method: Method) -> Method:
-    """Add (or replace) a method, e.g. from an experiment module:
-    ``register_method(Method("adam+newton", "newton", "adam"))``."""
+    """Add (or replace) a method, e.g. one with another op mode:
+    ``register_method(Method("adam+mine", "my_mode", "adam"))``."""
     if method.optimizer not in ("adam", "sgd"):
         raise ValueError(f"method {method.name!r}: unknown optimizer {method.optimizer!r}; "
                          "choose adam or sgd")
@@ -52,7 +56,10 @@ for _method in (
         Method("adam+pg", "physical", "adam", "Adam with physical gradients"),
         Method("adam+lbfgs", "lbfgs", "adam", "Adam with the op's L-BFGS inverse step"),
         Method("sgd", "adjoint", "sgd", "SGD with momentum 0.9 through the adjoint"),
-        Method("supervised", None, "adam", "Adam on 0.5*||x - x*||^2, no physics in backward")):
+        Method("supervised", None, "adam", "Adam on 0.5*||x - x*||^2, no physics in backward"),
+        Method("adam+newton", "newton", "adam", "Adam with the op's (Gauss-)Newton step as gradient"),
+        Method("adam+inverse-gradient", "inverse_gradient", "adam",
+               "Adam with the op's inverted first-order gradient")):
     register_method(_method)
 
 

@@ -29,13 +29,7 @@ import torch
 from torch import nn
 
 from ..nets import mlp
-from ..training import Method, register_method
 from .base import Experiment
-
-register_method(Method("adam+newton", "newton", "adam",
-                       "Adam with the op's (Gauss-)Newton step as gradient"))
-register_method(Method("adam+inverse-gradient", "inverse_gradient", "adam",
-                       "Adam with the op's inverted first-order gradient"))
 
 #: the range of a (paper: a in [0.1, 10.1))
 A_RANGE = (0.1, 10.1)

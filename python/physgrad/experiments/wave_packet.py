@@ -35,11 +35,7 @@ import torch
 from torch import nn
 
 from ..nets import mlp
-from ..training import Method, register_method
 from .base import Experiment
-
-register_method(Method("adam+newton", "newton", "adam",
-                       "Adam with the op's (Gauss-)Newton step as gradient"))
 
 XI0_RANGE = (25.6, 230.4)
 AMPLITUDE_RANGE = (1.0, 4.0)
