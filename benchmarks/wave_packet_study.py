@@ -209,7 +209,7 @@ def fitter_reference(noise_std: float, test_size: int) -> Dict[str, Any]:
             bounded=bounded)
         row = test_metrics(fitted, batch, clean)
         row.update(failed=float(((fitted[:, 0] - batch.x_star[:, 0]).abs() > wp.SIGMA).double().mean()),
-                   outside_range=float(wp._outside_data_range(fitted).double().mean()),
+                   outside_range=float(wp.outside_data_range(fitted).double().mean()),
                    converged=float(converged.double().mean()), seconds=time.perf_counter() - start)
         rows[name] = row
     guess = torch.tensor([wp.INITIAL_GUESS], dtype=torch.float64).expand(test_size, 2)

@@ -13,6 +13,8 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from . import ops
+
 __all__ = ["plot_fluid_example", "plot_predictions"]
 
 
@@ -40,7 +42,6 @@ def plot_fluid_example(path: str, m0: torch.Tensor, m_t: torch.Tensor, velocitie
     Returns:
         ``path``.
     """
-    import physgrad
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -65,7 +66,7 @@ def plot_fluid_example(path: str, m0: torch.Tensor, m_t: torch.Tensor, velocitie
     for r, (label, v0) in enumerate(rows):
         v0 = v0.detach().to(torch.float64).reshape(1, 2, ny, nx)
         with torch.no_grad():
-            markers, _ = physgrad.fluid_sequence(v0, m0_batch, steps, dt, (dy, dx), pressure_atol, 1000)
+            markers, _ = ops.fluid_sequence(v0, m0_batch, steps, dt, (dy, dx), pressure_atol, 1000)
         speed = v0[0].norm(dim=0)
         ax = axes[r][0]
         ax.imshow(speed.numpy(), origin="lower", extent=extent, cmap="viridis", vmin=0.0, vmax=max_speed)

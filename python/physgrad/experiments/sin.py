@@ -23,54 +23,17 @@ averaged over the batch, the quantity of the paper's figure 3. The training
 log's ``x_mae`` column holds it (``metric_name = "objective"``): the problem has
 infinitely many solutions, so there is no single ``x*`` to measure against.
 """
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
+# the data generator lives in physgrad.data.sin; its names stay importable from here
+from ..data.sin import A_RANGE, SUPERVISED_GUESS, SinBatch, SinData  # noqa: F401
 from ..nets import mlp
 from .base import Experiment
 
-#: the range of a (paper: a in [0.1, 10.1))
-A_RANGE = (0.1, 10.1)
-#: the supervised labels are the minimum nearest to this guess (paper B.2)
-SUPERVISED_GUESS = 1.0
-
-
-class SinBatch(NamedTuple):
-    """One batch: the given ``a`` and the supervised label ``x_star`` (the
-    minimum of ``sin(a/x)`` nearest to ``x0 = 1``), both ``[B]``."""
-    a: torch.Tensor
-    x_star: torch.Tensor
-
-
-class SinData:
-    """Endless seeded batches of ``a ~ U[low, high)`` (float32) with their labels."""
-
-    def __init__(self, seed: int = 0, a_range=A_RANGE, dtype: torch.dtype = torch.float32):
-        self.seed = seed
-        self.a_range = tuple(a_range)
-        self.dtype = dtype
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def sample(self, batch_size: int, part: Optional[slice] = None) -> SinBatch:
-        """Next batch; with ``part`` only those examples (data-parallel training)."""
-        import physgrad
-        low, high = self.a_range
-        a = (low + (high - low) * torch.rand(batch_size, generator=self.generator,
-                                             dtype=torch.float64)).to(self.dtype)
-        if part is not None:
-            a = a[part].clone()
-        guess = torch.full((a.shape[0],), SUPERVISED_GUESS, dtype=torch.float64)
-        x_star = physgrad.sine_nearest_minimum(a.double(), guess)
-        return SinBatch(a, x_star.to(self.dtype))
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"seed": self.seed, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.seed = state["seed"]
-        self.generator.set_state(state["generator"])
+__all__ = ["SinExperiment", "EXPERIMENT", "SinData", "SinBatch", "A_RANGE", "SUPERVISED_GUESS"]
 
 
 class SinExperiment(Experiment):
