@@ -1,4 +1,4 @@
-/* Discrete adjoint of the fluid forward map, from the tape; readers of the tape and statistics. */
+/* Discrete adjoint of the fluid forward map, from the tape (entry point: CPhysFluidAdjoint in fluid.c). */
 #include <math.h>
 #include <string.h>
 
@@ -100,9 +100,9 @@ typedef struct {
 static int adjoint_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
   const AdjointArgs *args = context;
   const ptrdiff_t n = f->n;
-  double *g_v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
-  double *g_m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
-  double *g_w = fluid_slot(f, FLUID_SLOT_FREE + 6), *q = fluid_slot(f, FLUID_SLOT_FREE + 8);
+  double *g_v[2] = {fluid_slot(f, FLUID_SLOT_VELOCITY), fluid_slot(f, FLUID_SLOT_VELOCITY_NEXT)};
+  double *g_m[2] = {fluid_slot(f, FLUID_SLOT_MARKER), fluid_slot(f, FLUID_SLOT_MARKER_NEXT)};
+  double *g_w = fluid_slot(f, FLUID_SLOT_PROJECTED), *q = fluid_slot(f, FLUID_SLOT_PRESSURE);
   memcpy(g_m[0], args->g_mt + s * n, (size_t)n * sizeof *args->g_mt);
   zero(g_v[0], 2 * n), zero(q, n);
   int a = 0;
@@ -121,45 +121,4 @@ int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, doub
   AdjointArgs args = {g_mt, g_v0, g_m0};
   CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_ADJOINT, batch, f->config.steps + 1));
   return fluid_for_samples_locked(f, batch, adjoint_sample_locked, &args);
-}
-
-/* ---- readers of the tape and of the statistics ---- */
-
-int CPhysFluidGetSolveInfo(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t sample, int solve,
-                           CPhysSolveInfo *info) {
-  CPhysCheck(fluid != NULL && info != NULL, CPHYS_ERROR_ARGUMENT, "fluid and info must not be NULL");
-  CPhysCheck(pass >= CPHYS_FLUID_PASS_FORWARD && pass <= CPHYS_FLUID_PASS_REVERSE, CPHYS_ERROR_ARGUMENT,
-             "unknown pass %d", (int)pass);
-  const FluidStats *st = &fluid->stats[pass];
-  CPhysCheck(sample >= 0 && sample < st->batch, CPHYS_ERROR_ARGUMENT,
-             "sample %td out of range: the last pass %d had batch %td", sample, (int)pass, st->batch);
-  CPhysCheck(solve >= 0 && solve < st->solves, CPHYS_ERROR_ARGUMENT,
-             "solve %d out of range: the last pass %d had %d solves per sample", solve, (int)pass,
-             st->solves);
-  *info = *fluid_stats_at(fluid, pass, sample, solve);
-  return 0;
-}
-
-int CPhysFluidGetSolveCount(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t *batch, int *solves) {
-  CPhysCheck(fluid != NULL && batch != NULL && solves != NULL, CPHYS_ERROR_ARGUMENT,
-             "fluid, batch and solves must not be NULL");
-  CPhysCheck(pass >= CPHYS_FLUID_PASS_FORWARD && pass <= CPHYS_FLUID_PASS_REVERSE, CPHYS_ERROR_ARGUMENT,
-             "unknown pass %d", (int)pass);
-  *batch = fluid->stats[pass].batch;
-  *solves = fluid->stats[pass].solves;
-  return 0;
-}
-
-int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, double *velocity, double *marker) {
-  CPhysCheck(fluid != NULL, CPHYS_ERROR_ARGUMENT, "the fluid object is NULL");
-  CPhysCheck(fluid->tape_valid, CPHYS_ERROR_ARGUMENT,
-             "no recorded forward pass: call CPhysFluidForward with record = 1 first");
-  CPhysCheck(sample >= 0 && sample < fluid->tape_batch, CPHYS_ERROR_ARGUMENT,
-             "sample %td out of range [0, %td)", sample, fluid->tape_batch);
-  CPhysCheck(k >= 0 && k <= fluid->config.steps, CPHYS_ERROR_ARGUMENT, "state %d out of range [0, %d]",
-             k, fluid->config.steps);
-  if (velocity)
-    memcpy(velocity, fluid_tape_velocity(fluid, sample, k), (size_t)(2 * fluid->n) * sizeof *velocity);
-  if (marker) memcpy(marker, fluid_tape_marker(fluid, sample, k), (size_t)fluid->n * sizeof *marker);
-  return 0;
 }

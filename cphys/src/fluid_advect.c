@@ -2,7 +2,8 @@
  *
  * All node sets (centres, x-faces, y-faces) are ny x nx periodic lattices with
  * the same spacing, so the advection works in index units of the advected
- * grid: the departure point of node (i, j) is (i - ux dt / dx, j - uy dt / dy). */
+ * grid: the departure point of node (i, j) is (i - ux dt / dx, j - uy dt / dy).
+ * The entry points of the resampling (CPhysFluidCentredToStaggered, ...) are in fluid.c. */
 #include <math.h>
 #include <string.h>
 
@@ -236,37 +237,4 @@ void fluid_centred_to_staggered(CPhysFluid f, const double *centred, double *sta
 void fluid_centred_to_staggered_adjoint(CPhysFluid f, const double *g_staggered, double *g_centred) {
   /* S^T averages each centre's two faces: the centred node-velocity stencil. */
   fluid_node_velocity(f, FLUID_CENTRED, g_staggered, g_centred, g_centred + f->n);
-}
-
-int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch, const double *centred,
-                                 double *staggered) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(centred, batch * 2 * fluid->n, "centred", 0));
-  CPhysCheck(batch == 0 || staggered != NULL, CPHYS_ERROR_ARGUMENT, "staggered must not be NULL");
-  for (ptrdiff_t s = 0; s < batch; s++)
-    fluid_centred_to_staggered(fluid, centred + s * 2 * fluid->n, staggered + s * 2 * fluid->n);
-  return 0;
-}
-
-int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch, const double *g_staggered,
-                                        double *g_centred) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(g_staggered, batch * 2 * fluid->n, "g_staggered", 0));
-  CPhysCheck(batch == 0 || g_centred != NULL, CPHYS_ERROR_ARGUMENT, "g_centred must not be NULL");
-  for (ptrdiff_t s = 0; s < batch; s++)
-    fluid_centred_to_staggered_adjoint(fluid, g_staggered + s * 2 * fluid->n,
-                                       g_centred + s * 2 * fluid->n);
-  return 0;
-}
-
-int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
-                                 double *centred) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 0));
-  CPhysCheck(batch == 0 || centred != NULL, CPHYS_ERROR_ARGUMENT, "centred must not be NULL");
-  for (ptrdiff_t s = 0; s < batch; s++) {
-    double *out = centred + s * 2 * fluid->n;
-    fluid_node_velocity(fluid, FLUID_CENTRED, staggered + s * 2 * fluid->n, out, out + fluid->n);
-  }
-  return 0;
 }

@@ -1,5 +1,21 @@
-/* Internal: the fluid object's layout and the pieces its source files share. */
+/* Internal: the fluid object's layout and the functions its source files share.
+ *
+ * The sources, each using only those listed before it (scripts/check_include_cycles.py
+ * checks that no two of them use each other in a circle):
+ *   fluid_object.c    the object: configuration, memory, argument checks, statistics,
+ *                     work slots and the loop over the samples of a batch
+ *   fluid_tape.c      the recordings of a forward run: the tape and the inverse's record
+ *   fluid_advect.c    periodic resampling and MacCormack advection, with adjoints
+ *   fluid_pressure.c  the pressure projection (PETSc CG) and its deferred failures
+ *   fluid_geometry.c  the periodic box: minimal images, centre of mass, unit vortex
+ *   fluid_forward.c   one step and the forward map, recording what is asked
+ *   fluid_adjoint.c   the discrete adjoint of the forward map, from the tape
+ *   fluid_inverse.c   the physical inverse: forward and reverse runs, the fit
+ *   fluid.c           the public entry points: checks, the library lock, dispatch
+ *   fluid_lbfgs.c     the `lbfgs` physical gradient, on the public API only */
 #pragma once
+#include <math.h>
+
 #include "cphys/fluid.h"
 #include "petsc_env.h"
 
@@ -19,16 +35,28 @@ typedef struct {
   int solves;
 } FluidStats;
 
-/* Work arrays of n doubles each, by slot and by worker (the thread of a
- * sample loop, fluid_for_samples_locked).  Slots 0-5 belong to the advection
- * kernels, the rest to whichever top-level routine runs (one at a time per
- * worker). */
+/* Work arrays of n doubles each, by slot and by worker (the thread of a sample
+ * loop, fluid_for_samples_locked).  A [2n] field takes two consecutive slots.
+ * The kernels' slots are theirs during one kernel call; the states' slots
+ * belong to the one top-level routine a worker runs at a time (a sample of the
+ * forward map, of the adjoint or of the inverse; a batch of steps or of
+ * projections), which must not hand them to a kernel that uses them too. */
 enum {
+  /* fluid_advect.c: node velocities, MacCormack's semi-Lagrangian field, their adjoints */
   FLUID_SLOT_UX = 0, FLUID_SLOT_UY = 1, FLUID_SLOT_SEMI = 2, FLUID_SLOT_GSEMI = 3,
   FLUID_SLOT_GUX = 4, FLUID_SLOT_GUY = 5,
-  FLUID_SLOT_FREE = 6, /* first slot for the callers */
-  FLUID_SLOT_RHS = 21,  /* fluid_project_locked's right-hand side */
-  FLUID_WORK_SLOTS = 24 /* 22 and 23: fluid_centre_of_mass */
+  /* the top-level routine's states (in the adjoint: their adjoints), as ping-pong pairs */
+  FLUID_SLOT_VELOCITY = 6,      /* [2n] */
+  FLUID_SLOT_VELOCITY_NEXT = 8, /* [2n] */
+  FLUID_SLOT_MARKER = 10,
+  FLUID_SLOT_MARKER_NEXT = 11,
+  FLUID_SLOT_PRESSURE = 12,     /* warm start and result of the pressure solves */
+  FLUID_SLOT_PROJECTED = 13,    /* [2n] the adjoint of the projected velocity */
+  /* fluid_pressure.c: the projection's right-hand side */
+  FLUID_SLOT_RHS = 15,
+  /* fluid_geometry.c: the centre of mass's column and row sums */
+  FLUID_SLOT_COLUMNS = 16, FLUID_SLOT_ROWS = 17,
+  FLUID_WORK_SLOTS = 18
 };
 
 struct CPhysFluid_private {
@@ -45,13 +73,13 @@ struct CPhysFluid_private {
   int work_workers;
   double *unit_vortex;         /* [2, ny, nx] cell-centred, (x, y) */
   double unit_vortex_norm2;    /* <W, W> */
-  /* Tape of the last recorded forward pass (see fluid.c for the layout). */
+  /* Tape of the last recorded forward pass (layout: fluid_tape.c). */
   double *tape;
   unsigned char *tape_branches;
   ptrdiff_t tape_capacity, tape_branch_capacity, tape_batch;
   int tape_valid;
   /* CPHYS_FLUID_RECORD_INVERSE: per sample the inputs, the final velocity, the
-   * marker centres and their flags (see fluid.c), and the forward statistics. */
+   * marker centres and their flags (layout: fluid_tape.c), and the forward statistics. */
   double *inverse_record;
   unsigned char *inverse_record_valid; /* [batch]: the sample ran to the end, every solve converged */
   CPhysSolveInfo *inverse_record_stats; /* [batch][steps + 1] */
@@ -63,6 +91,22 @@ struct CPhysFluid_private {
   ptrdiff_t failed_sample;
   char failure[512];
 };
+
+/* ---- fluid_object.c ---- */
+/* A new object after validating `config`: the configuration (prefix and
+ * fractions normalized), the grid and one worker's work slots; nothing of PETSc. */
+int fluid_object_create(const CPhysFluidConfig *config, CPhysFluid *fluid);
+/* Frees what the object owns besides PETSc's objects (fluid_pressure_destroy_locked). */
+void fluid_object_free(CPhysFluid f);
+/* Argument checks of the entry points; errors name `caller`. */
+int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite, const char *caller);
+int fluid_check_batch(CPhysFluid f, ptrdiff_t batch, int components, const char *caller);
+/* Sizes the statistics of `pass` for batch x solves (zeroed). */
+int fluid_stats_reset(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t batch, int solves);
+static inline CPhysSolveInfo *fluid_stats_at(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t sample,
+                                             int solve) {
+  return f->stats[pass].info + sample * f->stats[pass].solves + solve;
+}
 
 /* This thread's worker index inside a sample loop of fluid_for_samples_locked,
  * 0 everywhere else. */
@@ -80,6 +124,33 @@ static inline double *fluid_slot(CPhysFluid f, int slot) {
  * fluid_project_locked, which serializes its solves. */
 typedef int (*FluidSampleFunction)(CPhysFluid f, ptrdiff_t s, void *context);
 int fluid_for_samples_locked(CPhysFluid f, ptrdiff_t batch, FluidSampleFunction sample, void *context);
+
+/* ---- fluid_tape.c ---- */
+/* Room for the tape of `batch` samples; the tape is invalid until the caller sets tape_valid. */
+int fluid_tape_reserve(CPhysFluid f, ptrdiff_t batch);
+/* Tape accessors: V_k (k = 0..steps) [2n], W_k (k < steps) [2n], M_k [n], branches of step k [3n],
+ * the inputs v0 [2n] and m0 [n] (contiguous) the tape was made from. */
+double *fluid_tape_velocity(CPhysFluid f, ptrdiff_t sample, int k);
+double *fluid_tape_projected(CPhysFluid f, ptrdiff_t sample, int k);
+double *fluid_tape_marker(CPhysFluid f, ptrdiff_t sample, int k);
+unsigned char *fluid_tape_branches(CPhysFluid f, ptrdiff_t sample, int k);
+double *fluid_tape_inputs(CPhysFluid f, ptrdiff_t sample);
+/* 1 when the valid tape was made from these inputs (v0 [batch, 2n], m0 [batch, n]), bitwise. */
+int fluid_tape_matches(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0);
+/* Room for the inverse record of `batch` samples, every sample marked incomplete. */
+int fluid_inverse_record_reserve(CPhysFluid f, ptrdiff_t batch);
+/* Sample s's marker centre (x, y) after `k` steps (k = 0: the initial marker) and whether it is defined. */
+void fluid_inverse_record_centre(CPhysFluid f, ptrdiff_t s, int k, const double centre[2], int defined);
+/* Completes sample s's record after a forward run that reached its end: the
+ * inputs v0 [2n] and m0 [n], the final velocity [2n] and the FORWARD statistics of s. */
+void fluid_inverse_record_finish(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0,
+                                 const double *velocity);
+/* The forward run CPHYS_FLUID_RECORD_INVERSE kept for sample s if it was made
+ * from (v0, m0) of that sample ([2n], [n]): 1 and the final velocity [2n], the
+ * centres [steps + 1][2] and flags [steps + 1], with the forward statistics
+ * copied into stats[FORWARD] row s; else 0. */
+int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
+                                double *centres, int *defined);
 
 /* ---- fluid_advect.c: periodic resampling and MacCormack (no PETSc) ---- */
 /* Staggered velocity v [2, n] sampled at the nodes of `kind`: ux, uy [n]. */
@@ -110,9 +181,13 @@ void fluid_divergence(CPhysFluid f, const double *v, double *divergence);
  * failure of the call (the lowest sample's first; naming `what`, `sample` and
  * PETSc's reason) is kept and the caller goes on; fluid_failures_end turns it
  * into CPHYS_ERROR_NOT_CONVERGED.  Callable from the threads of a sample loop:
- * the PETSc part runs in one critical section (PETSc is not thread-safe). */
+ * the PETSc part runs in one critical section (PETSc is not thread-safe).
+ * Uses slot RHS. */
 int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
                          const char *what, ptrdiff_t sample, int solve);
+/* Projects each [2n] field of staggered [batch, 2n] in place from a zero
+ * pressure guess (statistics: FORWARD, solve 0).  Uses slot PRESSURE. */
+int fluid_project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered);
 
 /* Every public entry point that solves brackets its work (under the library
  * lock) with these: begin forgets earlier failures; end returns `ierr` when it
@@ -122,44 +197,37 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
 void fluid_failures_begin(CPhysFluid f);
 int fluid_failures_end(CPhysFluid f, int ierr);
 
-/* ---- fluid.c ---- */
+/* ---- fluid_geometry.c ---- */
+/* Minimal-image offset on a period L: in [-L/2, L/2]. */
+static inline double fluid_periodic_delta(double d, double period) { return d - period * round(d / period); }
+/* Fills f->unit_vortex and f->unit_vortex_norm2 from the configuration. */
+int fluid_unit_vortex_create(CPhysFluid f);
+/* Circular-mean centre (x, y) of marker [n] (see CPhysFluidCentreOfMass).  Uses slots COLUMNS and ROWS. */
+void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], int *defined);
+
+/* ---- fluid_forward.c ---- */
 /* Energy groups of the rescale: count and [begin, end) of group g in a [2 n] field. */
 int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]);
 /* One step for one sample.  v_in [2n], m_in [n]; w_out [2n] the projected,
  * unscaled velocity (may alias v_out); v_out [2n], m_out [n]; p [n] warm start;
- * branches [3n] or NULL. */
+ * branches [3n] or NULL.  Uses the kernels' slots. */
 int fluid_step_sample_locked(CPhysFluid f, const double *v_in, const double *m_in, double *w_out,
                              double *v_out, double *m_out, double *p, unsigned char *branches,
                              CPhysSolveInfo *info, ptrdiff_t sample, int step);
-/* Sizes the statistics of `pass` for batch x solves (zeroed). */
-int fluid_stats_reset(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t batch, int solves);
-static inline CPhysSolveInfo *fluid_stats_at(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t sample,
-                                             int solve) {
-  return f->stats[pass].info + sample * f->stats[pass].solves + solve;
-}
-/* The forward run CPHYS_FLUID_RECORD_INVERSE kept for sample s if it was made
- * from (v0, m0) of that sample ([2n], [n]): 1 and the final velocity [2n], the
- * centres [steps + 1][2] and flags [steps + 1], with the forward statistics
- * copied into stats[FORWARD] row s; else 0. */
-int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
-                                double *centres, int *defined);
+/* The forward map for a CPhysFluidRecord `mode` (m_t may be NULL: a recording only). */
+int fluid_forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0, double *m_t,
+                         int mode);
 /* Records the tape for (v0, m0) unless the current one was made from them. */
 int fluid_ensure_tape_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0);
-/* Tape accessors: V_k (k = 0..steps) [2n], W_k (k < steps) [2n], M_k [n], branches of step k [3n]. */
-double *fluid_tape_velocity(CPhysFluid f, ptrdiff_t sample, int k);
-double *fluid_tape_projected(CPhysFluid f, ptrdiff_t sample, int k);
-double *fluid_tape_marker(CPhysFluid f, ptrdiff_t sample, int k);
-unsigned char *fluid_tape_branches(CPhysFluid f, ptrdiff_t sample, int k);
-/* Argument checks shared by the entry points. */
-int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite);
-int fluid_check_batch(CPhysFluid f, ptrdiff_t batch, int components);
+/* One step of each sample in place: velocity [batch, 2n], marker [batch, n],
+ * pressure [batch, n] or NULL (statistics: FORWARD, solve 1).  Uses the states' slots. */
+int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker, double *pressure);
 
 /* ---- fluid_adjoint.c ---- */
+/* g_v0 [batch, 2n] and g_m0 [batch, n] (may be NULL) from g_mt [batch, n], with the valid tape. */
 int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0,
                          double *g_m0);
 
 /* ---- fluid_inverse.c ---- */
-int fluid_unit_vortex_create(CPhysFluid f);
 int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,
                          const double *target, double *v0_new, double *dv0);
-void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], int *defined);

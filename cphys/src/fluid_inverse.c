@@ -1,82 +1,17 @@
 /* Physical inverse of the fluid map: forward and reverse runs, uniform flow plus one vortex
- * (paper B.5; SIP's estimate_v0 generalised, see fluid.h for the estimator). */
+ * (paper B.5; SIP's estimate_v0 generalised, see fluid.h for the estimator).  The
+ * entry point CPhysFluidPhysicalInverse is in fluid.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fluid_internal.h"
 
-static const double two_pi = 6.283185307179586476925286766559;
-
-/* Minimal-image offset on a period L: in [-L/2, L/2]. */
-static double periodic_delta(double d, double period) { return d - period * round(d / period); }
-
-int fluid_unit_vortex_create(CPhysFluid f) {
-  const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
-  const double lx = (double)nx * f->dx, ly = (double)ny * f->dy;
-  const double cx = f->config.vortex_center[0] * lx, cy = f->config.vortex_center[1] * ly;
-  const double inv_two_sigma2 = 0.5 / (f->config.vortex_sigma * f->config.vortex_sigma);
-  f->unit_vortex = malloc((size_t)(2 * n) * sizeof *f->unit_vortex);
-  CPhysCheck(f->unit_vortex != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the unit vortex");
-  double norm2 = 0.0;
-  for (ptrdiff_t j = 0; j < ny; j++)
-    for (ptrdiff_t i = 0; i < nx; i++) {
-      const double rx = periodic_delta(((double)i + 0.5) * f->dx - cx, lx);
-      const double ry = periodic_delta(((double)j + 0.5) * f->dy - cy, ly);
-      /* r = 0 must not meet a 1 / sigma^2 that overflowed (0 * inf); W is 0 there anyway. */
-      const double r2 = rx * rx + ry * ry, falloff = r2 == 0.0 ? 1.0 : exp(-r2 * inv_two_sigma2);
-      const double wx = -falloff * ry, wy = falloff * rx;
-      f->unit_vortex[j * nx + i] = wx;
-      f->unit_vortex[n + j * nx + i] = wy;
-      norm2 += wx * wx + wy * wy; /* not falloff^2 r^2: 0 * inf where r^2 overflows */
-    }
-  f->unit_vortex_norm2 = norm2;
-  return 0;
-}
-
-/* One axis of the circular mean: the phase of sum_k w_k exp(2 pi i (k + 1/2) / count). */
-static double circular_axis(const double *weights, ptrdiff_t count, double spacing, double total,
-                            int *defined) {
-  double c = 0.0, s = 0.0;
-  for (ptrdiff_t k = 0; k < count; k++) {
-    const double angle = two_pi * ((double)k + 0.5) / (double)count;
-    c += weights[k] * cos(angle);
-    s += weights[k] * sin(angle);
-  }
-  const double period = (double)count * spacing;
-  if (!(hypot(c, s) > 1e-12 * total)) {
-    *defined = 0;
-    return 0.5 * period;
-  }
-  double position = atan2(s, c) / two_pi * period;
-  return position < 0.0 ? position + period : position;
-}
-
-void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], int *defined) {
-  const ptrdiff_t nx = f->nx, ny = f->ny;
-  /* Column and row sums: nx + ny trigonometric calls instead of 2 n. */
-  double *columns = fluid_slot(f, FLUID_WORK_SLOTS - 2), *rows = fluid_slot(f, FLUID_WORK_SLOTS - 1);
-  double total = 0.0;
-  memset(columns, 0, (size_t)nx * sizeof *columns);
-  for (ptrdiff_t j = 0; j < ny; j++) {
-    double row = 0.0;
-    for (ptrdiff_t i = 0; i < nx; i++) {
-      const double m = marker[j * nx + i];
-      columns[i] += m, row += m, total += fabs(m);
-    }
-    rows[j] = row;
-  }
-  *defined = 1;
-  centre[0] = circular_axis(columns, nx, f->dx, total, defined);
-  centre[1] = circular_axis(rows, ny, f->dy, total, defined);
-  if (!*defined) centre[0] = 0.5 * (double)nx * f->dx, centre[1] = 0.5 * (double)ny * f->dy;
-}
-
 /* cross(a, b) = a_x b_y - a_y b_x of minimal-image differences a = p - q, b = q - c. */
 static double periodic_cross(CPhysFluid f, const double p[2], const double q[2], const double c[2]) {
   const double lx = (double)f->nx * f->dx, ly = (double)f->ny * f->dy;
-  const double ax = periodic_delta(p[0] - q[0], lx), ay = periodic_delta(p[1] - q[1], ly);
-  const double bx = periodic_delta(q[0] - c[0], lx), by = periodic_delta(q[1] - c[1], ly);
+  const double ax = fluid_periodic_delta(p[0] - q[0], lx), ay = fluid_periodic_delta(p[1] - q[1], ly);
+  const double bx = fluid_periodic_delta(q[0] - c[0], lx), by = fluid_periodic_delta(q[1] - c[1], ly);
   return ax * by - ay * bx;
 }
 
@@ -105,9 +40,9 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
   const ptrdiff_t n = f->n;
   const int steps = f->config.steps;
   const double time = steps * f->config.dt;
-  double *v[2] = {fluid_slot(f, FLUID_SLOT_FREE), fluid_slot(f, FLUID_SLOT_FREE + 2)};
-  double *m[2] = {fluid_slot(f, FLUID_SLOT_FREE + 4), fluid_slot(f, FLUID_SLOT_FREE + 5)};
-  double *p = fluid_slot(f, FLUID_SLOT_FREE + 6);
+  double *v[2] = {fluid_slot(f, FLUID_SLOT_VELOCITY), fluid_slot(f, FLUID_SLOT_VELOCITY_NEXT)};
+  double *m[2] = {fluid_slot(f, FLUID_SLOT_MARKER), fluid_slot(f, FLUID_SLOT_MARKER_NEXT)};
+  double *p = fluid_slot(f, FLUID_SLOT_PRESSURE);
   double *fwd = centres, *rev = centres + 2 * (steps + 1);
   int *fwd_ok = defined, *rev_ok = defined + steps + 1, final;
   /* 1. forward run, unless the op's forward recorded it (the same computation) */
@@ -138,8 +73,8 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
     has_destination = has_destination && rev_ok[0];
   }
   if (has_destination) {
-    u[0] = periodic_delta(destination[0] - fwd[0], lx) / time;
-    u[1] = periodic_delta(destination[1] - fwd[1], ly) / time;
+    u[0] = fluid_periodic_delta(destination[0] - fwd[0], lx) / time;
+    u[1] = fluid_periodic_delta(destination[1] - fwd[1], ly) / time;
   }
   /* 3. current vortex strength: least-squares fit of v0 less its mean */
   double strength = 0.0;
@@ -208,36 +143,3 @@ int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const 
   return fluid_for_samples_locked(f, batch, inverse_sample_with_buffers, &args);
 }
 
-int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0,
-                              const double *target, double *v0_new, double *dv0) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(v0, batch * 2 * fluid->n, "v0", 1));
-  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1));
-  CPhysCall(fluid_check_array(target, batch * fluid->n, "target", 1));
-  CPhysCheck(batch == 0 || v0_new != NULL || dv0 != NULL, CPHYS_ERROR_ARGUMENT,
-             "at least one of v0_new and dv0 must be given");
-  CPhysLibraryLock();
-  fluid_failures_begin(fluid);
-  int ierr = fluid_failures_end(fluid, fluid_inverse_locked(fluid, batch, v0, m0, target, v0_new, dv0));
-  CPhysLibraryUnlock();
-  return ierr;
-}
-
-int CPhysFluidCentreOfMass(CPhysFluid fluid, ptrdiff_t batch, const double *marker, double *centre,
-                           int *defined) {
-  CPhysCall(fluid_check_batch(fluid, batch, 1));
-  CPhysCall(fluid_check_array(marker, batch * fluid->n, "marker", 1));
-  CPhysCheck(batch == 0 || centre != NULL, CPHYS_ERROR_ARGUMENT, "centre must not be NULL");
-  for (ptrdiff_t s = 0; s < batch; s++) {
-    int ok;
-    fluid_centre_of_mass(fluid, marker + s * fluid->n, centre + 2 * s, &ok);
-    if (defined) defined[s] = ok;
-  }
-  return 0;
-}
-
-int CPhysFluidUnitVortex(CPhysFluid fluid, double *vortex) {
-  CPhysCheck(fluid != NULL && vortex != NULL, CPHYS_ERROR_ARGUMENT, "fluid and vortex must not be NULL");
-  memcpy(vortex, fluid->unit_vortex, (size_t)(2 * fluid->n) * sizeof *vortex);
-  return 0;
-}

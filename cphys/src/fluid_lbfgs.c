@@ -15,7 +15,7 @@ typedef struct {
  * at the same v, reuses the tape instead of running the forward pass again. */
 static int forward_one(void *context, const double *v, double *m_t) {
   const SampleProblem *p = context;
-  return CPhysFluidForward(p->fluid, 1, v, p->m0, m_t, 1);
+  return CPhysFluidForward(p->fluid, 1, v, p->m0, m_t, CPHYS_FLUID_RECORD_TAPE);
 }
 
 static int adjoint_one(void *context, const double *v, const double *g_mt, double *g_v) {
@@ -26,12 +26,12 @@ static int adjoint_one(void *context, const double *v, const double *g_mt, doubl
 int CPhysFluidLbfgsPhysicalGradient(CPhysFluid fluid, const CPhysLeastSquaresConfig *config, ptrdiff_t batch,
                                     const double *v0, const double *m0, const double *y, const double *g,
                                     double y_step, double *dv0, CPhysSolveInfo *info) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
+  CPhysCall(fluid_check_batch(fluid, batch, 2, __func__));
   CPhysCheck(config != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
-  CPhysCall(fluid_check_array(v0, batch * 2 * fluid->n, "v0", 1));
-  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1));
-  CPhysCall(fluid_check_array(y, batch * fluid->n, "y", 1));
-  CPhysCall(fluid_check_array(g, batch * fluid->n, "g", 1));
+  CPhysCall(fluid_check_array(v0, batch * 2 * fluid->n, "v0", 1, __func__));
+  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1, __func__));
+  CPhysCall(fluid_check_array(y, batch * fluid->n, "y", 1, __func__));
+  CPhysCall(fluid_check_array(g, batch * fluid->n, "g", 1, __func__));
   CPhysCheck(batch == 0 || dv0 != NULL, CPHYS_ERROR_ARGUMENT, "dv0 must not be NULL");
   const ptrdiff_t n = fluid->n;
   SampleProblem sample = {fluid, NULL};

@@ -4,7 +4,8 @@
  * G = -D^T on the periodic MAC grid, so A = -D G = D D^T is the symmetric
  * positive semi-definite 5-point -Laplacian whose null space is the constants,
  * and the projection v - G A^+ D v = (I - D^T (D D^T)^+ D) v is an orthogonal
- * projector: its adjoint is itself. */
+ * projector: its adjoint is itself.  The entry points (CPhysFluidProject,
+ * CPhysFluidDivergence) are in fluid.c. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -180,18 +181,8 @@ int fluid_failures_end(CPhysFluid f, int ierr) {
   return CPhysSetError(CPHYS_ERROR_NOT_CONVERGED, "fluid_project", "%s", f->failure);
 }
 
-int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
-                         double *divergence) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 0));
-  CPhysCheck(batch == 0 || divergence != NULL, CPHYS_ERROR_ARGUMENT, "divergence must not be NULL");
-  for (ptrdiff_t s = 0; s < batch; s++)
-    fluid_divergence(fluid, staggered + s * 2 * fluid->n, divergence + s * fluid->n);
-  return 0;
-}
-
-static int project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered) {
-  double *p = fluid_slot(f, FLUID_SLOT_FREE);
+int fluid_project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered) {
+  double *p = fluid_slot(f, FLUID_SLOT_PRESSURE);
   CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, 1));
   for (ptrdiff_t s = 0; s < batch; s++) {
     memset(p, 0, (size_t)f->n * sizeof *p);
@@ -199,14 +190,4 @@ static int project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered
                                    fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "projection", s, 0));
   }
   return 0;
-}
-
-int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2));
-  CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 1));
-  CPhysLibraryLock();
-  fluid_failures_begin(fluid);
-  int ierr = fluid_failures_end(fluid, project_batch_locked(fluid, batch, staggered));
-  CPhysLibraryUnlock();
-  return ierr;
 }

@@ -1,0 +1,143 @@
+/* One step of the fluid and the forward map m_t = P(v0; m0), recording the
+ * tape or the inverse's record when asked (their layouts: fluid_tape.c).  The
+ * entry points (CPhysFluidForward, CPhysFluidStep) are in fluid.c. */
+#include <math.h>
+#include <string.h>
+
+#include "finite.h"
+#include "fluid_internal.h"
+
+int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]) {
+  switch (f->config.energy) {
+    case CPHYS_FLUID_ENERGY_TOTAL:
+      begin[0] = 0, end[0] = 2 * f->n;
+      return 1;
+    case CPHYS_FLUID_ENERGY_PER_COMPONENT:
+      begin[0] = 0, end[0] = f->n, begin[1] = f->n, end[1] = 2 * f->n;
+      return 2;
+    default:
+      return 0;
+  }
+}
+
+static double sum_squares(const double *a, ptrdiff_t begin, ptrdiff_t end) {
+  double s = 0.0;
+  for (ptrdiff_t k = begin; k < end; k++) s += a[k] * a[k];
+  return s;
+}
+
+int fluid_step_sample_locked(CPhysFluid f, const double *v_in, const double *m_in, double *w_out,
+                             double *v_out, double *m_out, double *p, unsigned char *branches,
+                             CPhysSolveInfo *info, ptrdiff_t sample, int step) {
+  const ptrdiff_t n = f->n;
+  double *ux = fluid_slot(f, FLUID_SLOT_UX), *uy = fluid_slot(f, FLUID_SLOT_UY);
+  double *semi = fluid_slot(f, FLUID_SLOT_SEMI);
+  ptrdiff_t begin[2], end[2];
+  double energy0[2];
+  const int groups = fluid_energy_groups(f, begin, end);
+  for (int g = 0; g < groups; g++) energy0[g] = sum_squares(v_in, begin[g], end[g]);
+  for (int c = 0; c < 2; c++) {
+    fluid_node_velocity(f, c == 0 ? FLUID_XFACE : FLUID_YFACE, v_in, ux, uy);
+    fluid_maccormack(f, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
+  }
+  CPhysCall(fluid_project_locked(f, w_out, p, info, "forward", sample, step));
+  for (int g = 0; g < groups; g++) {
+    const double energy = sum_squares(w_out, begin[g], end[g]);
+    /* A zero velocity stays zero (SIP guards the same division). */
+    const double scale = energy > 0.0 ? sqrt(energy0[g] / energy) : 1.0;
+    for (ptrdiff_t k = begin[g]; k < end[g]; k++) v_out[k] = scale * w_out[k];
+  }
+  if (groups == 0 && v_out != w_out) memcpy(v_out, w_out, (size_t)(2 * n) * sizeof *v_out);
+  fluid_node_velocity(f, FLUID_CENTRED, v_out, ux, uy);
+  fluid_maccormack(f, m_in, ux, uy, semi, m_out, branches ? branches + 2 * n : NULL);
+  return 0;
+}
+
+typedef struct {
+  const double *v0, *m0;
+  double *m_t;
+  int record, keep;
+} ForwardArgs;
+
+/* Sample s's marker centre after `k` steps (k = 0: the initial marker) into the inverse's record. */
+static void record_centre(CPhysFluid f, ptrdiff_t s, int k, const double *marker) {
+  double centre[2];
+  int defined;
+  fluid_centre_of_mass(f, marker, centre, &defined);
+  fluid_inverse_record_centre(f, s, k, centre, defined);
+}
+
+/* One sample of the forward map; with a tape the states go to the tape, else to work slots. */
+static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
+  const ForwardArgs *args = context;
+  const ptrdiff_t n = f->n;
+  const int steps = f->config.steps, record = args->record, keep = args->keep;
+  const double *v0 = args->v0 + s * 2 * n, *m0 = args->m0 + s * n;
+  double *p = fluid_slot(f, FLUID_SLOT_PRESSURE);
+  double *v[2] = {fluid_slot(f, FLUID_SLOT_VELOCITY), fluid_slot(f, FLUID_SLOT_VELOCITY_NEXT)};
+  double *m[2] = {fluid_slot(f, FLUID_SLOT_MARKER), fluid_slot(f, FLUID_SLOT_MARKER_NEXT)};
+  if (record) {
+    memcpy(fluid_tape_inputs(f, s), v0, (size_t)(2 * n) * sizeof *v0);
+    memcpy(fluid_tape_inputs(f, s) + 2 * n, m0, (size_t)n * sizeof *m0);
+    v[0] = fluid_tape_velocity(f, s, 0), m[0] = fluid_tape_marker(f, s, 0);
+  }
+  fluid_centred_to_staggered(f, v0, v[0]);
+  memset(p, 0, (size_t)n * sizeof *p);
+  CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "forward", s, 0));
+  memset(p, 0, (size_t)n * sizeof *p);
+  memcpy(m[0], m0, (size_t)n * sizeof *m0);
+  if (keep) record_centre(f, s, 0, m[0]);
+  for (int k = 0; k < steps; k++) {
+    const int a = record ? 0 : k % 2, b = record ? 1 : 1 - a;
+    double *w = v[b];
+    unsigned char *branches = NULL;
+    if (record) {
+      v[0] = fluid_tape_velocity(f, s, k), v[1] = fluid_tape_velocity(f, s, k + 1);
+      m[0] = fluid_tape_marker(f, s, k), m[1] = fluid_tape_marker(f, s, k + 1);
+      w = fluid_tape_projected(f, s, k);
+      branches = fluid_tape_branches(f, s, k);
+    }
+    CPhysCall(fluid_step_sample_locked(f, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
+                                       fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s, k + 1));
+    if (keep) record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
+  }
+  const double *last = record ? m[1] : m[steps % 2];
+  const ptrdiff_t q = cphys_first_non_finite(last, n);
+  CPhysCheck(q < 0, CPHYS_ERROR_NONFINITE, "the marker of sample %td became non-finite at cell %td", s, q);
+  if (args->m_t) memcpy(args->m_t + s * n, last, (size_t)n * sizeof *args->m_t);
+  if (keep) fluid_inverse_record_finish(f, s, v0, m0, v[steps % 2]);
+  return 0;
+}
+
+int fluid_forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0, double *m_t,
+                         int mode) {
+  ForwardArgs args = {v0, m0, m_t, mode != CPHYS_FLUID_RECORD_NONE && mode != CPHYS_FLUID_RECORD_INVERSE,
+                      mode == CPHYS_FLUID_RECORD_INVERSE};
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, f->config.steps + 1));
+  if (args.record) CPhysCall(fluid_tape_reserve(f, batch));
+  if (args.keep) CPhysCall(fluid_inverse_record_reserve(f, batch));
+  CPhysCall(fluid_for_samples_locked(f, batch, forward_sample_locked, &args));
+  if (args.record) f->tape_valid = 1, f->tape_batch = batch;
+  return 0;
+}
+
+int fluid_ensure_tape_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0) {
+  if (fluid_tape_matches(f, batch, v0, m0)) return 0;
+  return fluid_forward_locked(f, batch, v0, m0, NULL, CPHYS_FLUID_RECORD_TAPE);
+}
+
+int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker, double *pressure) {
+  const ptrdiff_t n = f->n;
+  double *v_in = fluid_slot(f, FLUID_SLOT_VELOCITY), *m_in = fluid_slot(f, FLUID_SLOT_MARKER);
+  double *p = fluid_slot(f, FLUID_SLOT_PRESSURE);
+  CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_FORWARD, batch, 2));
+  for (ptrdiff_t s = 0; s < batch; s++) {
+    double *v = velocity + s * 2 * n, *m = marker + s * n, *ps = pressure ? pressure + s * n : p;
+    memcpy(v_in, v, (size_t)(2 * n) * sizeof *v);
+    memcpy(m_in, m, (size_t)n * sizeof *m);
+    if (!pressure) memset(p, 0, (size_t)n * sizeof *p);
+    CPhysCall(fluid_step_sample_locked(f, v_in, m_in, v, v, m, ps, NULL,
+                                       fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 1), s, 1));
+  }
+  return 0;
+}
