@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "finite.h"
-#include "heat_private.h"
+#include "heat_internal.h"
 #include "petsc_env.h"
 #include "threads.h"
 

@@ -3,7 +3,7 @@
  * documented in cphys/heat.h. */
 #include <math.h>
 
-#include "heat_private.h"
+#include "heat_internal.h"
 
 /* Posterior probability of signal from which a frequency is amplified; between
  * 1/2 and this it is left as it is.  0.68: about one sigma of confidence. */
