@@ -22,6 +22,11 @@ CPHYS_EXTERN int CPhysInitialize(void);
 CPHYS_EXTERN int CPhysSetOptions(const char *options);
 /* Removes every option set by CPhysSetOptions or the environment. */
 CPHYS_EXTERN int CPhysClearOptions(void);
+/* *found = 1 when the options database holds an option named "-<prefix>...",
+ * not counting those named "-<excluded_prefix>..." (NULL: none), e.g.
+ * ("physgrad_poisson_", "physgrad_poisson_lbfgs_"); else 0.  Starts PETSc if
+ * nobody has (options from PETSC_OPTIONS count). */
+CPHYS_EXTERN int CPhysHasOptionsWithPrefix(const char *prefix, const char *excluded_prefix, int *found);
 
 /* Threads the batch loops of calls made from this thread may use: >= 1, or 0
  * for OpenMP's default (OMP_NUM_THREADS, else one per core).  Loops with
