@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cphys_internal.h"
 #include "finite.h"
 #include "heat_internal.h"
 #include "petsc_env.h"
@@ -52,7 +53,7 @@ static double signed_mode(ptrdiff_t j, ptrdiff_t n) { return (double)(j <= n / 2
 
 static void fill_kernels(CPhysHeat h) {
   const ptrdiff_t half = h->nx / 2 + 1;
-  const double two_pi = 2.0 * acos(-1.0), cells = (double)h->cells;
+  const double two_pi = 2.0 * CPHYS_PI, cells = (double)h->cells;
   for (ptrdiff_t j = 0; j < h->ny; j++) {
     double ky = two_pi * signed_mode(j, h->ny) / ((double)h->ny * h->config.spacing[0]);
     for (ptrdiff_t i = 0; i < half; i++) {

@@ -4,10 +4,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cphys_internal.h"
 #include "threads.h"
-
-static const double kPi = 3.14159265358979323846264338327950288;
-static const double kTwoPi = 6.28318530717958647692528676655900577;
 
 /* Checks what every sine function shares, with the caller's name in the
  * message.  `second` is the other input array (y_target, dy) or NULL. */
@@ -72,13 +70,13 @@ static double clipped_ratio(double numerator, double denominator, double clip) {
 static double nearest_solution(double a, double x_eff, double t) {
   const double side = phase_side(a, x_eff);
   const double phase = copysign(a / x_eff, side);
-  const double ladder_start[2] = {asin(t), kPi - asin(t)};
+  const double ladder_start[2] = {asin(t), CPHYS_PI - asin(t)};
   double best = 0.0, best_distance = INFINITY;
   int found = 0;
   for (int ladder = 0; ladder < 2; ladder++) {
-    const double below = floor((phase - ladder_start[ladder]) / kTwoPi);
+    const double below = floor((phase - ladder_start[ladder]) / (2.0 * CPHYS_PI));
     for (int step = 0; step < 2; step++) {
-      const double candidate_phase = ladder_start[ladder] + kTwoPi * (below + step);
+      const double candidate_phase = ladder_start[ladder] + 2.0 * CPHYS_PI * (below + step);
       /* Only solutions on x_eff's side; phase 0 would be x = infinity. */
       if (!(candidate_phase * side > 0.0)) continue;
       const double candidate = a / candidate_phase;
