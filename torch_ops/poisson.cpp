@@ -1,18 +1,127 @@
 // physgrad::poisson: schema and CPU kernels (forward, backward of every mode).
-//   y = laplace^-1 x on [B, ny, nx] (or [B, 1, ny, nx]) with zero Dirichlet boundary.
+//   y = laplace^+ x on a 2-D [B, ny, nx] ([B, 1, ny, nx]) or 3-D [B, nz, ny, nx]
+//   ([B, 1, nz, ny, nx]) grid with zero Dirichlet, Neumann or periodic boundaries
+//   per axis.  Solvers: spectral (cphys/poisson_spectral.h, every problem) and
+//   PETSc CG (cphys/poisson.h, 2-D zero Dirichlet); "auto" picks the spectral
+//   one unless PETSc options of the op's prefix are set, which only PETSc reads.
+#include "cphys/poisson.h"
+
 #include <torch/library.h>
 
+#include <array>
+#include <atomic>
 #include <cmath>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "common.h"
-#include "cphys/poisson.h"
+#include "cphys/environment.h"
+#include "cphys/poisson_spectral.h"
 
 namespace physgrad {
 namespace {
 
 constexpr const char *kOp = "poisson";
 const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+const char *const kBoundaryNames[] = {"dirichlet", "neumann", "periodic"};
+
+enum class Solver { Auto, Spectral, Petsc };
+
+// An input's grid: 2 or 3 axes, their node counts, and the data as a contiguous float64 [B, <shape>].
+struct Grid {
+  int dims;
+  std::array<int64_t, 3> shape;
+  at::Tensor data;
+};
+
+// [B, ny, nx] and [B, 1, ny, nx] are 2-D; [B, nz, ny, nx] (nz > 1) and [B, 1, nz, ny, nx] are 3-D.
+Grid grid_input(const at::Tensor &x, const char *argument) {
+  at::Tensor t = as_double(x, kOp, argument, {3, 4, 5});
+  if (t.dim() == 5) {
+    TORCH_CHECK_VALUE(t.size(1) == 1, "physgrad.poisson: a 5-D ", argument,
+                      " must be [B, 1, nz, ny, nx], got shape ", x.sizes());
+    t = t.squeeze(1);
+  } else if (t.dim() == 4 && t.size(1) == 1) {
+    t = t.squeeze(1);
+  }
+  Grid grid{static_cast<int>(t.dim()) - 1, {0, 0, 0}, t};
+  for (int a = 0; a < grid.dims; a++) {
+    grid.shape[a] = t.size(a + 1);
+    TORCH_CHECK_VALUE(grid.shape[a] >= 1, "physgrad.poisson: ", argument,
+                      " must have at least one node per axis, got shape ", x.sizes());
+  }
+  return grid;
+}
+
+struct Options {
+  std::array<double, 3> spacing;
+  std::array<CPhysBoundary, 3> boundary;
+  double rtol;
+  int64_t max_iterations;
+  OnFailure on_failure;
+  Solver solver;
+};
+
+// "dirichlet", or one name per axis separated by commas ("neumann,periodic").
+std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims) {
+  std::vector<CPhysBoundary> names;
+  std::string all(text);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = all.find(',', start);
+    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    int found = -1;
+    for (int b = 0; b < 3; b++)
+      if (name == kBoundaryNames[b]) found = b;
+    TORCH_CHECK_VALUE(found >= 0,
+                      "physgrad.poisson: boundary must be 'dirichlet', 'neumann' or 'periodic' (or one ",
+                      "per axis, e.g. 'neumann,periodic'), got '", all, "'");
+    names.push_back(static_cast<CPhysBoundary>(found));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  TORCH_CHECK_VALUE(names.size() == 1 || static_cast<int>(names.size()) == dims,
+                    "physgrad.poisson: boundary '", all, "' names ", names.size(), " axes, but the grid has ",
+                    dims, " (give one boundary for every axis, or one per axis in the order ",
+                    dims == 3 ? "z, y, x)" : "y, x)");
+  std::array<CPhysBoundary, 3> boundary{CPHYS_BOUNDARY_DIRICHLET, CPHYS_BOUNDARY_DIRICHLET,
+                                        CPHYS_BOUNDARY_DIRICHLET};
+  for (int a = 0; a < dims; a++) boundary[a] = names[names.size() == 1 ? 0 : a];
+  return boundary;
+}
+
+Solver parse_solver(c10::string_view solver) {
+  if (solver == "auto") return Solver::Auto;
+  if (solver == "spectral") return Solver::Spectral;
+  if (solver == "petsc") return Solver::Petsc;
+  TORCH_CHECK_VALUE(false, "physgrad.poisson: solver must be 'auto', 'spectral' or 'petsc', got '",
+                    std::string(solver), "'");
+}
+
+// Every option is checked before a solver cache is consulted (a NaN key would match any).
+Options parse_options(const Grid &grid, at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                      c10::string_view on_failure, c10::string_view boundary, c10::string_view solver) {
+  TORCH_CHECK_VALUE(spacing.size() == 1 || static_cast<int>(spacing.size()) == grid.dims,
+                    "physgrad.poisson: spacing must have one value per axis (",
+                    grid.dims == 3 ? "[dz, dy, dx]" : "[dy, dx]", " for this ", grid.dims,
+                    "-D grid) or one for all, got ", spacing);
+  for (double h : spacing)
+    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0,
+                      "physgrad.poisson: spacing must be positive and finite, got ", spacing);
+  TORCH_CHECK_VALUE(std::isfinite(rtol) && rtol > 0.0 && rtol < 1.0,
+                    "physgrad.poisson: rtol must be in (0, 1), got ", rtol);
+  TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
+                    "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
+  Options o{{0.0, 0.0, 0.0}, parse_boundary(boundary, grid.dims), rtol,
+            max_iterations,  parse_on_failure(on_failure, kOp),   parse_solver(solver)};
+  for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
+  return o;
+}
+
+// ---- the PETSc object: 2-D zero Dirichlet ----
 
 struct SolverKey {
   int64_t ny, nx;
@@ -24,7 +133,7 @@ struct SolverKey {
   }
 };
 
-ObjectCache<SolverKey, CPhysPoisson> &solvers() {
+ObjectCache<SolverKey, CPhysPoisson> &petsc_solvers() {
   static ObjectCache<SolverKey, CPhysPoisson> cache(
       [](const SolverKey &k, CPhysPoisson *p) {
         CPhysPoissonConfig config = CPhysPoissonDefaultConfig();
@@ -38,104 +147,157 @@ ObjectCache<SolverKey, CPhysPoisson> &solvers() {
   return cache;
 }
 
-// The grid of `x` ([B, ny, nx] or [B, 1, ny, nx]) as a contiguous float64 [B, ny, nx] tensor.
-at::Tensor grid_input(const at::Tensor &x, const char *argument) {
-  at::Tensor grid = as_double(x, kOp, argument, {3, 4});
-  if (grid.dim() == 4) {
-    TORCH_CHECK_VALUE(grid.size(1) == 1, "physgrad.poisson: a 4-D ", argument,
-                      " must be [B, 1, ny, nx], got shape ", x.sizes());
-    grid = grid.squeeze(1);
-  }
-  TORCH_CHECK_VALUE(grid.size(1) >= 1 && grid.size(2) >= 1, "physgrad.poisson: ", argument,
-                    " must have at least one node per axis, got shape ", x.sizes());
-  return grid;
+std::shared_ptr<CPhysPoisson_private> petsc_solver(const Grid &g, const Options &o) {
+  return petsc_solvers().get(
+      SolverKey{g.shape[0], g.shape[1], o.spacing[0], o.spacing[1], o.rtol, o.max_iterations}, kOp);
 }
 
-struct Options {
-  at::ArrayRef<double> spacing;
-  double rtol;
-  int64_t max_iterations;
-  OnFailure on_failure;
+// ---- the spectral object: every boundary, 2-D and 3-D ----
+
+struct SpectralKey {
+  int dims;
+  std::array<int64_t, 3> shape;
+  std::array<double, 3> spacing;
+  std::array<int, 3> boundary;
+  bool operator<(const SpectralKey &o) const {
+    return std::tie(dims, shape, spacing, boundary) < std::tie(o.dims, o.shape, o.spacing, o.boundary);
+  }
 };
 
-Options parse_options(at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
-                      c10::string_view on_failure) {
-  TORCH_CHECK_VALUE(spacing.size() == 2, "physgrad.poisson: spacing must be [dy, dx], got ", spacing);
-  // Checked before the solver cache: a NaN key compares equal to every cached one.
-  for (double h : spacing)
-    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.poisson: spacing must be positive and finite, got ",
-                      spacing);
-  TORCH_CHECK_VALUE(std::isfinite(rtol) && rtol > 0.0 && rtol < 1.0, "physgrad.poisson: rtol must be in (0, 1), got ",
-                    rtol);
-  TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
-                    "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
-  return Options{spacing, rtol, max_iterations, parse_on_failure(on_failure, kOp)};
+ObjectCache<SpectralKey, CPhysPoissonSpectral> &spectral_solvers() {
+  static ObjectCache<SpectralKey, CPhysPoissonSpectral> cache(
+      [](const SpectralKey &k, CPhysPoissonSpectral *p) {
+        CPhysPoissonSpectralConfig config = CPhysPoissonSpectralDefaultConfig();
+        config.dims = k.dims;
+        for (int a = 0; a < k.dims; a++) {
+          config.shape[a] = k.shape[a], config.spacing[a] = k.spacing[a];
+          config.boundary[a] = static_cast<CPhysBoundary>(k.boundary[a]);
+        }
+        return CPhysPoissonSpectralCreate(&config, p);
+      },
+      [](CPhysPoissonSpectral *p) { return CPhysPoissonSpectralDestroy(p); });
+  return cache;
 }
 
-std::shared_ptr<CPhysPoisson_private> solver_for(const at::Tensor &grid, const Options &o) {
-  return solvers().get(SolverKey{grid.size(1), grid.size(2), o.spacing[0], o.spacing[1], o.rtol,
-                                 o.max_iterations},
-                       kOp);
+std::shared_ptr<CPhysPoissonSpectral_private> spectral_solver(const Grid &g, const Options &o) {
+  SpectralKey key{g.dims, g.shape, o.spacing, {o.boundary[0], o.boundary[1], o.boundary[2]}};
+  return spectral_solvers().get(key, kOp);
 }
 
-// Runs a batched solve (forward or adjoint) and records its statistics.
-at::Tensor solve(const at::Tensor &rhs, const Options &o, const char *phase,
-                 int (*solver_call)(CPhysPoisson, ptrdiff_t, const double *, double *, CPhysSolveInfo *)) {
-  auto solver = solver_for(rhs, o);
+// Whether PETSc's options hold a -physgrad_poisson_ option (not the lbfgs mode's
+// TAO options): asked once, again after the options change (the caches are cleared then).
+bool poisson_petsc_options_set() {
+  static std::atomic<int> known{-1};
+  static const bool registered = [] {
+    register_cache([] { known = -1; }, [] { return size_t{0}; });
+    return true;
+  }();
+  (void)registered;
+  int value = known.load();
+  if (value < 0) {
+    check_cphys(CPhysHasOptionsWithPrefix("physgrad_poisson_", "physgrad_poisson_lbfgs_", &value), kOp);
+    known = value;
+  }
+  return value != 0;
+}
+
+Solver resolve_solver(const Grid &g, const Options &o) {
+  const bool petsc_solves_it =
+      g.dims == 2 && o.boundary[0] == CPHYS_BOUNDARY_DIRICHLET && o.boundary[1] == CPHYS_BOUNDARY_DIRICHLET;
+  if (o.solver == Solver::Petsc) {
+    TORCH_CHECK_VALUE(
+        petsc_solves_it, "physgrad.poisson: solver='petsc' solves 2-D grids with zero Dirichlet ",
+        "boundaries only; use solver='spectral' (or 'auto') for this ", g.dims, "-D grid with boundary '",
+        kBoundaryNames[o.boundary[0]], "', '", kBoundaryNames[o.boundary[1]],
+        g.dims == 3 ? std::string("', '") + kBoundaryNames[o.boundary[2]] : std::string(), "'");
+    return Solver::Petsc;
+  }
+  if (o.solver == Solver::Spectral || !petsc_solves_it) return Solver::Spectral;
+  return poisson_petsc_options_set() ? Solver::Petsc : Solver::Spectral;
+}
+
+// A batched solve (forward, or the adjoint: the same map) with its statistics recorded.
+at::Tensor solve(const Grid &g, const at::Tensor &rhs, const Options &o, Solver solver, bool adjoint) {
+  const char *phase = adjoint ? "adjoint" : "forward";
   at::Tensor out = at::empty_like(rhs);
   std::vector<CPhysSolveInfo> info(rhs.size(0));
-  const int code = solver_call(solver.get(), rhs.size(0), rhs.data_ptr<double>(), out.data_ptr<double>(),
-                               info.data());
+  int code;
+  if (solver == Solver::Petsc) {
+    auto p = petsc_solver(g, o);
+    code = (adjoint ? CPhysPoissonAdjoint : CPhysPoissonSolve)(p.get(), rhs.size(0), rhs.data_ptr<double>(),
+                                                               out.data_ptr<double>(), info.data());
+  } else {
+    auto p = spectral_solver(g, o);
+    code = (adjoint ? CPhysPoissonSpectralAdjoint : CPhysPoissonSpectralSolve)(
+        p.get(), rhs.size(0), rhs.data_ptr<double>(), out.data_ptr<double>(), info.data());
+  }
   record_solve_info(kOp, phase, info);
-  check_cphys(code, kOp, o.on_failure, std::string(phase) != "forward");
+  check_cphys(code, kOp, o.on_failure, adjoint);
   return out;
 }
 
 at::Tensor poisson_forward(const at::Tensor &x, c10::string_view grad_mode, double y_step,
                            at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
-                           int64_t lbfgs_iterations, c10::string_view on_failure) {
+                           int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary,
+                           c10::string_view solver) {
+  follow_torch_threads();
   parse_grad_mode(grad_mode, kOp, kModes);
   // Backward options are checked here too, so a bad one fails where the op is called.
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.poisson: y_step must be finite, got ", y_step);
   TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
                     "physgrad.poisson: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
-  const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
-  at::Tensor grid = grid_input(x, "x");
-  return solve(grid, o, "forward", CPhysPoissonSolve).to(x.scalar_type()).view(x.sizes());
+  const Grid grid = grid_input(x, "x");
+  const Options o = parse_options(grid, spacing, rtol, max_iterations, on_failure, boundary, solver);
+  return solve(grid, grid.data, o, resolve_solver(grid, o), false).to(x.scalar_type()).view(x.sizes());
 }
 
 // The backward of every mode; g = dL/dy, x and y the forward's input and output.
 at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y,
                             c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
                             double rtol, int64_t max_iterations, int64_t lbfgs_iterations,
-                            c10::string_view on_failure) {
+                            c10::string_view on_failure, c10::string_view boundary,
+                            c10::string_view solver_name) {
   follow_torch_threads();
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
-  const Options o = parse_options(spacing, rtol, max_iterations, on_failure);
-  at::Tensor g_grid = grid_input(g, "grad_y");
+  const Grid g_grid = grid_input(g, "grad_y");
   TORCH_CHECK_VALUE(g.sizes() == x.sizes() && y.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y ",
                     g.sizes(), " and y ", y.sizes(), " must have the shape of x ", x.sizes());
+  const Options o = parse_options(g_grid, spacing, rtol, max_iterations, on_failure, boundary, solver_name);
+  const Solver solver = resolve_solver(g_grid, o);
+  const at::Tensor &gd = g_grid.data;
   at::Tensor dx;
   switch (mode) {
     case GradMode::Adjoint:
-      dx = solve(g_grid, o, "adjoint", CPhysPoissonAdjoint);
+      dx = solve(g_grid, gd, o, solver, true);
       break;
     case GradMode::Physical: {
-      auto solver = solver_for(g_grid, o);
-      dx = at::empty_like(g_grid);
-      const int code = CPhysPoissonPhysicalGradient(solver.get(), g_grid.size(0), y_step,
-                                                    g_grid.data_ptr<double>(), dx.data_ptr<double>());
+      dx = at::empty_like(gd);
+      int code;
+      if (solver == Solver::Petsc) {
+        code = CPhysPoissonPhysicalGradient(petsc_solver(g_grid, o).get(), gd.size(0), y_step,
+                                            gd.data_ptr<double>(), dx.data_ptr<double>());
+      } else {
+        code = CPhysPoissonSpectralPhysicalGradient(spectral_solver(g_grid, o).get(), gd.size(0), y_step,
+                                                    gd.data_ptr<double>(), dx.data_ptr<double>());
+      }
       // cphys checks g in the stencil's pass; a non-finite g is then named as
       // every other mode names it (grad_y[b][j][i] = value).
-      if (code == CPHYS_ERROR_NONFINITE) check_finite(g_grid, kOp, "grad_y");
+      if (code == CPHYS_ERROR_NONFINITE) check_finite(gd, kOp, "grad_y");
       check_cphys(code, kOp);
       break;
     }
     default: {
-      auto solver = solver_for(g_grid, o);
       CPhysLeastSquaresProblem problem;
-      check_cphys(CPhysPoissonGetLeastSquaresProblem(solver.get(), &problem), kOp);
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x"), grid_input(y, "y"), g_grid, y_step,
+      std::shared_ptr<CPhysPoisson_private> petsc;
+      std::shared_ptr<CPhysPoissonSpectral_private> spectral;
+      if (solver == Solver::Petsc) {
+        petsc = petsc_solver(g_grid, o);
+        check_cphys(CPhysPoissonGetLeastSquaresProblem(petsc.get(), &problem), kOp);
+      } else {
+        spectral = spectral_solver(g_grid, o);
+        check_cphys(CPhysPoissonSpectralGetLeastSquaresProblem(spectral.get(), &problem), kOp);
+      }
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x").data, grid_input(y, "y").data, gd, y_step,
                                    lbfgs_iterations, o.on_failure);
     }
   }
@@ -147,12 +309,13 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
   m.def(
-      "poisson(Tensor x, str grad_mode=\"physical\", float y_step=1.0, float[2] spacing=[1.0, 1.0], "
-      "float rtol=1e-10, int max_iterations=10000, int lbfgs_iterations=32, str on_failure=\"raise\") "
-      "-> Tensor");
+      "poisson(Tensor x, str grad_mode=\"physical\", float y_step=1.0, float[] spacing=[1.0], "
+      "float rtol=1e-10, int max_iterations=10000, int lbfgs_iterations=32, str on_failure=\"raise\", "
+      "str boundary=\"dirichlet\", str solver=\"auto\") -> Tensor");
   m.def(
-      "poisson_backward(Tensor grad_y, Tensor x, Tensor y, str grad_mode, float y_step, float[2] spacing, "
-      "float rtol, int max_iterations, int lbfgs_iterations, str on_failure) -> Tensor");
+      "poisson_backward(Tensor grad_y, Tensor x, Tensor y, str grad_mode, float y_step, float[] spacing, "
+      "float rtol, int max_iterations, int lbfgs_iterations, str on_failure, str boundary=\"dirichlet\", "
+      "str solver=\"auto\") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
@@ -160,4 +323,6 @@ TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
   m.impl("poisson_backward", physgrad::poisson_backward);
 }
 
-TORCH_LIBRARY_IMPL(physgrad, Autograd, m) { physgrad::register_physics_autograd(m, "poisson"); }
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {
+  physgrad::register_physics_autograd(m, "poisson");
+}

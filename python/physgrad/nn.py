@@ -12,7 +12,7 @@ the module's settings as they are.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 
@@ -72,27 +72,36 @@ class _PhysicsModule(torch.nn.Module):
 
 
 class Poisson(_PhysicsModule):
-    """``y = laplace^-1 x`` (see :func:`physgrad.poisson`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``."""
+    """``y = laplace^-1 x`` (see :func:`physgrad.poisson`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``
+    (2-D), ``[B, nz, ny, nx]`` or ``[B, 1, nz, ny, nx]`` (3-D). ``spacing``: one value for every
+    axis or one per axis; ``boundary``: one name, or one per axis; ``solver``: "auto", "spectral"
+    or "petsc"."""
 
     _settings = ("grad_mode", "y_step", "spacing", "rtol", "max_iterations", "lbfgs_iterations",
-                 "on_failure")
+                 "on_failure", "boundary", "solver")
 
     def __init__(self, grad_mode: str = "physical", y_step: float = 1.0,
-                 spacing: Tuple[float, float] = (1.0, 1.0), rtol: float = 1e-10, max_iterations: int = 10000,
-                 lbfgs_iterations: int = 32, on_failure: str = "raise") -> None:
+                 spacing: Tuple[float, ...] = (1.0, 1.0), rtol: float = 1e-10, max_iterations: int = 10000,
+                 lbfgs_iterations: int = 32, on_failure: str = "raise", boundary: str = "dirichlet",
+                 solver: str = "auto") -> None:
         super().__init__()
         self.grad_mode = grad_mode
         self.y_step = y_step
-        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.spacing = (float(spacing),) if isinstance(spacing, (int, float)) else tuple(float(h) for h in spacing)
         self.rtol = rtol
         self.max_iterations = max_iterations
         self.lbfgs_iterations = lbfgs_iterations
         self.on_failure = on_failure
+        self.boundary = boundary if isinstance(boundary, str) else ",".join(boundary)
+        self.solver = solver
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.physgrad.poisson(x, ops._mode(None, self.grad_mode), self.y_step,
-                                       [self.spacing[0], self.spacing[1]], self.rtol,
-                                       self.max_iterations, self.lbfgs_iterations, self.on_failure)
+        spacing = torch.jit.annotate(List[float], [])
+        for h in self.spacing:
+            spacing.append(h)
+        y = torch.ops.physgrad.poisson(x, ops._mode(None, self.grad_mode), self.y_step, spacing, self.rtol,
+                                       self.max_iterations, self.lbfgs_iterations, self.on_failure,
+                                       self.boundary, self.solver)
         ops._after_forward("poisson", self.on_failure)
         return y
 

@@ -47,24 +47,60 @@ def _after_forward(op: str, on_failure: str) -> None:
         _warn_unconverged(op)
 
 
-def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
-            spacing: Tuple[float, float] = (1.0, 1.0), rtol: float = 1e-10, max_iterations: int = 10000,
-            lbfgs_iterations: int = 32, on_failure: str = "raise") -> torch.Tensor:
-    """Solves Poisson's equation ``laplace(y) = x`` with zero Dirichlet boundary.
+@torch.jit.unused
+def _eager_spacing(spacing: Tuple[float, float]) -> List[float]:
+    """Eager mode: one number, or one per axis (any sequence)."""
+    if isinstance(spacing, (int, float)):
+        return [float(spacing)]
+    return [float(h) for h in spacing]
 
-    x: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``, the source on the grid's interior
-    nodes (boundary nodes, one spacing outside, are 0). spacing: node spacing
-    ``(dy, dx)`` in length units. Returns y of x's shape, in x's units times
-    length squared. The solve is PETSc CG to relative tolerance ``rtol``
-    (options prefix ``physgrad_poisson_``).
+
+@torch.jit.unused
+def _eager_boundary(boundary: str) -> str:
+    """Eager mode: a name, or one per axis (any sequence of names)."""
+    return boundary if isinstance(boundary, str) else ",".join(boundary)
+
+
+def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
+            spacing: Optional[Tuple[float, float]] = None, rtol: float = 1e-10, max_iterations: int = 10000,
+            lbfgs_iterations: int = 32, on_failure: str = "raise", boundary: str = "dirichlet",
+            solver: str = "auto") -> torch.Tensor:
+    """Solves Poisson's equation ``laplace(y) = x`` on a 2-D or 3-D grid.
+
+    x: the source on the grid's nodes, ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (2-D),
+    ``[B, nz, ny, nx]`` (nz > 1) or ``[B, 1, nz, ny, nx]`` (3-D). spacing: node
+    spacing in length units, one value for every axis or one per axis
+    (``(dy, dx)``, ``(dz, dy, dx)``); default 1. Returns y of x's shape, in x's
+    units times length squared (5- or 7-point Laplacian).
+
+    boundary: ``"dirichlet"`` (zero value at boundary nodes one spacing beyond
+    the outermost nodes; the default), ``"neumann"`` (zero flux through a wall
+    half a spacing beyond them) or ``"periodic"``, for every axis, or one per
+    axis in axis order (``("neumann", "periodic")`` or ``"neumann,periodic"``
+    for (y, x)). Without a Dirichlet axis the Laplacian has the constants as
+    null space: y is then the zero-mean solution, and the mean of x, which no y
+    can produce, is projected away (``laplace(y) = x - mean(x)``).
+
+    solver: ``"spectral"`` (FFTW transforms: direct, exact up to rounding, every
+    boundary and dimension), ``"petsc"`` (CG to relative tolerance ``rtol``,
+    at most ``max_iterations``, options prefix ``physgrad_poisson_``; 2-D
+    Dirichlet only) or ``"auto"``: spectral, unless PETSc options with that
+    prefix are set (:func:`set_solver_options`, ``PETSC_OPTIONS``) and PETSc
+    can solve the problem.
 
     Backward modes: ``"adjoint"`` (one more solve), ``"physical"`` (``laplace(y_step * g)``,
     no solve), ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps). ``on_failure``:
-    ``"raise"`` on a solve that does not converge, or ``"warn"`` once and return
-    the last iterate (see :func:`solve_stats`).
+    ``"raise"`` on a solve that fails (CG not converged; a NaN or Inf input),
+    or ``"warn"`` once and return the last iterate (see :func:`solve_stats`).
     """
-    y = torch.ops.physgrad.poisson(x, _mode(grad_mode), y_step, [float(spacing[0]), float(spacing[1])],
-                                   rtol, max_iterations, lbfgs_iterations, on_failure)
+    if torch.jit.is_scripting():
+        spacing_list = [1.0] if spacing is None else [spacing[0], spacing[1]]
+        boundary_text = boundary
+    else:
+        spacing_list = [1.0] if spacing is None else _eager_spacing(spacing)
+        boundary_text = _eager_boundary(boundary)
+    y = torch.ops.physgrad.poisson(x, _mode(grad_mode), y_step, spacing_list, rtol, max_iterations,
+                                   lbfgs_iterations, on_failure, boundary_text, solver)
     _after_forward("poisson", on_failure)
     return y
 

@@ -103,9 +103,9 @@ def ones(*shape: int) -> torch.Tensor:
 
 
 SHAPE_CASES = [
-    (POISSON, {0: ones(5, 6)}, "x must have 3 or 4 dimensions, got shape [5, 6]"),
-    (POISSON, {0: ones(2, 1, 1, 5, 6)}, "x must have 3 or 4 dimensions"),
-    (POISSON, {0: ones(2, 2, 5, 6)}, "a 4-D x must be [B, 1, ny, nx], got shape [2, 2, 5, 6]"),
+    (POISSON, {0: ones(5, 6)}, "x must have 3 or 4 or 5 dimensions, got shape [5, 6]"),
+    (POISSON, {0: ones(2, 1, 1, 1, 5, 6)}, "x must have 3 or 4 or 5 dimensions"),  # 4-D, 5-D: 3-D grids
+    (POISSON, {0: ones(2, 2, 3, 5, 6)}, "a 5-D x must be [B, 1, nz, ny, nx], got shape [2, 2, 3, 5, 6]"),
     (POISSON, {0: ones(2, 0, 6)}, "x must have at least one node per axis, got shape [2, 0, 6]"),
     (POISSON, {0: ones(2, 1, 5, 0)}, "x must have at least one node per axis"),
     (HEAT, {0: ones(5, 6)}, "x must have 3 or 4 dimensions"),

@@ -72,7 +72,7 @@ def test_lbfgs_mode_lowers_the_objective_as_iterations_grow():
 
 
 def test_solve_stats_report_each_sample():
-    physgrad.poisson(random_grid(batch=3))
+    physgrad.poisson(random_grid(batch=3), solver="petsc")  # the spectral solver's: test_poisson_boundaries.py
     stats = physgrad.solve_stats("poisson")
     assert stats.phase == "forward" and len(stats.iterations) == 3 and stats.all_converged
     assert all(reason.startswith("CONVERGED") for reason in stats.reasons)
@@ -106,8 +106,8 @@ def test_module_mode_can_change_and_context_manager_overrides_it():
 @pytest.mark.parametrize("bad, error, words", [
     (lambda: physgrad.poisson(torch.zeros(1, 4, 4, dtype=torch.int64)), TypeError, "float32 or float64"),
     (lambda: physgrad.poisson(torch.zeros(1, 4, 4, dtype=torch.float16)), TypeError, "float32 or float64"),
-    (lambda: physgrad.poisson(torch.zeros(4, 4)), ValueError, "3 or 4 dimensions"),
-    (lambda: physgrad.poisson(torch.zeros(1, 2, 4, 4)), ValueError, "[B, 1, ny, nx]"),
+    (lambda: physgrad.poisson(torch.zeros(4, 4)), ValueError, "3 or 4 or 5 dimensions"),
+    (lambda: physgrad.poisson(torch.zeros(1, 2, 3, 4, 4)), ValueError, "[B, 1, nz, ny, nx]"),
     (lambda: physgrad.poisson(torch.zeros(1, 0, 4)), ValueError, "at least one node"),
     (lambda: physgrad.poisson(torch.zeros(1, 4, 4), grad_mode="newton"), ValueError, "'adjoint', 'physical', 'lbfgs'"),
     (lambda: physgrad.poisson(torch.zeros(1, 4, 4), grad_mode="sideways"), ValueError, "unknown grad_mode"),
