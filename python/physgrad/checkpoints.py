@@ -1,68 +1,41 @@
-"""Checkpoints and stop requests of :func:`physgrad.training.train`.
+"""Checkpoints of :func:`physgrad.training.train`, and the atomic writes of a run's files.
 
 A checkpoint (``<out_dir>/<method>.ckpt``: network, optimizer, RNG and
-data-source states, iteration, history) is written atomically (serialized in
-memory, then a temporary file, fsync, ``os.replace``; :func:`atomic_write`)
-with its SHA-256 in a header, checked when it is read back
-(:func:`load_checkpoint`). SIGINT and SIGTERM ask a running training loop to
-stop after the current iteration and write one (:class:`TrainingInterrupted`);
-``resume`` reads it back. A failed write (full disk, read-only folder) is an
+data-source states, iteration, settings, history; :func:`run_checkpoint`) is
+written atomically (serialized in memory, then a temporary file, fsync,
+``os.replace``; :func:`atomic_write`) with its SHA-256 in a header, checked
+when it is read back (:func:`load_checkpoint`); ``resume`` puts the run's state
+back (:func:`resume_state`). A failed write (full disk, read-only folder) is an
 :class:`OutputWriteError` naming the file and the space needed; the previous
-file stays. :func:`output_lock` keeps a second run out of an output folder.
+file stays.
+
+The output folder's lock (:func:`output_lock`) and the write errors live in
+:mod:`physgrad.output_folder`, the stop requests (:class:`TrainingInterrupted`)
+in :mod:`physgrad.stop_signals`; their names stay importable from here.
 """
-import contextlib
-import errno
-import fcntl
-import functools
 import hashlib
 import io
 import math
 import os
 import random
 import re
-import shutil
-import signal
-import socket
-import sys
 import tempfile
-import threading
-import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch import nn
+
+from .output_folder import (EXIT_WRITE_FAILED, LOCK_NAME, OutputFolderInUse,  # noqa: F401
+                            OutputWriteError, holding_output_lock, output_lock,
+                            remove_stale_temporaries, write_failure)
+from .stop_signals import EXIT_STOPPED, TrainingInterrupted  # noqa: F401
 
 __all__ = ["TrainingInterrupted", "checkpoint_path", "save_checkpoint", "load_checkpoint",
            "atomic_write", "DEFAULT_CHECKPOINT_EVERY", "EXIT_STOPPED", "CHECKPOINT_SUFFIX",
            "OutputWriteError", "OutputFolderInUse", "output_lock", "EXIT_WRITE_FAILED",
-           "LOCK_NAME", "remove_stale_temporaries"]
+           "LOCK_NAME", "remove_stale_temporaries", "atomic_write_bytes", "write_failure",
+           "holding_output_lock", "run_checkpoint", "resume_state", "read_checkpoint_on_rank0"]
 
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (SIGINT, SIGTERM or ``stop_after``) after
-    writing a checkpoint; resume with ``train(..., resume=True)`` (CLI: ``--resume``).
-
-    Attributes:
-        signal_number: the signal received, or None for ``stop_after``.
-        iteration: the last completed (and checkpointed) iteration.
-        checkpoint_path: the checkpoint written (None without ``out_dir``).
-        exit_code: the CLI's exit status: 128 + the signal (130 SIGINT,
-            143 SIGTERM), or 75 (``EX_TEMPFAIL``: try again later) for ``stop_after``.
-    """
-
-    def __init__(self, message: str, *, signal_number: Optional[int], iteration: int,
-                 checkpoint_path: Optional[str], method: str):
-        super().__init__(message)
-        self.signal_number = signal_number
-        self.iteration = iteration
-        self.checkpoint_path = checkpoint_path
-        self.method = method
-        self.exit_code = 128 + signal_number if signal_number is not None else EXIT_STOPPED
-
-
-#: exit status of a run stopped by ``stop_after`` (sysexits.h ``EX_TEMPFAIL``)
-EXIT_STOPPED = 75
-#: exit status of a run that could not write an output file (sysexits.h ``EX_IOERR``)
-EXIT_WRITE_FAILED = 74
 #: default of ``checkpoint_every`` (iterations between checkpoints)
 DEFAULT_CHECKPOINT_EVERY = 100
 #: checkpoint file of a method: ``<out_dir>/<method><CHECKPOINT_SUFFIX>``
@@ -97,51 +70,6 @@ def _fsync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
-class OutputWriteError(OSError):
-    """An output file of a run could not be written (disk full, quota, file
-    size limit, read-only or missing folder). The message names the file, the
-    system's reason and, when space ran out, the bytes needed and free; the
-    previous version of the file is intact. ``errno`` and ``filename`` are the
-    failed call's; the CLI exits with :data:`EXIT_WRITE_FAILED`."""
-
-    def __init__(self, message: str, path: str, error_number: Optional[int] = None):
-        super().__init__(error_number, message, path)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} bytes"
-
-
-def write_failure(path: str, error: OSError, needed: Optional[int] = None) -> OutputWriteError:
-    """The :class:`OutputWriteError` for ``error`` (raised writing ``path``; ``needed``:
-    the bytes the write needed, if known)."""
-    if isinstance(error, OutputWriteError):
-        return error
-    reason = error.strerror or str(error)
-    details = []
-    if needed is not None:
-        details.append(f"{_size(needed)} needed")
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        try:
-            free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-            details.append(f"{_size(free)} free")
-        except OSError:
-            pass
-    return OutputWriteError(f"cannot write {path}: {reason}"
-                            + (f" ({', '.join(details)})" if details else ""), path, error.errno)
-
-
-#: how :func:`atomic_write` names its temporary files: ``.<name>.<8 characters>.tmp``
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-
-
 def _write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -157,6 +85,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     temporary = None
     try:
         os.makedirs(directory, exist_ok=True)
+        # the name remove_stale_temporaries (physgrad.output_folder) recognizes
         descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
                                                  suffix=".tmp", dir=directory)
         try:
@@ -191,27 +120,6 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
         write(buffer)
         data = buffer.getvalue().encode("utf-8")
     atomic_write_bytes(path, data)
-
-
-def remove_stale_temporaries(folder: str) -> List[str]:
-    """Remove the temporary files that writes of :func:`atomic_write` killed
-    midway left in ``folder`` (call it holding :func:`output_lock`); returns
-    their paths."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if _TEMPORARY.match(name):
-            path = os.path.join(folder, name)
-            try:
-                if os.path.isfile(path) and not os.path.islink(path):
-                    os.unlink(path)
-                    removed.append(path)
-            except OSError:
-                pass
-    return removed
 
 
 def save_checkpoint(path: str, checkpoint: Dict[str, Any]) -> None:
@@ -335,6 +243,56 @@ def _checkpoint_problem(checkpoint: Dict[str, Any]) -> str:
     return ""
 
 
+# ---- a training run's state ---------------------------------------------------------
+
+def run_checkpoint(config: Dict[str, Any], iteration: int, network: nn.Module,
+                   optimizer: torch.optim.Optimizer, data: Any, history: Any) -> Dict[str, Any]:
+    """The checkpoint of a run at ``iteration`` (what :func:`save_checkpoint` writes and
+    :func:`load_checkpoint` checks): the run's settings ``config`` (``iterations``
+    included), the network, optimizer and data-source states, the RNG states and the
+    log so far (``history``'s columns)."""
+    return {"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "config": config,
+            "iteration": iteration, "complete": iteration >= config["iterations"],
+            "network": network.state_dict(), "optimizer": optimizer.state_dict(),
+            "data": data.state_dict(), "rng": _rng_states(),
+            "history": {key: list(getattr(history, key)) for key in _HISTORY_COLUMNS},
+            "torch_version": torch.__version__}
+
+
+def resume_state(checkpoint: Dict[str, Any], path: str, config: Dict[str, Any],
+                 network: nn.Module, optimizer: torch.optim.Optimizer, data: Any
+                 ) -> Tuple[int, Dict[str, List[float]]]:
+    """Put a run's state back from ``checkpoint`` (read from ``path``): the network,
+    optimizer, data-source and RNG states; returns the checkpoint's iteration and
+    its log columns (iteration, wall_seconds, y_loss, x_mae).
+
+    Raises:
+        ValueError: "cannot resume ...": the checkpoint was written with other
+            settings than ``config`` (``iterations`` may grow), or its state
+            does not fit the run.
+    """
+    saved = checkpoint["config"]
+    different = [f"{key} {saved.get(key)!r} (now {config[key]!r})" for key in _RESUME_KEYS
+                 if saved.get(key) != config[key]]
+    if different:
+        raise ValueError(f"cannot resume {path}: it was written with other "
+                         f"settings: {'; '.join(different)}")
+    done = int(checkpoint["iteration"])
+    if done > config["iterations"]:
+        raise ValueError(f"cannot resume {path} at iteration {done} for a run "
+                         f"of {config['iterations']} iterations; pass at least {done}")
+    try:
+        network.load_state_dict(checkpoint["network"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        data.load_state_dict(checkpoint["data"])
+        _set_rng_states(checkpoint["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError,
+            AttributeError) as error:
+        raise ValueError(f"cannot resume {path}: its state does not fit "
+                         f"this run: {type(error).__name__}: {error}") from error
+    return done, {key: list(checkpoint["history"][key]) for key in _HISTORY_COLUMNS}
+
+
 def _rng_states() -> Dict[str, Any]:
     states: Dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     try:
@@ -353,7 +311,7 @@ def _set_rng_states(states: Dict[str, Any]) -> None:
         numpy.random.set_state(states["numpy"])
 
 
-def _read_checkpoint_on_rank0(path: str) -> Optional[Dict[str, Any]]:
+def read_checkpoint_on_rank0(path: str) -> Optional[Dict[str, Any]]:
     """Rank 0 reads ``path`` (None if missing) and every rank gets it; an error
     on rank 0 is raised on every rank (no rank is left waiting)."""
     from . import distributed
@@ -368,184 +326,3 @@ def _read_checkpoint_on_rank0(path: str) -> Optional[Dict[str, Any]]:
     if answer[0] == "error":
         raise ValueError(answer[1])
     return answer[1]
-
-
-#: the lock file :func:`output_lock` holds in an output folder while a run writes there
-LOCK_NAME = ".physgrad.lock"
-
-
-class OutputFolderInUse(ValueError):
-    """Another run (another process) is writing the output folder."""
-
-
-#: output folders this process holds: real path -> [lock file descriptor, depth]
-_held_locks: Dict[str, List[Any]] = {}
-_held_locks_guard = threading.Lock()
-
-
-def _describe_holder(descriptor: int) -> str:
-    try:
-        text = os.pread(descriptor, 4096, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    return text or "a process that has not yet written its name"
-
-
-def _lock_folder(folder: str) -> int:
-    path = os.path.join(folder, LOCK_NAME)
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe_holder(descriptor)
-            os.close(descriptor)
-            raise OutputFolderInUse(
-                f"output folder {folder} is in use by another run ({holder}); wait for it to "
-                f"finish or choose another folder (a crashed run's lock is released with its "
-                f"process)") from None
-        except BaseException:
-            os.close(descriptor)
-            raise
-        # the previous holder removes the file when it is done: lock the file that is there
-        try:
-            mine, there = os.fstat(descriptor), os.stat(path)
-            current = (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(descriptor)
-    try:
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (f"pid {os.getpid()} on {socket.gethostname()} since "
-                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                               f"{' '.join(sys.argv)}\n").encode("utf-8", "replace"), 0)
-    except OSError:
-        pass  # the lock holds without the note
-    return descriptor
-
-
-def _unlock_folder(folder: str, descriptor: int) -> None:
-    try:
-        os.unlink(os.path.join(folder, LOCK_NAME))
-    except OSError:
-        pass
-    os.close(descriptor)
-
-
-@contextlib.contextmanager
-def output_lock(folder: str) -> Iterator[None]:
-    """Hold ``folder`` (created if missing) for one run: ``fcntl.flock`` on
-    ``folder/.physgrad.lock``, which names the holder. Another process asking
-    for the same folder gets :class:`OutputFolderInUse`; the same process may
-    nest (compare holds the folder, each of its methods' ``train`` too). The
-    lock is released on exit and, being an open file's lock, when the process
-    dies however it dies; the file is removed on a normal exit. Temporary files
-    of writes killed midway are removed when the folder is taken
-    (:func:`remove_stale_temporaries`).
-
-    Raises:
-        OutputFolderInUse: another process holds the folder.
-        OutputWriteError: the folder cannot be created or written.
-    """
-    key = os.path.realpath(folder)
-    with _held_locks_guard:
-        held = _held_locks.get(key)
-        if held is not None:
-            held[1] += 1
-        else:
-            try:
-                os.makedirs(folder, exist_ok=True)
-                descriptor = _lock_folder(folder)
-            except OutputFolderInUse:
-                raise
-            except OSError as error:
-                raise OutputWriteError(f"cannot write in output folder {folder}: "
-                                       f"{error.strerror or error}", folder, error.errno) from error
-            _held_locks[key] = [descriptor, 1]
-            remove_stale_temporaries(folder)
-    try:
-        yield
-    finally:
-        with _held_locks_guard:
-            held = _held_locks[key]
-            held[1] -= 1
-            if held[1] == 0:
-                del _held_locks[key]
-                _unlock_folder(folder, held[0])
-
-
-def holding_output_lock(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``function`` (:func:`train`) holding :func:`output_lock` on its
-    ``out_dir`` argument, if given, on the rank that writes files (rank 0)."""
-    import inspect
-    signature = inspect.signature(function)
-
-    @functools.wraps(function)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        from . import distributed
-        out_dir = signature.bind(*args, **kwargs).arguments.get("out_dir")
-        if out_dir is None:
-            return function(*args, **kwargs)
-        rank, world_size = distributed.rank_and_world()
-        with contextlib.ExitStack() as stack:
-            failure: Optional[Tuple[type, str]] = None
-            if rank == 0:
-                try:
-                    stack.enter_context(output_lock(out_dir))
-                except (OutputFolderInUse, OutputWriteError) as error:
-                    if world_size == 1:
-                        raise
-                    failure = (type(error), str(error))
-            if world_size > 1:  # every rank stops if rank 0 cannot have the folder
-                failure = distributed.broadcast_object(failure)
-                if failure is not None:
-                    raise (OutputFolderInUse(failure[1]) if failure[0] is OutputFolderInUse
-                           else OutputWriteError(failure[1], out_dir))
-            return function(*args, **kwargs)
-    return locked
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM handlers for the duration of a training run: the first
-    signal asks the loop to stop after the current iteration (it then writes a
-    checkpoint); a second one stops at once (KeyboardInterrupt for SIGINT, exit
-    status 128 + signal otherwise; the last checkpoint stays). The previous
-    handlers come back on exit. Only in the main thread (Python's rule)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, enabled: bool, label: str):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.label = label
-        self.received: Optional[int] = None
-        self._previous: Dict[int, Any] = {}
-
-    def _handle(self, number: int, frame: Any) -> None:
-        name = signal.Signals(number).name
-        if self.received is not None:
-            self._restore()
-            sys.stderr.write(f"\n{self.label}: second {name}: stopping now without a checkpoint "
-                             "(the last checkpoint is kept)\n")
-            if number == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + number)
-        self.received = number
-        sys.stderr.write(f"\n{self.label}: {name} received: finishing the current iteration, "
-                         "then writing a checkpoint (send it again to stop at once)\n")
-        sys.stderr.flush()
-
-    def __enter__(self) -> "_StopSignals":
-        if self.enabled:
-            for number in self.SIGNALS:
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def _restore(self) -> None:
-        for number, previous in self._previous.items():
-            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()

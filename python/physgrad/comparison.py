@@ -7,10 +7,14 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from . import plots
 from .checkpoints import DEFAULT_CHECKPOINT_EVERY, atomic_write
+from .distributed import rank_and_world
 from .experiments import Experiment, get_experiment
 from .history import History
 from .methods import get_method
+from .training_loop import train
+from .training_setup import make_network
 
 __all__ = ["smoothed_metric", "default_checkpoints", "compare", "format_table",
            "COMPARE_SETTINGS"]
@@ -73,7 +77,6 @@ def compare(experiment: Union[str, Experiment], methods: List[str],
         stopped early) and ``ratio_to_first``, the first method's value divided
         by this method's (> 1: this method is more accurate).
     """
-    from .distributed import rank_and_world
     if isinstance(experiment, str):
         experiment = get_experiment(experiment)
     if not methods:
@@ -114,9 +117,6 @@ def _compare_one(experiment: Experiment, methods: List[str], iterations: Optiona
                  checkpoints: Optional[List[int]], window: int, progress: Optional[bool],
                  evaluate: bool, options: Dict[str, Any]) -> Tuple[Dict[str, Any], List[History]]:
     """One seed of :func:`compare`: (results, histories)."""
-    from . import plots
-    from .distributed import rank_and_world
-    from .training import make_network, train  # here: training imports this module
     main_rank = rank_and_world()[0] == 0
     resolved = [get_method(name, experiment) for name in methods]
     iterations = experiment.default_iterations if iterations is None else iterations
@@ -172,8 +172,6 @@ def _compare_seeds(experiment: Experiment, methods: List[str], iterations: Optio
                    progress: Optional[bool], evaluate: bool, options: Dict[str, Any]
                    ) -> Dict[str, Any]:
     """:func:`compare` repeated for several network initializations, and the mean."""
-    from . import plots
-    from .distributed import rank_and_world
     main_rank = rank_and_world()[0] == 0
     runs = [_compare_one(experiment, methods, iterations, batch_size, seed,
                          os.path.join(out_dir, f"seed{seed}"), data_seed=data_seed,

@@ -8,7 +8,7 @@ from torch import nn
 
 from .checkpoints import atomic_write
 
-__all__ = ["History", "read_history"]
+__all__ = ["History", "read_history", "CSV_HEADER", "csv_row", "rewrite_csv"]
 
 
 @dataclasses.dataclass
@@ -42,21 +42,23 @@ class History:
                 if f.name != "network"}
 
 
-def _csv_row(iteration: int, seconds: float, y_loss: float, x_mae: float) -> List[str]:
+def csv_row(iteration: int, seconds: float, y_loss: float, x_mae: float) -> List[str]:
+    """One CSV row, as :func:`physgrad.training.train` writes it."""
     return [str(iteration), f"{seconds:.4f}", f"{y_loss:.8g}", f"{x_mae:.8g}"]
 
 
-_CSV_HEADER = ["iteration", "wall_seconds", "y_loss", "x_mae"]
+#: the CSV log's columns
+CSV_HEADER = ["iteration", "wall_seconds", "y_loss", "x_mae"]
 
 
-def _rewrite_csv(path: str, history: "History") -> None:
+def rewrite_csv(path: str, history: "History") -> None:
     """The log cut back to ``history`` (a resumed run's checkpoint): rows after
     the checkpoint, written before an interruption, are dropped."""
     def write(stream: Any) -> None:
         writer = csv.writer(stream)
-        writer.writerow(_CSV_HEADER)
+        writer.writerow(CSV_HEADER)
         for row in zip(history.iteration, history.wall_seconds, history.y_loss, history.x_mae):
-            writer.writerow(_csv_row(*row))
+            writer.writerow(csv_row(*row))
     atomic_write(path, write, mode="w")
 
 

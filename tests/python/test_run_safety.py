@@ -306,14 +306,15 @@ def test_damaged_files_cannot_be_resumed(stopped_run, tmp_path, capsys, content,
 # 6. --resume restores every option --------------------------------------------
 
 def test_resume_restores_checkpoint_every_and_threads(tmp_path, capsys, monkeypatch):
+    from physgrad import training_loop  # the loop writes its checkpoints with save_checkpoint
     written = []
-    real_save = physgrad.training.save_checkpoint
+    real_save = training_loop.save_checkpoint
 
     def recording(path, checkpoint):
         written.append((os.path.basename(path), checkpoint["iteration"]))
         real_save(path, checkpoint)
 
-    monkeypatch.setattr(physgrad.training, "save_checkpoint", recording)
+    monkeypatch.setattr(training_loop, "save_checkpoint", recording)
     status, out, err = _main(capsys, "train", *SMALL, "--iterations", "8", "--checkpoint-every", "3",
                              "--stop-after", "4", "--out", str(tmp_path))
     assert status == EXIT_STOPPED
