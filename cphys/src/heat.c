@@ -157,21 +157,16 @@ static int make_plans_locked(CPhysHeat h) {
   return ierr;
 }
 
-#define HEAT_CHECK(caller, cond, code, ...)                           \
-  do {                                                                \
-    if (!(cond)) return CPhysSetError((code), (caller), __VA_ARGS__); \
-  } while (0)
-
 static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const double *out,
                        const char *caller) {
-  HEAT_CHECK(caller, h != NULL, CPHYS_ERROR_ARGUMENT, "heat must not be NULL");
-  HEAT_CHECK(caller, batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
-  HEAT_CHECK(caller, batch <= INT_MAX, CPHYS_ERROR_ARGUMENT, "batch %td exceeds FFTW's int sizes", batch);
-  HEAT_CHECK(caller, batch == 0 || (in != NULL && out != NULL), CPHYS_ERROR_ARGUMENT,
-             "input and output arrays must not be NULL");
-  HEAT_CHECK(caller, batch == 0 || batch <= (ptrdiff_t)(PTRDIFF_MAX / sizeof(fftw_complex)) / h->modes,
-             CPHYS_ERROR_MEMORY, "batch %td of %td x %td grids needs more memory than can be addressed",
-             batch, h->ny, h->nx);
+  CPhysCheckCaller(caller, h != NULL, CPHYS_ERROR_ARGUMENT, "heat must not be NULL");
+  CPhysCheckCaller(caller, batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
+  CPhysCheckCaller(caller, batch <= INT_MAX, CPHYS_ERROR_ARGUMENT, "batch %td exceeds FFTW's int sizes", batch);
+  CPhysCheckCaller(caller, batch == 0 || (in != NULL && out != NULL), CPHYS_ERROR_ARGUMENT,
+                   "input and output arrays must not be NULL");
+  CPhysCheckCaller(caller, batch == 0 || batch <= (ptrdiff_t)(PTRDIFF_MAX / sizeof(fftw_complex)) / h->modes,
+                   CPHYS_ERROR_MEMORY, "batch %td of %td x %td grids needs more memory than can be addressed",
+                   batch, h->ny, h->nx);
   return 0;
 }
 
@@ -181,18 +176,16 @@ static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *o
                         fftw_complex *spectrum, CPhysHeatSpectralFilter filter, void *context, const char *caller) {
   const ptrdiff_t cells = heat->cells;
   ptrdiff_t bad = cphys_copy_checked(real, in + s * cells, cells);
-  if (bad >= 0)
-    return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "input value %td (sample %td) is %g", s * cells + bad, s,
-                         in[s * cells + bad]);
+  CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g", s * cells + bad,
+                   s, in[s * cells + bad]);
   fftw_execute_dft_r2c(heat->r2c, real, spectrum);
   /* r2c leaves its input alone: `real` still holds the sample for the filter. */
   CPhysCall(filter(heat, real, spectrum, context));
   fftw_execute_dft_c2r(heat->c2r, spectrum, real);
   /* out may alias in: sample s of in has been read (into real) by now. */
   bad = cphys_copy_checked(out + s * cells, real, cells);
-  if (bad >= 0)
-    return CPhysSetError(CPHYS_ERROR_NONFINITE, caller, "output value %td (sample %td) overflows to %g",
-                         s * cells + bad, s, real[bad]);
+  CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "output value %td (sample %td) overflows to %g",
+                   s * cells + bad, s, real[bad]);
   return 0;
 }
 

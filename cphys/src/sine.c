@@ -9,30 +9,26 @@
 
 /* Checks what every sine function shares, with the caller's name in the
  * message.  `second` is the other input array (y_target, dy) or NULL. */
-static int check_inputs(const char *func, ptrdiff_t n, const double *a, const double *x,
+static int check_inputs(const char *caller, ptrdiff_t n, const double *a, const double *x,
                         const double *second, const char *second_name, const double *out) {
-  if (n < 0) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "n must be >= 0, got %td", n);
+  CPhysCheckCaller(caller, n >= 0, CPHYS_ERROR_ARGUMENT, "n must be >= 0, got %td", n);
   if (n == 0) return 0;
-  if (!a || !x || !out || (second_name && !second))
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "array arguments must not be NULL when n = %td", n);
+  CPhysCheckCaller(caller, a && x && out && (!second_name || second), CPHYS_ERROR_ARGUMENT,
+                   "array arguments must not be NULL when n = %td", n);
   for (ptrdiff_t i = 0; i < n; i++) {
-    if (!isfinite(a[i]))
-      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "a[%td] = %g is not finite", i, a[i]);
-    if (!(fabs(a[i]) >= CPHYS_SINE_MIN_ABS_A))
-      return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "|a[%td]| = %g is below %g (sin(a/x) is flat)", i,
-                           fabs(a[i]), CPHYS_SINE_MIN_ABS_A);
-    if (!isfinite(x[i]))
-      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "x[%td] = %g is not finite", i, x[i]);
-    if (second_name && !isfinite(second[i]))
-      return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td] = %g is not finite", second_name, i,
-                           second[i]);
+    CPhysCheckCaller(caller, isfinite(a[i]), CPHYS_ERROR_NONFINITE, "a[%td] = %g is not finite", i, a[i]);
+    CPhysCheckCaller(caller, fabs(a[i]) >= CPHYS_SINE_MIN_ABS_A, CPHYS_ERROR_ARGUMENT,
+                     "|a[%td]| = %g is below %g (sin(a/x) is flat)", i, fabs(a[i]), CPHYS_SINE_MIN_ABS_A);
+    CPhysCheckCaller(caller, isfinite(x[i]), CPHYS_ERROR_NONFINITE, "x[%td] = %g is not finite", i, x[i]);
+    CPhysCheckCaller(caller, !second_name || isfinite(second[i]), CPHYS_ERROR_NONFINITE,
+                     "%s[%td] = %g is not finite", second_name, i, second[i]);
   }
   return 0;
 }
 
-static int check_positive_clip(const char *func, double clip) {
-  if (!(isfinite(clip) && clip > 0.0))
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "clip must be positive and finite, got %g", clip);
+static int check_positive_clip(const char *caller, double clip) {
+  CPhysCheckCaller(caller, isfinite(clip) && clip > 0.0, CPHYS_ERROR_ARGUMENT,
+                   "clip must be positive and finite, got %g", clip);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cphys_internal.h"
 #include "finite.h"
 #include "threads.h"
 
@@ -70,22 +71,20 @@ int CPhysWavePacketGetConfig(CPhysWavePacket packet, CPhysWavePacketConfig *conf
 }
 
 /* Shared checks: handle, batch, pointers, finite values of the inputs. */
-static int check_call(const char *func, CPhysWavePacket packet, ptrdiff_t batch, const double *params,
+static int check_call(const char *caller, CPhysWavePacket packet, ptrdiff_t batch, const double *params,
                       const double *series, const char *series_name, const void *out) {
-  if (!packet) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "packet must not be NULL");
-  if (batch < 0) return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "batch must be >= 0, got %td", batch);
+  CPhysCheckCaller(caller, packet != NULL, CPHYS_ERROR_ARGUMENT, "packet must not be NULL");
+  CPhysCheckCaller(caller, batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
   if (batch == 0) return 0;
-  if (!params || !out || (series_name && !series))
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "array arguments must not be NULL when batch = %td", batch);
+  CPhysCheckCaller(caller, params && out && (!series_name || series), CPHYS_ERROR_ARGUMENT,
+                   "array arguments must not be NULL when batch = %td", batch);
   ptrdiff_t k = cphys_first_non_finite(params, 2 * batch);
-  if (k >= 0)
-    return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "params[%td][%d] = %g is not finite", k / 2, (int)(k % 2),
-                         params[k]);
+  CPhysCheckCaller(caller, k < 0, CPHYS_ERROR_NONFINITE, "params[%td][%d] = %g is not finite", k / 2,
+                   (int)(k % 2), params[k]);
   const ptrdiff_t n = packet->config.n_samples;
   k = series_name ? cphys_first_non_finite(series, batch * n) : -1;
-  if (k >= 0)
-    return CPhysSetError(CPHYS_ERROR_NONFINITE, func, "%s[%td][%td] = %g is not finite", series_name, k / n, k % n,
-                         series[k]);
+  CPhysCheckCaller(caller, k < 0, CPHYS_ERROR_NONFINITE, "%s[%td][%td] = %g is not finite", series_name, k / n,
+                   k % n, series[k]);
   return 0;
 }
 
@@ -209,14 +208,13 @@ static void gauss_newton_example(const struct CPhysWavePacket_private *p,
   set_info(info, c->max_tries, f, 0, -1, "NO_DECREASE");
 }
 
-static int check_gauss_newton_config(const char *func, const CPhysWavePacketGaussNewtonConfig *c) {
-  if (!(isfinite(c->damping) && c->damping >= 0.0))
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "damping must be >= 0 and finite, got %g", c->damping);
-  if (!(isfinite(c->damping_increase) && c->damping_increase > 1.0))
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "damping_increase must be > 1 and finite, got %g",
-                         c->damping_increase);
-  if (c->max_tries < 1)
-    return CPhysSetError(CPHYS_ERROR_ARGUMENT, func, "max_tries must be >= 1, got %d", c->max_tries);
+static int check_gauss_newton_config(const char *caller, const CPhysWavePacketGaussNewtonConfig *c) {
+  CPhysCheckCaller(caller, isfinite(c->damping) && c->damping >= 0.0, CPHYS_ERROR_ARGUMENT,
+                   "damping must be >= 0 and finite, got %g", c->damping);
+  CPhysCheckCaller(caller, isfinite(c->damping_increase) && c->damping_increase > 1.0, CPHYS_ERROR_ARGUMENT,
+                   "damping_increase must be > 1 and finite, got %g", c->damping_increase);
+  CPhysCheckCaller(caller, c->max_tries >= 1, CPHYS_ERROR_ARGUMENT, "max_tries must be >= 1, got %d",
+                   c->max_tries);
   return 0;
 }
 
