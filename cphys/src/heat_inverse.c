@@ -1,6 +1,6 @@
 /* The heat object's physical gradient: the stable probabilistic inverse of a
  * y-space step (paper appendix B.4).  The rule and its constants are
- * documented in cphys/heat.h. */
+ * documented in docs/heat-inverse.md. */
 #include <math.h>
 
 #include "heat_internal.h"
