@@ -315,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
     CPhysFluid fluid = solver->fluid;
     follow_torch_threads();
     const int code = CPhysFluidForward(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
-                                       m_t.data_ptr<double>(), 1);
+                                       m_t.data_ptr<double>(), CPHYS_FLUID_RECORD_TAPE);
     check_cphys(code, kSequence);
     for (int64_t s = 0; s < in.batch; s++) {
       for (int64_t k = 0; k < states; k++) {
