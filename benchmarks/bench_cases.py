@@ -267,8 +267,9 @@ def sine_cases(cfg: Config, agreement: Optional[Dict]) -> List[Case]:
         cases.append(Case(f"{base}/torch/train:autograd", "sine", "scalar", batch, "torch", "train", "autograd",
                           lambda ref=ref, x=x, g=g: TrainRunner(ref, x, g)))
         if agreement is not None and paper:
-            agreement[f"sine/B{batch}"] = {"what": "sin(a/x) vs torch.sin", "threshold": 1e-12,
-                                          "relative_difference": rel_diff(physgrad.sine(x, a), references.sine(x, a))}
+            agreement[f"sine/B{batch}"] = {
+                "what": "sin(a/x) vs torch.sin", "threshold": 1e-12,
+                "relative_difference": rel_diff(physgrad.sine(x, a), references.sine(x, a))}
     return cases
 
 
@@ -279,8 +280,8 @@ def wave_cases(cfg: Config, agreement: Optional[Dict]) -> List[Case]:
         gen = torch.Generator().manual_seed(4)
         truth = torch.stack([25.6 + 204.8 * torch.rand(batch, generator=gen, dtype=torch.float64),
                              1.0 + 3.0 * torch.rand(batch, generator=gen, dtype=torch.float64)], dim=1)
-        x = truth + torch.tensor([5.0, 0.3], dtype=torch.float64) * torch.randn(batch, 2, generator=gen,
-                                                                                 dtype=torch.float64)
+        x = truth + torch.tensor([5.0, 0.3], dtype=torch.float64) * torch.randn(
+            batch, 2, generator=gen, dtype=torch.float64)
         g = physgrad.wave_packet(x) - physgrad.wave_packet(truth)
         base = f"wave_packet/256/B{batch}"
         op = lambda mode: (lambda v: physgrad.wave_packet(v, grad_mode=mode))  # noqa: E731
@@ -307,6 +308,7 @@ def training_cases(cfg: Config) -> List[Case]:
     for name, options, batch in cfg.training:
         if name not in available:
             continue
+
         def build(name=name, options=options, batch=batch):
             return StepPairRunner(experiments.get_experiment(name, **options), batch)
 

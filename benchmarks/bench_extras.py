@@ -68,7 +68,8 @@ def run_preconditioners(cfg: Config) -> Dict[str, List[Dict]]:
                     fn = lambda v: physgrad.poisson(v, rtol=rtol)  # noqa: E731
                     timings = measure(ForwardRunner(fn, x), cfg)
                     y = fn(x)
-                    return {"forward": timings["forward"], "iterations": max(physgrad.solve_stats("poisson").iterations),
+                    return {"forward": timings["forward"],
+                            "iterations": max(physgrad.solve_stats("poisson").iterations),
                             "true_relative_residual": rel_diff(-laplace(y), x)}
 
                 row = {"grid": grid_name(shape), "batch": cfg.preconditioner_batch, "pc": pc, "rtol": rtol,

@@ -8,12 +8,16 @@ figures 6 and 13); the last marker frame of a prediction row is titled with its
 mean absolute distance from the observed ``m_t``.
 """
 import os
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import ops
+
+if TYPE_CHECKING:  # annotations only (the experiment imports this module)
+    from .experiments.fluid import FluidExperiment
+    from .history import History
 
 __all__ = ["plot_fluid_example", "plot_predictions"]
 
@@ -94,8 +98,7 @@ def plot_fluid_example(path: str, m0: torch.Tensor, m_t: torch.Tensor, velocitie
     return path
 
 
-def plot_predictions(experiment: "physgrad.experiments.fluid.FluidExperiment",
-                     networks: Mapping[str, Union[nn.Module, "physgrad.training.History"]], path: str,
+def plot_predictions(experiment: "FluidExperiment", networks: Mapping[str, Union[nn.Module, "History"]], path: str,
                      seed: int = 12345, index: int = 0, frames: int = 5, title: Optional[str] = None) -> str:
     """After training: plot one example of ``experiment``'s data with each network's prediction.
 

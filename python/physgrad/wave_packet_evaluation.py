@@ -88,8 +88,9 @@ def evaluate_against_fitter(experiment: "WavePacketExperiment", networks: Dict[s
     outside [25.6, 230.4] or |A| > 8 or not finite), and, from the training
     logs in ``histories`` (method -> History), the first iteration whose
     10-iteration mean training y-loss / xi0 MAE is at or below the unbounded
-    fitter's (``beats_fit_*``) and the bounded one's (``beats_fit_bounded_*``). With ``out_dir``, writes ``evaluation.json`` and
-    ``wave_packet_example.png`` (figure 1). Returns a JSON-ready dict; its
+    fitter's (``beats_fit_*``) and the bounded one's (``beats_fit_bounded_*``).
+    With ``out_dir``, writes ``evaluation.json`` and ``wave_packet_example.png``
+    (figure 1). Returns a JSON-ready dict; its
     ``"text"`` is the table.
     """
     batch = WavePacketData(TEST_SEED, experiment.noise_std, dtype=torch.float64).sample(experiment.test_size)
@@ -116,8 +117,8 @@ def evaluate_against_fitter(experiment: "WavePacketExperiment", networks: Dict[s
         history = (histories or {}).get(method)
         if history is not None:
             for suffix, reference in (("", fit), ("_bounded", rows[FIT_BOUNDED])):
-                rows[method][f"beats_fit{suffix}_y_loss_at"] = first_iteration_below(history.y_loss,
-                                                                                    reference["y_loss"])
+                rows[method][f"beats_fit{suffix}_y_loss_at"] = first_iteration_below(
+                    history.y_loss, reference["y_loss"])
                 rows[method][f"beats_fit{suffix}_xi0_at"] = first_iteration_below(history.x_mae,
                                                                                   reference["xi0_mae"])
     evaluation: Dict[str, Any] = {"test_seed": TEST_SEED, "test_size": experiment.test_size,

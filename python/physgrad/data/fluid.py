@@ -150,5 +150,5 @@ class FluidData(SeededSource):
             m0, v0 = m0[part].clone(), v0[part].clone()
         with torch.no_grad():
             m_t = ops.fluid(v0, m0, steps=self.steps, dt=self.dt, spacing=self.spacing,
-                                 grad_mode="physical", pressure_atol=self.pressure_atol, energy=self.energy)
+                            grad_mode="physical", pressure_atol=self.pressure_atol, energy=self.energy)
         return FluidBatch(v0.to(self.dtype), m_t.to(self.dtype), m0.to(self.dtype))
