@@ -3,8 +3,10 @@
 Adding an experiment is adding one file, ``physgrad/experiments/<name>.py``,
 that defines a subclass of :class:`physgrad.experiments.base.Experiment` and
 exports it as ``EXPERIMENT``. The file's name is the experiment's name on the
-command line (``python3 -m physgrad train <name>``); nothing else needs
-editing. Modules are discovered here and imported only when asked for, so a
+command line (``python3 -m physgrad train <name>``); its data generator goes to
+``physgrad/data/<name>.py`` (re-exported from :mod:`physgrad.data`), the
+methods it offers are the keys of its ``learning_rates`` (:mod:`physgrad.methods`
+registers them); nothing else needs editing. Modules are discovered here and imported only when asked for, so a
 broken or slow experiment does not affect the others.
 """
 import importlib
