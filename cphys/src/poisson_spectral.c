@@ -12,17 +12,6 @@
 #include "poisson_spectral_internal.h"
 #include "threads.h"
 
-/* One alignment for the planning array and the per-thread buffers, so that
- * FFTW's new-array execute rule (equal alignment) holds; caller arrays of
- * another alignment go through a buffer. */
-enum { SPECTRAL_ALIGNMENT = 64 };
-
-static double *buffer_alloc(ptrdiff_t count) {
-  size_t bytes = (size_t)count * sizeof(double);
-  bytes = (bytes + SPECTRAL_ALIGNMENT - 1) / SPECTRAL_ALIGNMENT * SPECTRAL_ALIGNMENT;
-  return aligned_alloc(SPECTRAL_ALIGNMENT, bytes ? bytes : SPECTRAL_ALIGNMENT);
-}
-
 CPhysPoissonSpectralConfig CPhysPoissonSpectralDefaultConfig(void) {
   CPhysPoissonSpectralConfig config = {
       2,
@@ -83,18 +72,6 @@ static double axis_eigenvalues(ptrdiff_t n, double h, CPhysBoundary boundary, do
   return (double)n;
 }
 
-static fftw_r2r_kind forward_kind(CPhysBoundary b) {
-  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
-         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT10
-                                       : FFTW_R2HC;
-}
-
-static fftw_r2r_kind backward_kind(CPhysBoundary b) {
-  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
-         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT01
-                                       : FFTW_HC2R;
-}
-
 /* Eigenvalues of every axis, and the elimination's pivots:  along the first
  * axis mode q solves  o y[j-1] + d_q y[j] + o y[j+1] = r[j]  with o = 1/h0^2 and
  * d_q = -2 o - inner_eigen[q]; the pivots are p_0 = d_q, p_j = d_q - o^2 / p_{j-1}
@@ -134,39 +111,6 @@ static int fill_tables(CPhysPoissonSpectral p) {
   return 0;
 }
 
-/* Plans in place on a scratch array, never on caller data. */
-static int make_plans_locked(CPhysPoissonSpectral p) {
-  const CPhysPoissonSpectralConfig *c = &p->config;
-  const int inner_rank = c->dims - 1, n0 = (int)p->n0, inner = (int)p->inner;
-  int inner_n[2];
-  fftw_r2r_kind inner_forward[2], inner_backward[2];
-  for (int a = 1; a < c->dims; a++) {
-    inner_n[a - 1] = (int)c->shape[a];
-    inner_forward[a - 1] = forward_kind(c->boundary[a]);
-    inner_backward[a - 1] = backward_kind(c->boundary[a]);
-  }
-  double *scratch = buffer_alloc(p->size);
-  if (!scratch)
-    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a scratch grid of %td nodes",
-                         p->size);
-  p->inner_forward = fftw_plan_many_r2r(inner_rank, inner_n, n0, scratch, NULL, 1, inner, scratch, NULL, 1,
-                                        inner, inner_forward, FFTW_ESTIMATE);
-  p->inner_backward = fftw_plan_many_r2r(inner_rank, inner_n, n0, scratch, NULL, 1, inner, scratch, NULL, 1,
-                                         inner, inner_backward, FFTW_ESTIMATE);
-  int ok = p->inner_forward && p->inner_backward;
-  if (!p->eliminate) {
-    const fftw_r2r_kind forward = forward_kind(c->boundary[0]), backward = backward_kind(c->boundary[0]);
-    p->axis0_forward = fftw_plan_many_r2r(1, &n0, inner, scratch, NULL, inner, 1, scratch, NULL, inner, 1,
-                                          &forward, FFTW_ESTIMATE);
-    p->axis0_backward = fftw_plan_many_r2r(1, &n0, inner, scratch, NULL, inner, 1, scratch, NULL, inner, 1,
-                                           &backward, FFTW_ESTIMATE);
-    ok = ok && p->axis0_forward && p->axis0_backward;
-  }
-  free(scratch);
-  CPhysCheck(ok, CPHYS_ERROR_FFTW, "FFTW could not plan the transforms of a grid of %td nodes", p->size);
-  return 0;
-}
-
 int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPoissonSpectral *poisson) {
   CPhysCheck(poisson != NULL, CPHYS_ERROR_ARGUMENT, "poisson (the output handle) must not be NULL");
   *poisson = NULL;
@@ -179,6 +123,8 @@ int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPo
   p->n0 = config->shape[0];
   p->inner = config->shape[1] * (config->dims == 3 ? config->shape[2] : 1);
   p->size = p->n0 * p->inner;
+  p->nx = config->shape[config->dims - 1];
+  p->rows = p->size / p->nx;
   p->eliminate = config->boundary[0] == CPHYS_BOUNDARY_DIRICHLET;
   p->null_space = 1;
   for (int a = 0; a < config->dims; a++)
@@ -194,7 +140,7 @@ int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPo
   if (!ierr) ierr = fill_tables(p);
   if (!ierr) {
     CPhysLibraryLock();
-    ierr = make_plans_locked(p);
+    ierr = CPhysPoissonSpectralPlanLocked(p);
     CPhysLibraryUnlock();
   }
   if (ierr) {
@@ -210,9 +156,7 @@ int CPhysPoissonSpectralDestroy(CPhysPoissonSpectral *poisson) {
   CPhysPoissonSpectral p = *poisson;
   /* fftw_destroy_plan is a planner routine: not thread-safe. */
   CPhysLibraryLock();
-  fftw_plan plans[4] = {p->inner_forward, p->inner_backward, p->axis0_forward, p->axis0_backward};
-  for (int k = 0; k < 4; k++)
-    if (plans[k]) fftw_destroy_plan(plans[k]);
+  CPhysPoissonSpectralDestroyPlansLocked(p);
   CPhysLibraryUnlock();
   free(p->axis0_eigen);
   free(p->inner_eigen);
@@ -287,16 +231,35 @@ static void divide_by_eigenvalues(const CPhysPoissonSpectral p, double *restrict
  * power of 2, so that transform sums cannot overflow or underflow. */
 static const double SAFE_MAGNITUDE = 0x1p+500;
 
-/* Solves one sample in w (aligned as the planning array); returns 0, or -1 when
- * the solution overflows (w then holds it). */
-static int solve_in_place(const CPhysPoissonSpectral p, double *w) {
-  double largest = 0.0;
-  for (ptrdiff_t k = 0; k < p->size; k++) largest = fabs(w[k]) > largest ? fabs(w[k]) : largest;
+/* dst = src (dst may be src) and *largest = max |src| in one pass; returns the
+ * index of the first non-finite src value, or -1 (the probe of finite.h). */
+static ptrdiff_t copy_measured(double *dst, const double *src, ptrdiff_t count, double *largest) {
+  double probe[4] = {0.0, 0.0, 0.0, 0.0}, high[4] = {0.0, 0.0, 0.0, 0.0};
+  ptrdiff_t i = 0;
+  for (; i + 4 <= count; i += 4)
+    for (int k = 0; k < 4; k++) {
+      const double v = src[i + k], a = fabs(v);
+      dst[i + k] = v;
+      probe[k] += v * 0.0;
+      high[k] = a > high[k] ? a : high[k];
+    }
+  for (; i < count; i++) {
+    dst[i] = src[i], probe[0] += src[i] * 0.0;
+    high[0] = fabs(src[i]) > high[0] ? fabs(src[i]) : high[0];
+  }
+  *largest = fmax(fmax(high[0], high[1]), fmax(high[2], high[3]));
+  if (probe[0] == 0.0 && probe[1] == 0.0 && probe[2] == 0.0 && probe[3] == 0.0) return -1;
+  return cphys_first_non_finite(src, count);
+}
+
+/* Solves one sample in w (aligned as the planning array), whose largest
+ * magnitude is `largest`; returns 0, or -1 when the solution overflows (w then holds it). */
+static int solve_in_place(const CPhysPoissonSpectral p, double *w, double largest, double *pad) {
   if (largest == 0.0) return 0;
   const int exponent = largest > SAFE_MAGNITUDE || largest < 1.0 / SAFE_MAGNITUDE ? ilogb(largest) : 0;
   if (exponent != 0)
     for (ptrdiff_t k = 0; k < p->size; k++) w[k] = ldexp(w[k], -exponent);
-  fftw_execute_r2r(p->inner_forward, w, w);
+  CPhysPoissonSpectralInnerForward(p, w, pad);
   if (p->eliminate) {
     eliminate(p, w);
   } else {
@@ -304,7 +267,7 @@ static int solve_in_place(const CPhysPoissonSpectral p, double *w) {
     divide_by_eigenvalues(p, w);
     fftw_execute_r2r(p->axis0_backward, w, w);
   }
-  fftw_execute_r2r(p->inner_backward, w, w);
+  CPhysPoissonSpectralInnerBackward(p, w, pad);
   if (exponent != 0)
     for (ptrdiff_t k = 0; k < p->size; k++) w[k] = ldexp(w[k], exponent);
   return cphys_first_non_finite(w, p->size) >= 0 ? -1 : 0;
@@ -318,19 +281,26 @@ static void describe(CPhysSolveInfo *info, int solved) {
   strcpy(info->reason_text, solved ? "DIRECT" : "DIVERGED_NANORINF");
 }
 
-/* One sample: returns 1 when solved, 0 when its input or solution is not finite.
- * *buffer: the thread's aligned buffer, allocated on first need (NULL on failure: -1). */
-static int solve_sample(const CPhysPoissonSpectral p, const double *xs, double *ys, double **buffer) {
-  const ptrdiff_t size = p->size;
+/* A thread's buffers, allocated on first need: a sample (for caller arrays of
+ * another alignment) and the padded rows of the sine transform. */
+typedef struct {
+  double *sample, *pad;
+} Buffers;
+
+/* One sample: returns 1 when solved, 0 when its input or solution is not
+ * finite, -1 when a buffer cannot be allocated. */
+static int solve_sample(const CPhysPoissonSpectral p, const double *xs, double *ys, Buffers *buffers) {
+  const ptrdiff_t size = p->size, pad_size = CPhysPoissonSpectralPadSize(p);
   const int aligned = fftw_alignment_of(ys) == 0;
-  if (!aligned && !*buffer && !(*buffer = buffer_alloc(size))) return -1;
-  double *w = aligned ? ys : *buffer;
-  const ptrdiff_t bad = w == xs ? cphys_first_non_finite(xs, size) : cphys_copy_checked(w, xs, size);
-  if (bad >= 0) {
+  if (!aligned && !buffers->sample && !(buffers->sample = CPhysPoissonSpectralBufferAlloc(size))) return -1;
+  if (pad_size && !buffers->pad && !(buffers->pad = CPhysPoissonSpectralBufferAlloc(pad_size))) return -1;
+  double *w = aligned ? ys : buffers->sample;
+  double largest;
+  if (copy_measured(w, xs, size, &largest) >= 0) {
     for (ptrdiff_t k = 0; k < size; k++) ys[k] = NAN;
     return 0;
   }
-  const int overflow = solve_in_place(p, w);
+  const int overflow = solve_in_place(p, w, largest, buffers->pad);
   if (!aligned) memcpy(ys, w, (size_t)size * sizeof(double));
   return overflow ? 0 : 1;
 }
@@ -345,19 +315,21 @@ static int solve(CPhysPoissonSpectral p, ptrdiff_t batch, const double *x, doubl
   ptrdiff_t first_failure = PTRDIFF_MAX, out_of_memory = PTRDIFF_MAX;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(min : first_failure, out_of_memory)
   {
-    double *buffer = NULL;
+    Buffers buffers = {NULL, NULL};
 #pragma omp for schedule(static)
     for (ptrdiff_t s = 0; s < batch; s++) {
       if (out_of_memory != PTRDIFF_MAX) continue;
-      const int solved = solve_sample(p, x + s * size, y + s * size, &buffer);
+      const int solved = solve_sample(p, x + s * size, y + s * size, &buffers);
       if (solved < 0) out_of_memory = s;
       if (solved == 0 && s < first_failure) first_failure = s;
       if (info && solved >= 0) describe(&info[s], solved);
     }
-    free(buffer);
+    free(buffers.sample);
+    free(buffers.pad);
   }
   if (out_of_memory != PTRDIFF_MAX)
-    return CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate a buffer of %td nodes", size);
+    return CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate the buffers of a grid of %td nodes",
+                         size);
   if (first_failure == PTRDIFF_MAX) return 0;
   const double *xs = x == y ? NULL : x + first_failure * size;
   const ptrdiff_t bad = xs ? cphys_first_non_finite(xs, size) : -1;

@@ -21,11 +21,34 @@ struct CPhysPoissonSpectral_private {
   double *zero_row;                  /* [nx] zeros: the neighbour row beyond a Dirichlet boundary */
   double inner_scale;                /* 1 / normalization of the inner transform pair */
   double total_scale;                /* inner_scale / normalization of the first axis's pair */
-  /* Made once at Create on a scratch array, FFTW_ESTIMATE, in place; executed on
-   * arrays of the scratch array's alignment through the new-array interface. */
-  fftw_plan inner_forward, inner_backward; /* the other axes, all n0 slices */
+  ptrdiff_t nx, rows;                /* the last axis's nodes; rows of nx nodes per sample */
+  ptrdiff_t block_rows;              /* rows transformed at once (Dirichlet last axis) */
+  /* Plans made once at Create on scratch arrays, FFTW_ESTIMATE, in place; executed
+   * through the new-array interface on arrays of the scratch arrays' alignment.
+   * The last axis, Dirichlet: the sine transform as an r2c transform of the odd
+   * extension, on a padded buffer of block_rows rows (FFTW's RODFT00 of a grid of
+   * 2^k nodes was 2.5 to 4 times slower than its r2c transform of the same data). */
+  fftw_plan x_block, x_single;
+  fftw_plan x_forward, x_backward;         /* the last axis, other boundaries: r2r on the rows */
+  fftw_plan y_forward, y_backward;         /* 3-D: the middle axis, r2r */
   fftw_plan axis0_forward, axis0_backward; /* the first axis, every mode (not when eliminating) */
 };
+
+/* One alignment for planning arrays and buffers, so that FFTW's new-array
+ * execute rule (equal alignment) holds; caller arrays of another alignment go
+ * through a buffer. */
+enum { CPHYS_SPECTRAL_ALIGNMENT = 64 };
+double *CPhysPoissonSpectralBufferAlloc(ptrdiff_t count); /* aligned; free() it */
+
+/* poisson_transforms.c: the plans (library lock held) and their destruction. */
+int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p);
+void CPhysPoissonSpectralDestroyPlansLocked(CPhysPoissonSpectral p);
+/* Doubles of the per-thread pad buffer the inner transforms need (0: none). */
+ptrdiff_t CPhysPoissonSpectralPadSize(const CPhysPoissonSpectral p);
+/* The transforms along the axes after the first, unnormalized, in place on one
+ * sample w: [n0, inner] (aligned as the planning arrays); pad: the thread's buffer. */
+void CPhysPoissonSpectralInnerForward(const CPhysPoissonSpectral p, double *w, double *pad);
+void CPhysPoissonSpectralInnerBackward(const CPhysPoissonSpectral p, double *w, double *pad);
 
 /* Validation shared with the stencil functions: object, batch and pointers. */
 int CPhysPoissonSpectralCheckBatch(CPhysPoissonSpectral p, ptrdiff_t batch, const void *in, const void *out,

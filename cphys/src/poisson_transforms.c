@@ -1,0 +1,149 @@
+/* The spectral Poisson object's transforms along the axes after the first: FFTW
+ * plans, and the sine transform of a Dirichlet last axis computed as an r2c
+ * transform of each row's odd extension. */
+#include <stdlib.h>
+
+#include "poisson_spectral_internal.h"
+
+/* Rows per r2c execution of the sine transform: the padded block stays in cache. */
+enum { SINE_BLOCK_ROWS = 8 };
+
+double *CPhysPoissonSpectralBufferAlloc(ptrdiff_t count) {
+  size_t bytes = (size_t)count * sizeof(double);
+  bytes = (bytes + CPHYS_SPECTRAL_ALIGNMENT - 1) / CPHYS_SPECTRAL_ALIGNMENT * CPHYS_SPECTRAL_ALIGNMENT;
+  return aligned_alloc(CPHYS_SPECTRAL_ALIGNMENT, bytes ? bytes : CPHYS_SPECTRAL_ALIGNMENT);
+}
+
+static fftw_r2r_kind forward_kind(CPhysBoundary b) {
+  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
+         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT10
+                                       : FFTW_R2HC;
+}
+
+static fftw_r2r_kind backward_kind(CPhysBoundary b) {
+  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
+         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT01
+                                       : FFTW_HC2R;
+}
+
+static int sine_rows(const CPhysPoissonSpectral p) {
+  return p->config.boundary[p->config.dims - 1] == CPHYS_BOUNDARY_DIRICHLET;
+}
+
+/* A padded row: the odd extension 0, x, 0, -reversed x of length 2 (n + 1), plus
+ * the 2 doubles r2c writes beyond it in place. */
+static ptrdiff_t padded_row(const CPhysPoissonSpectral p) {
+  return 2 * (p->nx + 1) + 2;
+}
+
+ptrdiff_t CPhysPoissonSpectralPadSize(const CPhysPoissonSpectral p) {
+  return sine_rows(p) ? p->block_rows * padded_row(p) : 0;
+}
+
+static int plan_sine_rows_locked(CPhysPoissonSpectral p) {
+  const int length = (int)(2 * (p->nx + 1)), stride = (int)padded_row(p);
+  p->block_rows = p->rows < SINE_BLOCK_ROWS ? p->rows : SINE_BLOCK_ROWS;
+  double *pad = CPhysPoissonSpectralBufferAlloc(CPhysPoissonSpectralPadSize(p));
+  if (!pad)
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a buffer of %td rows", p->block_rows);
+  fftw_complex *spectrum = (fftw_complex *)pad;
+  p->x_block = fftw_plan_many_dft_r2c(1, &length, (int)p->block_rows, pad, NULL, 1, stride, spectrum, NULL, 1,
+                                      stride / 2, FFTW_ESTIMATE);
+  p->x_single = fftw_plan_many_dft_r2c(1, &length, 1, pad, NULL, 1, stride, spectrum, NULL, 1, stride / 2,
+                                       FFTW_ESTIMATE);
+  free(pad);
+  return 0;
+}
+
+int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p) {
+  const CPhysPoissonSpectralConfig *c = &p->config;
+  const int n0 = (int)p->n0, inner = (int)p->inner, nx = (int)p->nx, rows = (int)p->rows;
+  double *scratch = CPhysPoissonSpectralBufferAlloc(p->size);
+  if (!scratch)
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a scratch grid of %td nodes",
+                         p->size);
+  int ierr = 0, ok = 1;
+  const CPhysBoundary bx = c->boundary[c->dims - 1];
+  if (sine_rows(p)) {
+    ierr = plan_sine_rows_locked(p);
+    ok = p->x_block && p->x_single;
+  } else {
+    const fftw_r2r_kind forward = forward_kind(bx), backward = backward_kind(bx);
+    p->x_forward =
+        fftw_plan_many_r2r(1, &nx, rows, scratch, NULL, 1, nx, scratch, NULL, 1, nx, &forward, FFTW_ESTIMATE);
+    p->x_backward = fftw_plan_many_r2r(1, &nx, rows, scratch, NULL, 1, nx, scratch, NULL, 1, nx, &backward,
+                                       FFTW_ESTIMATE);
+    ok = p->x_forward && p->x_backward;
+  }
+  if (c->dims == 3) {
+    /* The middle axis of every slice: n = ny at stride nx, looped over slices and columns. */
+    const fftw_iodim axis = {(int)c->shape[1], nx, nx};
+    const fftw_iodim loops[2] = {{n0, inner, inner}, {nx, 1, 1}};
+    const fftw_r2r_kind forward = forward_kind(c->boundary[1]), backward = backward_kind(c->boundary[1]);
+    p->y_forward = fftw_plan_guru_r2r(1, &axis, 2, loops, scratch, scratch, &forward, FFTW_ESTIMATE);
+    p->y_backward = fftw_plan_guru_r2r(1, &axis, 2, loops, scratch, scratch, &backward, FFTW_ESTIMATE);
+    ok = ok && p->y_forward && p->y_backward;
+  }
+  if (!p->eliminate) {
+    const fftw_r2r_kind forward = forward_kind(c->boundary[0]), backward = backward_kind(c->boundary[0]);
+    p->axis0_forward = fftw_plan_many_r2r(1, &n0, inner, scratch, NULL, inner, 1, scratch, NULL, inner, 1,
+                                          &forward, FFTW_ESTIMATE);
+    p->axis0_backward = fftw_plan_many_r2r(1, &n0, inner, scratch, NULL, inner, 1, scratch, NULL, inner, 1,
+                                           &backward, FFTW_ESTIMATE);
+    ok = ok && p->axis0_forward && p->axis0_backward;
+  }
+  free(scratch);
+  if (ierr) return ierr;
+  CPhysCheck(ok, CPHYS_ERROR_FFTW, "FFTW could not plan the transforms of a grid of %td nodes", p->size);
+  return 0;
+}
+
+void CPhysPoissonSpectralDestroyPlansLocked(CPhysPoissonSpectral p) {
+  fftw_plan plans[8] = {p->x_block,   p->x_single,   p->x_forward,     p->x_backward,
+                        p->y_forward, p->y_backward, p->axis0_forward, p->axis0_backward};
+  for (int k = 0; k < 8; k++)
+    if (plans[k]) fftw_destroy_plan(plans[k]);
+}
+
+/* FFTW's RODFT00 of every row, y[k] = 2 sum_j x[j] sin(pi (j+1)(k+1) / (n+1)):
+ * the DFT of the odd extension z = (0, x, 0, -reversed x) of length N = 2 (n+1)
+ * is -i times that sum at frequency k + 1, so y[k] = -Im(Z[k+1]). */
+static void sine_transform_rows(const CPhysPoissonSpectral p, double *w, double *pad) {
+  const ptrdiff_t n = p->nx, stride = padded_row(p), length = 2 * (n + 1);
+  for (ptrdiff_t first = 0; first < p->rows; first += p->block_rows) {
+    const ptrdiff_t count = p->rows - first < p->block_rows ? p->rows - first : p->block_rows;
+    /* A partial block goes row by row through the first slot (the alignment the plan was made for). */
+    for (ptrdiff_t r = 0; r < count; r += count == p->block_rows ? count : 1) {
+      const ptrdiff_t slots = count == p->block_rows ? count : 1;
+      for (ptrdiff_t s = 0; s < slots; s++) {
+        const double *row = w + (first + r + s) * n;
+        double *z = pad + s * stride;
+        z[0] = 0.0, z[n + 1] = 0.0;
+        for (ptrdiff_t j = 0; j < n; j++) z[1 + j] = row[j];
+        for (ptrdiff_t j = 0; j < n; j++) z[length - 1 - j] = -row[j];
+      }
+      fftw_execute_dft_r2c(slots == p->block_rows ? p->x_block : p->x_single, pad, (fftw_complex *)pad);
+      for (ptrdiff_t s = 0; s < slots; s++) {
+        double *row = w + (first + r + s) * n;
+        const double *spectrum = pad + s * stride; /* interleaved re, im */
+        for (ptrdiff_t k = 0; k < n; k++) row[k] = -spectrum[2 * k + 3];
+      }
+    }
+  }
+}
+
+void CPhysPoissonSpectralInnerForward(const CPhysPoissonSpectral p, double *w, double *pad) {
+  if (sine_rows(p))
+    sine_transform_rows(p, w, pad);
+  else
+    fftw_execute_r2r(p->x_forward, w, w);
+  if (p->y_forward) fftw_execute_r2r(p->y_forward, w, w);
+}
+
+void CPhysPoissonSpectralInnerBackward(const CPhysPoissonSpectral p, double *w, double *pad) {
+  if (p->y_backward) fftw_execute_r2r(p->y_backward, w, w);
+  if (sine_rows(p))
+    sine_transform_rows(p, w, pad); /* RODFT00 is its own inverse, up to the normalization */
+  else
+    fftw_execute_r2r(p->x_backward, w, w);
+}
