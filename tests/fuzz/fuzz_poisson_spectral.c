@@ -39,8 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (getenv("FUZZ_VERBOSE"))
     fprintf(stderr, "config: dims %d shape [%td, %td, %td] spacing [%a, %a, %a] boundary [%d, %d, %d]\n",
-            config.dims, config.shape[0], config.shape[1], config.shape[2], config.spacing[0], config.spacing[1],
-            config.spacing[2], (int)config.boundary[0], (int)config.boundary[1], (int)config.boundary[2]);
+            config.dims, config.shape[0], config.shape[1], config.shape[2], config.spacing[0],
+            config.spacing[1], config.spacing[2], (int)config.boundary[0], (int)config.boundary[1],
+            (int)config.boundary[2]);
   CPhysPoissonSpectral poisson = (CPhysPoissonSpectral)&in; /* must be overwritten */
   if (fuzz_call(CPhysPoissonSpectralCreate(&config, &poisson))) {
     FUZZ_CHECK(poisson == NULL, "a failed Create left a non-NULL handle");
@@ -76,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       }
       case 1:
-        code = fuzz_call(
-            CPhysPoissonSpectralAdjoint(poisson, batch, x, pass_null ? NULL : y, fuzz_bool(&in) ? info : NULL));
+        code = fuzz_call(CPhysPoissonSpectralAdjoint(poisson, batch, x, pass_null ? NULL : y,
+                                                     fuzz_bool(&in) ? info : NULL));
         if (!code) FUZZ_CHECK_FINITE(y, total, "CPhysPoissonSpectralAdjoint");
         break;
       case 2:
@@ -85,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       case 3: {
         const double y_step = fuzz_bool(&in) ? 1.0 : fuzz_double(&in);
-        code = fuzz_call(CPhysPoissonSpectralPhysicalGradient(poisson, batch, y_step, pass_null ? NULL : x, y));
+        code =
+            fuzz_call(CPhysPoissonSpectralPhysicalGradient(poisson, batch, y_step, pass_null ? NULL : x, y));
         if (!code) FUZZ_CHECK(isfinite(y_step), "PhysicalGradient accepted y_step = %g", y_step);
         if (!code) FUZZ_CHECK_FINITE(y, total, "CPhysPoissonSpectralPhysicalGradient");
         break;
