@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from physgrad import cli, reproduce, reproduce_report
+from physgrad import cli, reproduce, reproduce_curves, reproduce_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -101,9 +101,9 @@ def test_plan_covers_the_paper_settings():
 
 
 def test_subsampled_curves_keep_the_start_and_the_end():
-    kept = reproduce_report._subsample_indices(10_000)
+    kept = reproduce_curves._subsample_indices(10_000)
     assert kept[:100] == list(range(100)) and kept[-1] == 9999 and len(kept) < 600
-    assert reproduce_report._subsample_indices(5) == [0, 1, 2, 3, 4]
+    assert reproduce_curves._subsample_indices(5) == [0, 1, 2, 3, 4]
 
 
 def test_unknown_experiment_is_a_usage_error(capsys):
