@@ -12,6 +12,10 @@
 
 #include "cphys/environment.h"
 
+// cphys/src/petsc_env.h (internal to cphys, which this library does not
+// include: it needs PETSc's headers): the options nothing has read so far.
+extern "C" int CPhysGetUnusedOptions(char *names, size_t size, size_t *length);
+
 namespace physgrad {
 
 namespace {
@@ -196,6 +200,50 @@ void clear_solver_options() {
   clear_all_caches();
 }
 
+// The options in PETSc's database that no object has read so far ("-name").
+std::vector<std::string> unused_solver_options() {
+  size_t length = 0;
+  check_cphys(CPhysGetUnusedOptions(nullptr, 0, &length), "unused_solver_options");
+  std::string list;
+  for (;;) {  // another thread may add options between the two calls
+    list.assign(length + 1, '\0');
+    size_t needed = 0;
+    check_cphys(CPhysGetUnusedOptions(&list[0], list.size(), &needed), "unused_solver_options");
+    if (needed <= length) break;
+    length = needed;
+  }
+  std::vector<std::string> names;
+  std::istringstream words(list.c_str());
+  for (std::string name; words >> name;) names.push_back(name);
+  return names;
+}
+
+// Non-convergence of the last solve of `op` on this thread as a warning.
+// Eager Python code warns itself (ops._after_forward); scripted code calls
+// this instead, since TorchScript has only TORCH_WARN: a Python UserWarning
+// when the scripted code runs under Python, c10's warning handler (stderr by
+// default) in a C++ program.  The forward kernels cannot warn themselves: an
+// eager torch.ops call would print the warning to stderr, bypassing Python's
+// warnings.  Returns whether it warned.
+bool warn_unconverged(c10::string_view op) {
+  auto found = last_solves.find(std::string(op));
+  if (found == last_solves.end()) return false;
+  std::ostringstream samples, reasons;
+  bool failed = false;
+  for (size_t i = 0; i < found->second.info.size(); i++) {
+    const CPhysSolveInfo &info = found->second.info[i];
+    if (info.converged) continue;
+    samples << (failed ? ", " : "") << i;
+    reasons << (failed ? ", " : "") << info.reason_text;
+    failed = true;
+  }
+  if (failed)
+    TORCH_WARN("physgrad.", std::string(op), ": the ", found->second.phase,
+               " solve did not converge for samples [", samples.str(), "] (", reasons.str(),
+               "); on_failure='warn' returned the last iterate");
+  return failed;
+}
+
 // The per-op limit of cached solver objects; a smaller limit applies at the
 // next creation (objects beyond it are dropped, least recently used first).
 void set_cache_limit(int64_t limit) {
@@ -218,6 +266,11 @@ TORCH_LIBRARY(physgrad, m) {
   m.def("solve_stats(str op) -> (str, int[], float[], bool[], str[])", &physgrad::solve_stats);
   m.def("set_solver_options(str options) -> ()", &physgrad::set_solver_options);
   m.def("clear_solver_options() -> ()", &physgrad::clear_solver_options);
+  m.def("unused_solver_options() -> str[]", &physgrad::unused_solver_options);
+  // Conservative alias analysis: an op with side effects, which TorchScript's
+  // dead-code elimination keeps although scripted code ignores its result.
+  m.def(torch::schema("warn_unconverged(str op) -> bool", c10::AliasAnalysisKind::CONSERVATIVE),
+        &physgrad::warn_unconverged);
   m.def("set_cache_limit(int limit) -> ()", &physgrad::set_cache_limit);
   m.def("cache_info() -> (int, int)", &physgrad::cache_info);
 }
