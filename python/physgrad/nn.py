@@ -12,7 +12,7 @@ the module's settings as they are.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -27,6 +27,13 @@ class _PhysicsModule(torch.nn.Module):
 
     #: the settings' attribute names (no class annotation: TorchScript reads those)
     _settings = ()  # type: Tuple[str, ...]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A setting is a number the op reads: a tensor that requires grad there (an
+        # nn.Parameter, say) would lose its gradient silently.
+        if name in type(self)._settings:
+            ops._refuse_grad(value, f"nn.{type(self).__name__}", name)
+        super().__setattr__(name, value)
 
     def get_extra_state(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in self._settings}
@@ -87,7 +94,7 @@ class Poisson(_PhysicsModule):
         super().__init__()
         self.grad_mode = grad_mode
         self.y_step = y_step
-        self.spacing = (float(spacing),) if isinstance(spacing, (int, float)) else tuple(float(h) for h in spacing)
+        self.spacing = tuple(ops._spacing_values(spacing, "nn.Poisson", 0))
         self.rtol = rtol
         self.max_iterations = max_iterations
         self.lbfgs_iterations = lbfgs_iterations
@@ -118,7 +125,7 @@ class Heat(_PhysicsModule):
         self.nu_t = nu_t
         self.grad_mode = grad_mode
         self.y_step = y_step
-        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.spacing = tuple(ops._spacing_values(spacing, "nn.Heat"))
         self.lbfgs_iterations = lbfgs_iterations
         self.on_failure = on_failure
 
@@ -185,7 +192,7 @@ class Fluid(_PhysicsModule):
         super().__init__()
         self.steps = steps
         self.dt = dt
-        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.spacing = tuple(ops._spacing_values(spacing, "nn.Fluid"))
         self.grad_mode = grad_mode
         self.y_step = y_step
         self.pressure_atol = pressure_atol
@@ -237,3 +244,62 @@ class PhysicsLayer(torch.nn.Module):
     def extra_repr(self) -> str:
         options = "".join(f", {name}={value!r}" for name, value in self.options.items())
         return f"op={self.op.name!r}, grad_mode={self.grad_mode!r}{options}"
+
+
+#: the op of each physics module (its grad modes are the op's)
+_MODULE_OPS = {"Poisson": "poisson", "Heat": "heat", "Sine": "sine", "WavePacket": "wave_packet",
+               "Fluid": "fluid"}
+
+
+def _physics_module_op(module: torch.nn.Module) -> Optional[str]:
+    """The op of a physgrad.nn module, eager or scripted; None for other modules."""
+    if isinstance(module, torch.jit.ScriptModule):
+        # __torch__.physgrad.nn.Poisson, or mangled: __torch__.physgrad.nn.___torch_mangle_3.Poisson
+        qualified = module._c._type().qualified_name()
+        if qualified.startswith("__torch__.physgrad.nn.") and qualified.rsplit(".", 1)[-1] in _MODULE_OPS:
+            return _MODULE_OPS[qualified.rsplit(".", 1)[-1]]
+        return None
+    if isinstance(module, _PhysicsModule):
+        return _MODULE_OPS.get(type(module).__name__)
+    return None
+
+
+def set_grad_mode(model: torch.nn.Module, grad_mode: str, layers: Optional[Sequence[str]] = None) -> List[str]:
+    """Sets the ``grad_mode`` of the physgrad modules in ``model``, eager or scripted
+    (``torch.jit.script``, ``torch.jit.load``); returns the names of the modules set.
+
+    Scripted models need it: indexing a scripted ``Sequential`` (``scripted[1]``)
+    returns the eager module it was scripted from (torch 1.13), whose attribute
+    the scripted code never reads; this walks the scripted submodules
+    (``named_modules()``) and sets theirs, which ``torch.jit.save`` keeps.
+    ``layers``: the names of the modules to set, as ``named_modules()`` gives them
+    (``"1"``, ``"physics.0"``); None: every physgrad module. Every mode is checked
+    against the modes its module offers before any is set, so an error changes
+    nothing."""
+    from .user_ops import op_info
+    found = []
+    for name, module in model.named_modules():
+        op = _physics_module_op(module)
+        if op is not None:
+            found.append((name, module, op_info(op).modes))
+        elif isinstance(module, PhysicsLayer):
+            found.append((name, module, module.op.modes))
+    if layers is not None:
+        wanted = [layers] if isinstance(layers, str) else list(layers)
+        known = {name: (name, module, modes) for name, module, modes in found}
+        missing = [name for name in wanted if name not in known]
+        if missing:
+            raise ValueError(f"physgrad.nn.set_grad_mode: {missing} are not physgrad modules of this model; "
+                             f"its physgrad modules are {[name for name, _, _ in found]}")
+        found = [known[name] for name in wanted]
+    if not found:
+        raise ValueError("physgrad.nn.set_grad_mode: the model has no physgrad module (physgrad.nn.Poisson, "
+                         "Heat, Sine, WavePacket, Fluid, PhysicsLayer)")
+    for name, module, modes in found:
+        if grad_mode not in modes:
+            kind = module.original_name if isinstance(module, torch.jit.ScriptModule) else type(module).__name__
+            raise ValueError(f"physgrad.nn.set_grad_mode: module {name!r} ({kind}) does not offer grad_mode "
+                             f"{grad_mode!r}; it offers {', '.join(map(repr, modes))}")
+    for name, module, modes in found:
+        module.grad_mode = grad_mode
+    return [name for name, _, _ in found]

@@ -7,8 +7,10 @@ mode of an enclosing :func:`physgrad.grad_mode` block, else ``"physical"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
+import numbers
+import re
 import warnings
 
 import torch
@@ -41,18 +43,86 @@ def _warn_unconverged(op: str) -> None:
 
 
 def _after_forward(op: str, on_failure: str) -> None:
-    """Turns a forward solve's non-convergence into a Python warning (eager mode;
-    scripted code reads :func:`solve_stats`)."""
-    if on_failure == "warn" and not torch.jit.is_scripting():
-        _warn_unconverged(op)
+    """Turns a forward solve's non-convergence into a warning: a RuntimeWarning in
+    eager mode; in scripted code (TorchScript, C++) the op library's TORCH_WARN,
+    a UserWarning under Python and c10's warning handler (stderr) in C++."""
+    if on_failure == "warn":
+        if torch.jit.is_scripting():
+            torch.ops.physgrad.warn_unconverged(op)
+        else:
+            _warn_unconverged(op)
+
+
+@torch.jit.unused
+def _refuse_grad(value: Any, op: str, name: str) -> None:
+    """A number option given as a tensor (or a sequence holding one) that requires
+    grad: the op reads a number, so the gradient would be lost silently."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values):
+        raise ValueError(f"physgrad.{op}: {name} requires grad, but physgrad does not differentiate {name} "
+                         f"(the op reads it as a number, and its gradient would be lost); pass a number or "
+                         f"{name}.detach()")
+
+
+@torch.jit.unused
+def _option_number(value: float, op: str, name: str) -> float:
+    """A number option given in eager mode: a one-element tensor that does not
+    require grad is its number; anything else is passed on as it is (the op's
+    schema refuses what is not a number)."""
+    _refuse_grad(value, op, name)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"physgrad.{op}: {name} must be a number, got a {value.dtype} tensor of shape "
+                            f"{list(value.shape)}")
+        return float(value.item())
+    return value
+
+
+def _number(value: float, op: str, name: str) -> float:
+    """A number option of ``op`` (scripted: typed by TorchScript already)."""
+    if torch.jit.is_scripting():
+        return value
+    return _option_number(value, op, name)
+
+
+@torch.jit.unused
+def _spacing_values(spacing: Any, op: str, dims: int = 2) -> List[float]:
+    """A ``spacing`` given in eager mode as ``dims`` floats: one number for every
+    axis, or one per axis (a sequence or a 1-D tensor). ``dims = 0``: one number
+    is one value, a sequence any number of values (the op checks them against
+    its grid)."""
+    axes = "(dy, dx)" if dims == 2 else "one per axis"
+    _refuse_grad(spacing, op, "spacing")
+    if isinstance(spacing, torch.Tensor) and spacing.dim() <= 1:
+        spacing = spacing.detach().tolist()
+    if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
+        return [float(spacing)] * max(dims, 1)
+    if isinstance(spacing, (str, bytes, bool, dict, torch.Tensor)) or not hasattr(spacing, "__iter__"):
+        raise TypeError(f"physgrad.{op}: spacing must be a number or {axes}, got {type(spacing).__name__} "
+                        f"{spacing!r}")
+    values = [_option_number(h, op, "spacing") for h in spacing]
+    for h in values:
+        if isinstance(h, bool) or not isinstance(h, numbers.Real):
+            raise TypeError(f"physgrad.{op}: spacing must be a number or {axes} of numbers, got "
+                            f"{type(h).__name__} {h!r} in {spacing!r}")
+    values = [float(h) for h in values]
+    if (dims and len(values) != dims) or not values:
+        raise ValueError(f"physgrad.{op}: spacing must be a number or {axes}, got {len(values)} values "
+                         f"{spacing!r}")
+    return values
+
+
+def _spacing(spacing: Tuple[float, float], op: str) -> List[float]:
+    """``spacing`` of a 2-D op as ``[dy, dx]``; in eager mode one number is both."""
+    if torch.jit.is_scripting():
+        return [float(spacing[0]), float(spacing[1])]
+    return _spacing_values(spacing, op)
 
 
 @torch.jit.unused
 def _eager_spacing(spacing: Tuple[float, float]) -> List[float]:
     """Eager mode: one number, or one per axis (any sequence)."""
-    if isinstance(spacing, (int, float)):
-        return [float(spacing)]
-    return [float(h) for h in spacing]
+    return _spacing_values(spacing, "poisson", 0)
 
 
 @torch.jit.unused
@@ -120,8 +190,8 @@ def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_
     that carry signal are un-diffused, those that carry only noise damped),
     ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps; the paper uses 32).
     """
-    y = torch.ops.physgrad.heat(x, nu_t, _mode(grad_mode), y_step, [float(spacing[0]), float(spacing[1])],
-                                lbfgs_iterations, on_failure)
+    y = torch.ops.physgrad.heat(x, _number(nu_t, "heat", "nu_t"), _mode(grad_mode), y_step,
+                                _spacing(spacing, "heat"), lbfgs_iterations, on_failure)
     _after_forward("heat", on_failure)
     return y
 
@@ -161,8 +231,9 @@ def wave_packet(params: torch.Tensor, grad_mode: Optional[str] = None, y_step: f
     Gauss-Newton step towards ``y - y_step * g``), ``"physical"`` (Gauss-Newton
     iterated to convergence: the op's inverse solver), ``"lbfgs"``.
     """
-    y = torch.ops.physgrad.wave_packet(params, _mode(grad_mode), y_step, samples, frequency, sigma,
-                                       lbfgs_iterations, on_failure)
+    y = torch.ops.physgrad.wave_packet(params, _mode(grad_mode), y_step, samples,
+                                       _number(frequency, "wave_packet", "frequency"),
+                                       _number(sigma, "wave_packet", "sigma"), lbfgs_iterations, on_failure)
     _after_forward("wave_packet", on_failure)
     return y
 
@@ -207,9 +278,9 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     Only the adjoint differentiates m0: in the other modes m0 is data, and one
     that requires grad is a ValueError (pass ``m0.detach()``).
     """
-    y = torch.ops.physgrad.fluid(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])], _mode(grad_mode),
-                                 y_step, pressure_atol, pressure_max_iterations, lbfgs_iterations, on_failure,
-                                 energy)
+    y = torch.ops.physgrad.fluid(v0, m0, steps, _number(dt, "fluid", "dt"), _spacing(spacing, "fluid"),
+                                 _mode(grad_mode), y_step, pressure_atol, pressure_max_iterations,
+                                 lbfgs_iterations, on_failure, energy)
     _after_forward("fluid", on_failure)
     return y
 
@@ -228,7 +299,7 @@ def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float
     the staggered grid; the returned one is resampled to the cell centres (the
     mean of the two faces of each cell). In v0's dtype.
     """
-    return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, [float(spacing[0]), float(spacing[1])],
+    return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, _spacing(spacing, "fluid_sequence"),
                                              pressure_atol, pressure_max_iterations, energy)
 
 
@@ -236,14 +307,14 @@ def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2
     """The circular-mean centre of mass ``[B, 2]`` (x, y, length units in ``[0, L)``) of
     markers ``[B, ny, nx]``, as the fluid's physical inverse computes it (cphys); the
     box centre where a marker has no first Fourier component.  Not differentiable."""
-    return torch.ops.physgrad.fluid_centre_of_mass(marker, [float(spacing[0]), float(spacing[1])])
+    return torch.ops.physgrad.fluid_centre_of_mass(marker, _spacing(spacing, "fluid_centre_of_mass"))
 
 
 def fluid_unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:
     """The fluid's physical-inverse unit vortex at the cell centres, ``[2, ny, nx]``
     float64 (cphys: Gaussian falloff of sigma 20 about the box centre, counter-clockwise)."""
-    return torch.ops.physgrad.fluid_unit_vortex(int(shape[0]), int(shape[1]), [float(spacing[0]),
-                                                                                float(spacing[1])])
+    return torch.ops.physgrad.fluid_unit_vortex(int(shape[0]), int(shape[1]),
+                                                _spacing(spacing, "fluid_unit_vortex"))
 
 
 @dataclass
@@ -271,11 +342,73 @@ def solve_stats(op: str) -> SolveStats:
     return SolveStats(phase, list(iterations), list(residuals), list(converged), list(reasons))
 
 
+#: the options prefixes of physgrad's PETSc objects (an option under none of them
+#: configures no physgrad solver)
+SOLVER_OPTION_PREFIXES = ("physgrad_poisson_", "physgrad_heat_lbfgs_", "physgrad_fluid_",
+                          "physgrad_wave_packet_lbfgs_", "physgrad_wave_packet_fit_")
+
+
+@torch.jit.unused
+def _options_for_no_solver(options: str) -> List[str]:
+    """The option names in ``options`` (PETSc's rules: ``-`` or ``--`` and a letter;
+    ``-prefix_push``/``-prefix_pop``) that start like a physgrad prefix
+    (``physgrad``) or a PETSc solver option (``ksp_``, ``pc_``, ``tao_``) but lie
+    under none of :data:`SOLVER_OPTION_PREFIXES`."""
+    found, prefixes, tokens = [], [""], options.split()
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not re.match(r"--?[A-Za-z]", token) or re.match(r"--?(inf|infinity|nan)\b", token, re.I):
+            continue
+        name = token.lstrip("-").lower()
+        if name in ("prefix_push", "options_file", "options_file_yaml", "options_string_yaml"):
+            if name == "prefix_push" and index < len(tokens):
+                prefixes.append(prefixes[-1] + tokens[index].lower())
+            index += 1
+            continue
+        if name == "prefix_pop":
+            prefixes = prefixes[:-1] or [""]
+            continue
+        name = prefixes[-1] + name
+        if (name.startswith(("physgrad", "ksp_", "pc_", "tao_"))
+                and not name.startswith(SOLVER_OPTION_PREFIXES)):
+            found.append("-" + name)
+    return found
+
+
 def set_solver_options(options: str) -> None:
     """Adds PETSc options, e.g. ``"-physgrad_poisson_pc_type gamg"``; they apply to
     solvers created afterwards (physgrad recreates its cached solvers). The
-    environment variable ``PETSC_OPTIONS`` is read when PETSc starts."""
+    environment variable ``PETSC_OPTIONS`` is read when PETSc starts.
+
+    A call sets all of its options or, raising, none. A name under none of
+    physgrad's prefixes (:data:`SOLVER_OPTION_PREFIXES`) that looks meant for
+    one (``-physgrad_poison_pc_type``, an unprefixed ``-ksp_type``) gives a
+    UserWarning; :func:`unused_solver_options` lists every option no solver has
+    read. PETSc 3.18 holds at most 512 option names: a call that would add more
+    is a ValueError (:func:`clear_solver_options` removes them all)."""
     torch.ops.physgrad.set_solver_options(options)
+    _warn_options_for_no_solver(options)
+
+
+@torch.jit.unused
+def _warn_options_for_no_solver(options: str) -> None:
+    names = _options_for_no_solver(options)
+    if names:
+        warnings.warn(f"physgrad.set_solver_options: {', '.join(names)} configure no physgrad solver: "
+                      f"physgrad's solvers read options under the prefixes "
+                      f"{', '.join('-' + p for p in SOLVER_OPTION_PREFIXES)} (a misspelt prefix?); "
+                      f"see physgrad.unused_solver_options()", UserWarning, stacklevel=3)
+
+
+def unused_solver_options() -> List[str]:
+    """The options (``"-name"``) in PETSc's database that no solver has read so far:
+    a misspelt name or prefix, an option of a solver that ignores it, or one
+    for a solver not created yet (physgrad creates its solvers at an op's
+    first call with a configuration, and again after the options change). Call
+    it after the ops ran."""
+    return list(torch.ops.physgrad.unused_solver_options())
 
 
 def clear_solver_options() -> None:
