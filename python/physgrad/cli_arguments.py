@@ -226,10 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment(optimize)
     optimize.set_defaults(subparser=optimize)
     optimize.add_argument("--methods", default="gd,lbfgs,pg", help="comma-separated, of gd, lbfgs, pg")
-    optimize.add_argument("--iterations", type=int, default=None, help="iterations per method (default 100)")
-    optimize.add_argument("--examples", type=int, default=None,
+    optimize.add_argument("--iterations", type=_at_least(1, 10_000_000), default=None,
+                          help="iterations per method (default 100)")
+    optimize.add_argument("--examples", type=_at_least(1, 100_000), default=None,
                           help="examples (default: the paper's figure, 1 for poisson and heat, 4 for fluid)")
-    optimize.add_argument("--seed", type=int, default=None, help="data seed of the examples (default 12345)")
+    optimize.add_argument("--seed", type=_seed, default=None, help="data seed of the examples (default 12345)")
     optimize.add_argument("--shape", type=_shape, default=None, metavar="NYxNX",
                           help="grid cells (default: the --network run's, else the experiment's)")
     optimize.add_argument("--lr", type=float, default=None,
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="weights saved by 'train' (<out>/<method>.pt): compare its prediction "
                                "on the same examples with the solvers (paper Table 1)")
     optimize.add_argument("--out", default=None, help="output folder (default runs/<experiment>/optimize)")
-    optimize.add_argument("--threads", type=int, default=None,
+    optimize.add_argument("--threads", type=_at_least(1, MAX_THREADS), default=None,
                           help="torch intra-op threads (torch.set_num_threads)")
 
     reproduce = commands.add_parser(
@@ -263,9 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="write the report from the runs as they are; train nothing")
     reproduce.add_argument("--quick", action="store_true",
                            help="every experiment tiny (a few iterations, small grids): a smoke test")
-    reproduce.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
+    reproduce.add_argument("--checkpoint-every", type=_at_least(0), default=50, metavar="N",
                            help="iterations between checkpoints of each run (default 50)")
-    reproduce.add_argument("--threads", type=int, default=None,
+    reproduce.add_argument("--threads", type=_at_least(1, MAX_THREADS), default=None,
                            help="torch intra-op threads (torch.set_num_threads)")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
 
