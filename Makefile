@@ -10,7 +10,7 @@ DEMO_BATCH ?= 16
 
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-c test-python demo bench reproduce install clean
+.PHONY: all deps build test test-c test-python demo bench reproduce lint format install clean
 
 all: build
 
@@ -88,6 +88,18 @@ REPRODUCE ?= all
 COMMA := ,
 reproduce: build
 	$(PYTHON) -m physgrad reproduce $(subst $(COMMA), ,$(REPRODUCE)) --threads 1
+
+# Style (CI runs it): clang-format (.clang-format) on the C and C++ sources, flake8
+# (.flake8) on the Python; `make format` rewrites the C and C++ in place.
+STYLE_C = $(shell git ls-files '*.c' '*.h' '*.cpp' 2>/dev/null)
+lint:
+	@scripts/install-deps.sh clang-format flake8
+	clang-format --dry-run -Werror $(STYLE_C)
+	flake8 python tests benchmarks examples scripts
+
+format:
+	@scripts/install-deps.sh clang-format
+	clang-format -i $(STYLE_C)
 
 # Op and training-step timings against plain PyTorch (benchmarks/RESULTS.md, "Performance").
 BENCH_OUT ?= benchmarks/results

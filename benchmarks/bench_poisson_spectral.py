@@ -185,8 +185,9 @@ def single_solves(fftw, quick, repetitions):
         spacing = (1.0,) * len(shape)
         floor = TransformFloor(fftw, shape, (boundary,) * len(shape))
         try:
-            result = compare({"fftw": floor, "solve": lambda: physgrad.poisson(x, spacing=spacing,
-                                                                                boundary=boundary)}, repetitions)
+            def solve():
+                return physgrad.poisson(x, spacing=spacing, boundary=boundary)
+            result = compare({"fftw": floor, "solve": solve}, repetitions)
         finally:
             floor.close()
         rows.append({"grid": "x".join(map(str, shape)), "boundary": boundary,

@@ -99,7 +99,8 @@ def targets(report: Dict) -> List[List[str]]:
     speedup = _ratio(_ms(fluid_ref_fwd, "forward"), _ms(fluid_fwd, "forward"))
     if speedup is not None:
         rows.append(["fluid 64x64 8 steps B=64 forward >= 10x faster than the torch reference",
-                     f"{_fmt(_ms(fluid_fwd, 'forward'))} ms vs {_fmt(_ms(fluid_ref_fwd, 'forward'))} ms: {speedup:.1f}x",
+                     f"{_fmt(_ms(fluid_fwd, 'forward'))} ms vs {_fmt(_ms(fluid_ref_fwd, 'forward'))} ms: "
+                     f"{speedup:.1f}x",
                      "yes" if speedup >= 10 else "no"])
     fluid_adj, fluid_ref = get(f"fluid/{g}/B64/physgrad/train:adjoint"), get(f"fluid/{g}/B64/torch/train:autograd")
     speedup = _ratio(_ms(fluid_ref, "total"), _ms(fluid_adj, "total"))

@@ -135,8 +135,8 @@ def read_log(path: str, experiment: str = "", method: str = "") -> Any:
         return read_history(path, experiment, method)
     import gzip
     import tempfile
-    with gzip.open(path, "rt", newline="") as packed, tempfile.NamedTemporaryFile("w", suffix=".csv",
-                                                                               delete=False) as plain:
+    with gzip.open(path, "rt", newline="") as packed, \
+            tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as plain:
         plain.write(packed.read())
     try:
         history = read_history(plain.name, experiment, method)

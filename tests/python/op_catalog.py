@@ -53,7 +53,8 @@ class OpSpec:
 
     def gradients(self, inputs: Sequence[torch.Tensor], mode: str, grad_y: Optional[torch.Tensor] = None,
                   **options: Any) -> Tuple[torch.Tensor, List[Optional[torch.Tensor]]]:
-        """Forward and backward in ``mode``; returns (y, the gradient of every input, None where the mode gives none)."""
+        """Forward and backward in ``mode``; returns (y, the gradient of every input,
+        None where the mode gives none)."""
         leaves = [t.detach().clone().requires_grad_(i in self.differentiated[mode]) for i, t in enumerate(inputs)]
         y = self.call(leaves, mode, **options)
         y.backward(torch.ones_like(y) if grad_y is None else grad_y)

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_benchmark_writes_its_outputs_and_the_references_agree(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ops.py"), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_ops.py"), "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     report = json.loads((tmp_path / "bench_ops.json").read_text())

@@ -67,6 +67,7 @@ def test_two_processes_follow_the_one_process_learning_curve(tmp_path):
     single = _run([sys.executable, "-m", "physgrad", *TRAIN, "--threads", "1",
                    "--out", str(tmp_path / "one")], timeout=120)
     assert single.returncode == 0, single.stderr
+
     def launch(*arguments: str) -> subprocess.CompletedProcess:
         return _run([sys.executable, "-m", "physgrad.launch", "--nproc_per_node=2",
                      f"--master_port={_free_port()}", "-m", "physgrad", *arguments], timeout=150)

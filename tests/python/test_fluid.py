@@ -108,7 +108,10 @@ def test_physical_mode_recovers_uniform_plus_vortex_far_better_than_an_adjoint_s
     g = gradient("adjoint")
     best_rate = ((v.detach() - v_true) * g).sum() / (g * g).sum()  # the x-space optimal step size
     adjoint = v.detach() - best_rate * g
-    error = lambda x: (x - v_true).abs().mean().item()
+
+    def error(x):
+        return (x - v_true).abs().mean().item()
+
     assert error(physical) < 0.2 * error(v.detach())
     assert error(physical) < 0.2 * error(adjoint), (error(physical), error(adjoint))
     stats = physgrad.solve_stats("fluid")
@@ -148,7 +151,10 @@ def test_lbfgs_lowers_the_y_space_objective():
     m0 = torch.rand(2, 10, 10, generator=generator(10), dtype=torch.float64)
     target = physgrad.fluid(v_true, m0, steps=2, pressure_atol=1e-10)
     v = smooth_velocity(2, 10, 10, seed=11, scale=1.0).requires_grad_()
-    objective = lambda x: physgrad.losses.l2(physgrad.fluid(x, m0, steps=2, pressure_atol=1e-10), target).item()
+
+    def objective(x):
+        return physgrad.losses.l2(physgrad.fluid(x, m0, steps=2, pressure_atol=1e-10), target).item()
+
     physgrad.losses.l2(physgrad.fluid(v, m0, steps=2, grad_mode="lbfgs", pressure_atol=1e-10,
                                       lbfgs_iterations=6), target).backward()
     stats = physgrad.solve_stats("fluid")

@@ -134,7 +134,8 @@ for _fluid in (FLUID, FLUID_SEQUENCE):
         (_fluid, {1: ones(3, 6, 6)}, "m0 has batch 3 but v0 has batch 2"),
         (_fluid, {0: ones(1, 2, 6, 6)}, "m0 has batch 2 but v0 has batch 1"),
         (_fluid, {1: ones(2, 6, 7)}, "m0's grid [6, 7] differs from v0's grid [6, 6]"),
-        (_fluid, {0: ones(2, 2, 0, 6), 1: ones(2, 0, 6)}, "need at least 3 cells per axis (periodic stencils), got grid [0, 6]"),
+        (_fluid, {0: ones(2, 2, 0, 6), 1: ones(2, 0, 6)},
+         "need at least 3 cells per axis (periodic stencils), got grid [0, 6]"),
         (_fluid, {0: ones(2, 2, 1, 1), 1: ones(2, 1, 1)}, "need at least 3 cells per axis"),
         (_fluid, {0: ones(2, 2, 2, 2), 1: ones(2, 2, 2)}, "need at least 3 cells per axis"),
     ]
@@ -467,7 +468,8 @@ BACKWARD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("call, words", BACKWARD_CASES, ids=["poisson", "poisson-dtype", "fluid", "sine", "wave_packet"])
+@pytest.mark.parametrize("call, words", BACKWARD_CASES,
+                         ids=["poisson", "poisson-dtype", "fluid", "sine", "wave_packet"])
 def test_backward_ops_called_alone_check_the_incoming_gradient(call, words):
     with pytest.raises((ValueError, TypeError)) as info:
         call()

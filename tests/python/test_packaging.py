@@ -154,5 +154,6 @@ def test_pip_install_into_a_venv_reusing_the_build_tree(tmp_path):
                     reason="compiles libcphys and every torch op source again (minutes); "
                            "run with PHYSGRAD_TEST_FULL_BUILD=1")
 def test_pip_install_into_a_venv_building_with_cmake(tmp_path):
-    environment = dict(clean_environment(), CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "1"))
+    environment = dict(clean_environment(),
+                       CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "1"))
     check_installed(pip_install(tmp_path, environment, timeout=3600), tmp_path)

@@ -255,8 +255,8 @@ def test_grid_layouts_channel_dims_and_float32():
 
 def test_module_settings_script_and_state_dict():
     x = random((2, 4, 5, 6), seed=15)
-    layer = physgrad.nn.Poisson(grad_mode="adjoint", spacing=(1.0, 0.5, 2.0), boundary=("neumann", "periodic",
-                                                                                         "dirichlet"))
+    layer = physgrad.nn.Poisson(grad_mode="adjoint", spacing=(1.0, 0.5, 2.0),
+                                boundary=("neumann", "periodic", "dirichlet"))
     assert layer.boundary == "neumann,periodic,dirichlet" and layer.solver == "auto"
     scripted = torch.jit.script(layer)
     torch.testing.assert_close(scripted(x), layer(x), rtol=0, atol=0)

@@ -312,8 +312,8 @@ def test_a_misspelt_prefix_warns_and_is_listed_as_unused(clean_options):
 @pytest.mark.parametrize("options, named", [
     ("-ksp_type cg", ["-ksp_type"]),
     ("--physgrad_poisson_ksp_type cg -pc_type none", ["-pc_type"]),
-    ("-prefix_push physgrad_ -poison_pc_type icc -prefix_pop -tao_max_it 3", ["-physgrad_poison_pc_type",
-                                                                               "-tao_max_it"]),
+    ("-prefix_push physgrad_ -poison_pc_type icc -prefix_pop -tao_max_it 3",
+     ["-physgrad_poison_pc_type", "-tao_max_it"]),
     ("-physgrad_fluid_ksp_rtol -1e-3 -physgrad_Heat_LBFGS_tao_type lmvm -physgrad_heat_tao_type lmvm",
      ["-physgrad_heat_tao_type"]),
 ])
