@@ -50,7 +50,6 @@ for signal and amplified in frequencies the diffusion erases (the x error grows,
 the loss stays at rounding level). The authors' single-example script adds an
 absolute noise floor (``uncertainty = |dy| * 1e-6 + 1e-8``) the op does not have.
 """
-import csv
 import json
 import math
 import os
@@ -62,6 +61,7 @@ import torch
 from torch import nn
 
 from .experiments import Experiment
+from .optimize_report import format_table, iterations_to_reach, plot_curves, training_record, write_curve_csv
 
 __all__ = ["METHODS", "EXPERIMENTS", "STEP_SIZES", "DEFAULT_SEED", "Curve", "sample_examples",
            "run_first_order", "run_gd", "run_pg", "run_lbfgs", "experiment_for", "load_network",
@@ -317,105 +317,6 @@ def network_prediction(experiment: Experiment, network: nn.Module, batch: Any,
             "seconds_per_example": seconds / len(errors), "x_error_per_example": errors}
 
 
-def iterations_to_reach(curve: Curve, x_error: float) -> Optional[Tuple[int, float]]:
-    """The first iteration whose mean x error is at most ``x_error`` and the wall time
-    per example until then; None if the run never gets there."""
-    for k, value in enumerate(curve.x_error):
-        if value <= x_error:
-            return curve.iteration[k], curve.wall_seconds[k]
-    return None
-
-
-def write_curve_csv(curve: Curve, path: str) -> str:
-    """``path``: iteration, evaluations, wall_seconds, loss, x_error (means over examples)."""
-    with open(path, "w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["iteration", "evaluations", "wall_seconds", "loss", "x_error"])
-        for row in zip(curve.iteration, curve.evaluations, curve.wall_seconds, curve.loss, curve.x_error):
-            writer.writerow([row[0], f"{row[1]:.6g}", f"{row[2]:.6g}", f"{row[3]:.8g}", f"{row[4]:.8g}"])
-    return path
-
-
-def plot_curves(curves: Sequence[Curve], path: str, experiment: Experiment, examples: int,
-                network: Optional[Dict[str, Any]] = None) -> str:
-    """PNG of loss and x error against iteration, one line per method, log y axes (as the
-    paper's Fig. 4b, 5b, 6b); the network's x error as a horizontal line when given."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 2)
-    panels = (("loss", "y loss per example"), ("x_error", f"{experiment.metric_name} per example"))
-    for ax, (name, label) in zip(axes, panels):
-        for index, curve in enumerate(curves):
-            values = [v if v > 0 else math.nan for v in getattr(curve, name)]
-            ax.plot(curve.iteration, values, color=f"C{index}", linewidth=1.4, label=curve.method)
-        if name == "x_error" and network is not None:
-            ax.axhline(network["x_error"], color="k", linestyle="--", linewidth=1.0, label="network")
-        ax.set_yscale("log")
-        ax.set_xlabel("optimization iteration")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    figure.suptitle(f"{experiment.name}: single-example optimization from x = 0, mean over {examples} "
-                    f"example{'s' if examples != 1 else ''}")
-    figure.tight_layout(rect=(0, 0, 1, 0.95))
-    figure.savefig(path)
-    return path
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1.0 else f"{seconds:.4g} s"
-
-
-def format_table(experiment: Experiment, curves: Sequence[Curve], examples: int,
-                 network: Optional[Dict[str, Any]] = None) -> str:
-    """Markdown: each method's result after its iterations; with ``network``, Table 1's
-    comparison (iterations and time per example to reach the network's x error)."""
-    metric = experiment.metric_name
-    lines = [f"{experiment.name}, {examples} example{'s' if examples != 1 else ''} (means per example)", "",
-             f"| method | iterations | time per example | loss | {metric} | best {metric} (iteration) |",
-             "|---|---|---|---|---|---|"]
-    for curve in curves:
-        best = min(range(len(curve.x_error)), key=lambda k: curve.x_error[k])
-        lines.append(f"| {curve.method} | {curve.iteration[-1]} | {_duration(curve.wall_seconds[-1])} | "
-                     f"{curve.loss[-1]:.4g} | {curve.x_error[-1]:.4g} | {curve.x_error[best]:.4g} ({best}) |")
-    if network is None:
-        return "\n".join(lines) + "\n"
-    lines += ["", f"Time to reach the network's {metric} (paper Table 1)", "",
-              f"| method | iterations | time per example | {metric} |", "|---|---|---|---|",
-              f"| network ({network['name']}) | one forward pass | {_duration(network['seconds_per_example'])} | "
-              f"{network['x_error']:.4g} |"]
-    for curve in curves:
-        reached = iterations_to_reach(curve, network["x_error"])
-        if reached is None:
-            lines.append(f"| {curve.method} | not reached in {curve.iteration[-1]} | "
-                         f"> {_duration(curve.wall_seconds[-1])} | {min(curve.x_error):.4g} (best) |")
-        else:
-            k = curve.iteration.index(reached[0])
-            lines.append(f"| {curve.method} | {reached[0]} | {_duration(reached[1])} | {curve.x_error[k]:.4g} |")
-    if network.get("training"):
-        training = network["training"]
-        lines += ["", f"network training: {training['iterations']} iterations of {training['method']} in "
-                      f"{_duration(training['wall_seconds'])}"]
-    return "\n".join(lines) + "\n"
-
-
-def _training_record(path: str) -> Optional[Dict[str, Any]]:
-    """Iterations and wall time of the run that saved ``<dir>/<method>.pt``, from its
-    ``<dir>/<method>.csv`` log; None when there is no log."""
-    from .history import read_history
-    log = os.path.splitext(path)[0] + ".csv"
-    if not os.path.isfile(log):
-        return None
-    history = read_history(log)
-    if not history.iteration:
-        return None
-    return {"method": os.path.basename(os.path.splitext(path)[0]), "iterations": history.iteration[-1],
-            "wall_seconds": history.wall_seconds[-1], "log": log}
-
-
 def optimize(experiment: Experiment, methods: Sequence[str] = METHODS, iterations: Optional[int] = None,
              examples: Optional[int] = None, seed: int = DEFAULT_SEED, out_dir: Optional[str] = None,
              network_path: Optional[str] = None, gd_step: Optional[float] = None,
@@ -476,7 +377,7 @@ def optimize(experiment: Experiment, methods: Sequence[str] = METHODS, iteration
     if network is not None:
         prediction = network_prediction(experiment, network, batch)
         prediction.update(name=os.path.basename(network_path), path=network_path,
-                          training=_training_record(network_path))
+                          training=training_record(network_path))
         prediction["reach"] = {}
         for curve in curves:
             reached = iterations_to_reach(curve, prediction["x_error"])
