@@ -16,60 +16,23 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "physgrad/op.h"
 
 namespace physgrad {
 
-enum class GradMode { Adjoint, Physical, Newton, Lbfgs, InverseGradient };
-
-const char *grad_mode_name(GradMode mode);
-// Parses `mode` for op `op`; an unknown mode, or one the op does not offer, is an
-// error that lists the modes the op offers.
-GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered);
-
-// What an op does when an inner solver does not converge.
-enum class OnFailure { Raise, Warn };
-OnFailure parse_on_failure(c10::string_view value, const char *op);
-
-// Throws a c10::Error carrying the cphys message when `code` is not success.
-// Under OnFailure::Warn, CPHYS_ERROR_NOT_CONVERGED is not an error (the outputs
-// hold each sample's last iterate): it warns when `warn` is set.  Forward
-// kernels pass warn = false because torch.ops calls bypass Python's warning
-// handler (the warning would go to stderr); the Python wrappers warn instead.
-void check_cphys(int code, const char *op, OnFailure on_failure = OnFailure::Raise, bool warn = true);
+// GradMode, OnFailure, parse_grad_mode, parse_on_failure, check_cphys, as_double,
+// check_finite, lbfgs_physical_gradient, record_solve_info and
+// register_physics_autograd are the public extension API: physgrad/op.h.
 
 // cphys's batch loops (OpenMP, cphys/environment.h) use torch's intra-op thread
 // count, at::get_num_threads() (torch.set_num_threads), for calls from this
 // thread; every kernel that runs such a loop calls this first.
 void follow_torch_threads();
 
-// Validates a floating tensor argument (CPU, float32/float64, `dims` dimensions
-// among `allowed_dims`) and returns it as a contiguous float64 tensor.
-at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
-                     std::initializer_list<int64_t> allowed_dims);
 // Throws a ValueError unless `bytes`, the memory a call is about to allocate for
 // `what` (e.g. "x", "samples"), fits in the machine's physical memory: a request
 // that can never be met fails before any allocation, not by the OOM killer.
 void check_memory(double bytes, const char *op, const std::string &what);
-// Throws a RuntimeError naming the first non-finite element ("x[1][2] = nan is
-// not finite"), as cphys does, for inputs no cphys call checks itself.
-void check_finite(const at::Tensor &tensor, const char *op, const char *argument);
-
-// The `lbfgs` mode of any op: `iterations` TAO quasi-Newton steps per sample on
-// 1/2 ||P(x') - (y - y_step g)||^2 from x; returns x - x_n.  x: [B, ...n], y and
-// g: [B, ...m], contiguous float64.  TAO options prefix "physgrad_<op>_lbfgs_".
-at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op, const at::Tensor &x,
-                                   const at::Tensor &y, const at::Tensor &g, double y_step, int64_t iterations,
-                                   OnFailure on_failure);
-
-// Per-thread statistics of the last solve of each op, readable from Python.
-void record_solve_info(const std::string &op, const std::string &phase, std::vector<CPhysSolveInfo> info);
-
-// Autograd for a physics op `name` (see docs/decisions.md, "one autograd kernel"):
-//   forward schema   name(Tensor in_1, ..., Tensor in_k, <options>) -> Tensor
-//   backward schema  name_backward(Tensor grad_y, Tensor in_1, ..., Tensor in_k, Tensor y, <options>)
-//                        -> Tensor  (k = 1)  or  Tensor[]  (one per input; undefined: no gradient)
-// Registers a boxed Autograd kernel for both; the backward op refuses double backward.
-void register_physics_autograd(torch::Library &m, const char *name);
 
 // Object caches keyed by configuration; cleared when solver options change,
 // since PETSc reads options when an object is created.  Each cache keeps at

@@ -18,11 +18,12 @@ from .ops import (SolveStats, cache_info, clear_solver_options, fluid, fluid_seq
                   unused_solver_options, wave_packet, wave_packet_fit)
 # solve_stats covers the built-in and the user ops (physgrad.Op)
 from .user_ops import Op, OpInfo, op_info, registered_ops, solve_stats, unregister_op  # noqa: E402
+from .extensions import load_library  # noqa: E402  (C/C++ ops built out of tree)
 
 from ._version import __version__  # noqa: E402  (the VERSION file)
 
 __all__ = ["GRAD_MODES", "Op", "OpInfo", "SolveStats", "cache_info", "clear_solver_options", "data", "fluid",
-           "fluid_sequence", "grad_mode", "heat", "library_version", "losses", "modes", "nets", "nn",
+           "fluid_sequence", "grad_mode", "heat", "library_version", "load_library", "losses", "modes", "nets", "nn",
            "op_info", "poisson", "registered_ops", "set_cache_limit", "set_solver_options", "sine",
            "sine_nearest_minimum", "solve_stats", "unregister_op", "unused_solver_options", "wave_packet",
            "wave_packet_fit",

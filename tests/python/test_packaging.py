@@ -23,7 +23,7 @@ import physgrad
 from packaging_support import REPOSITORY, build_project, build_tree, clean_environment, install, run
 
 SOURCES = ("CMakeLists.txt", "VERSION", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "cmake", "cphys",
-           "torch_ops", "python")
+           "include", "torch_ops", "python")
 
 
 @pytest.fixture(scope="module")
