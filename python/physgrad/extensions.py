@@ -121,7 +121,9 @@ def load_library(path: Union[str, Path]) -> Extension:
             raise ImportError(f"physgrad.load_library: the namespace '{namespace}' of {path} is registered "
                               f"already, by {known.path}; loading a second library with it would abort the "
                               f"process (torch allows one registration of a namespace)")
-        if _namespace_ops(namespace):
+        loaded_before = any(_library._same_file(path, other)
+                            for other in [*torch.ops.loaded_libraries, *_library._mapped_files()])
+        if _namespace_ops(namespace) and not loaded_before:  # the same file again is harmless
             raise ImportError(f"physgrad.load_library: the op namespace '{namespace}' of {path} is registered "
                               f"already (ops {', '.join(_namespace_ops(namespace))}), by a library loaded "
                               f"without physgrad.load_library; loading it again from this file would abort "

@@ -88,6 +88,25 @@ def test_missing_or_foreign_file_is_an_import_error(tmp_path, built):
         physgrad.load_library(built["prefix"] / "lib" / "libcphys.so")
 
 
+def test_a_second_copy_is_an_import_error_not_an_abort(built, extension, tmp_path):
+    copy = tmp_path / "libpgexample_copy.so"
+    copy.write_bytes(built["library"].read_bytes())
+    with pytest.raises(ImportError, match=r"namespace 'pgexample' of .*libpgexample_copy\.so is registered already, "
+                                          r"by .*libpgexample\.so"):
+        physgrad.load_library(copy)
+
+
+def test_library_loaded_by_torch_first_loads(built, tmp_path):
+    """torch.ops.load_library(path) before physgrad.load_library(path): the same file, no error."""
+    program = (f"import torch, physgrad\ntorch.ops.load_library({str(built['library'])!r})\n"
+               f"print(physgrad.load_library({str(built['library'])!r}).ops)\n")
+    environment = dict(clean_environment(), PYTHONPATH=str(REPOSITORY / "python"))
+    if os.environ.get("PHYSGRAD_LIBRARY"):
+        environment["PHYSGRAD_LIBRARY"] = os.environ["PHYSGRAD_LIBRARY"]
+    result = run([sys.executable, "-c", program], env=environment, timeout=120)
+    assert "('diffuse', 'diffuse_backward')" in result.stdout
+
+
 def test_another_torch_or_physgrad_is_an_import_error(built, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "0.0.1+other")
     with pytest.raises(ImportError, match=r"built against torch 1\.\d+.*but this is torch 0\.0\.1\+other.*rebuild"):
