@@ -1,7 +1,12 @@
 // physgrad::heat: schema and CPU kernels (forward, backward of every mode).
-//   y = F^-1(F(x) exp(-|k|^2 nu_t)) on a periodic [B, ny, nx] (or [B, 1, ny, nx]) grid.
+//   y = F^-1(F(x) exp(-|k|^2 nu_t)) on a 2-D [B, ny, nx] ([B, 1, ny, nx]) or 3-D
+//   [B, nz, ny, nx] ([B, 1, nz, ny, nx]) grid, periodic, zero Dirichlet or Neumann
+//   per axis (F: the DFT, or the sine / cosine transforms of cphys/heat.h).
+#include "cphys/heat.h"
+
 #include <torch/library.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -9,19 +14,23 @@
 #include <vector>
 
 #include "common.h"
-#include "cphys/heat.h"
 
 namespace physgrad {
 namespace {
 
 constexpr const char *kOp = "heat";
 const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+const char *const kBoundaryNames[] = {"dirichlet", "neumann", "periodic"};
 
 struct HeatKey {
-  int64_t ny, nx;
-  double dy, dx, nu_t;
+  int dims;
+  std::array<int64_t, 3> shape;
+  std::array<double, 3> spacing;
+  std::array<int, 3> boundary;
+  double nu_t;
   bool operator<(const HeatKey &o) const {
-    return std::tie(ny, nx, dy, dx, nu_t) < std::tie(o.ny, o.nx, o.dy, o.dx, o.nu_t);
+    return std::tie(dims, shape, spacing, boundary, nu_t) <
+           std::tie(o.dims, o.shape, o.spacing, o.boundary, o.nu_t);
   }
 };
 
@@ -29,8 +38,11 @@ ObjectCache<HeatKey, CPhysHeat> &objects() {
   static ObjectCache<HeatKey, CPhysHeat> cache(
       [](const HeatKey &k, CPhysHeat *h) {
         CPhysHeatConfig config = CPhysHeatDefaultConfig();
-        config.shape[0] = k.ny, config.shape[1] = k.nx;
-        config.spacing[0] = k.dy, config.spacing[1] = k.dx;
+        config.dims = k.dims;
+        for (int a = 0; a < k.dims; a++) {
+          config.shape[a] = k.shape[a], config.spacing[a] = k.spacing[a];
+          config.boundary[a] = static_cast<CPhysBoundary>(k.boundary[a]);
+        }
         config.nu_t = k.nu_t;
         return CPhysHeatCreate(&config, h);
       },
@@ -38,17 +50,59 @@ ObjectCache<HeatKey, CPhysHeat> &objects() {
   return cache;
 }
 
-// The grid of `tensor` ([B, ny, nx] or [B, 1, ny, nx]) as a contiguous float64 [B, ny, nx] tensor.
-at::Tensor grid_input(const at::Tensor &tensor, const char *argument) {
-  at::Tensor grid = as_double(tensor, kOp, argument, {3, 4});
-  if (grid.dim() == 4) {
-    TORCH_CHECK_VALUE(grid.size(1) == 1, "physgrad.heat: a 4-D ", argument,
-                      " must be [B, 1, ny, nx], got shape ", tensor.sizes());
-    grid = grid.squeeze(1);
+// An input's grid: 2 or 3 axes, their cell counts, and the data as a contiguous float64 [B, <shape>].
+struct Grid {
+  int dims;
+  std::array<int64_t, 3> shape;
+  at::Tensor data;
+};
+
+// [B, ny, nx] and [B, 1, ny, nx] are 2-D; [B, nz, ny, nx] (nz > 1) and [B, 1, nz, ny, nx] are 3-D.
+Grid grid_input(const at::Tensor &tensor, const char *argument) {
+  at::Tensor t = as_double(tensor, kOp, argument, {3, 4, 5});
+  if (t.dim() == 5) {
+    TORCH_CHECK_VALUE(t.size(1) == 1, "physgrad.heat: a 5-D ", argument,
+                      " must be [B, 1, nz, ny, nx], got shape ", tensor.sizes());
+    t = t.squeeze(1);
+  } else if (t.dim() == 4 && t.size(1) == 1) {
+    t = t.squeeze(1);
   }
-  TORCH_CHECK_VALUE(grid.size(1) >= 1 && grid.size(2) >= 1, "physgrad.heat: ", argument,
-                    " must have at least one cell per axis, got shape ", tensor.sizes());
+  Grid grid{static_cast<int>(t.dim()) - 1, {0, 0, 0}, t};
+  for (int a = 0; a < grid.dims; a++) {
+    grid.shape[a] = t.size(a + 1);
+    TORCH_CHECK_VALUE(grid.shape[a] >= 1, "physgrad.heat: ", argument,
+                      " must have at least one cell per axis, got shape ", tensor.sizes());
+  }
   return grid;
+}
+
+// "periodic", or one name per axis separated by commas ("dirichlet,periodic").
+std::array<int, 3> parse_boundary(c10::string_view text, int dims) {
+  std::vector<int> names;
+  std::string all(text);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = all.find(',', start);
+    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    int found = -1;
+    for (int b = 0; b < 3; b++)
+      if (name == kBoundaryNames[b]) found = b;
+    TORCH_CHECK_VALUE(
+        found >= 0, "physgrad.heat: boundary must be 'periodic', 'dirichlet' or 'neumann' (or one per axis, ",
+        "e.g. 'dirichlet,periodic'), got '", all, "'");
+    names.push_back(found);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  TORCH_CHECK_VALUE(names.size() == 1 || static_cast<int>(names.size()) == dims, "physgrad.heat: boundary '",
+                    all, "' names ", names.size(), " axes, but the grid has ", dims,
+                    " (give one boundary for every axis, or one per axis in the order ",
+                    dims == 3 ? "z, y, x)" : "y, x)");
+  std::array<int, 3> boundary{CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC};
+  for (int a = 0; a < dims; a++) boundary[a] = names[names.size() == 1 ? 0 : a];
+  return boundary;
 }
 
 // Throws for a failed cphys call on `argument`, naming it (e.g. a NaN in grad_y).
@@ -59,30 +113,38 @@ void check_call(int code, const char *argument) {
 
 struct Options {
   GradMode mode;
-  double nu_t, y_step, dy, dx;
+  double nu_t, y_step;
+  std::array<double, 3> spacing;
+  std::array<int, 3> boundary;
   int64_t lbfgs_iterations;
   OnFailure on_failure;
 };
 
 // Validates every option where the op is called, so a bad one fails in the forward.
-Options parse_options(double nu_t, c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
-                      int64_t lbfgs_iterations, c10::string_view on_failure) {
+Options parse_options(const Grid &grid, double nu_t, c10::string_view grad_mode, double y_step,
+                      at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
+                      c10::string_view boundary) {
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   TORCH_CHECK_VALUE(std::isfinite(nu_t) && nu_t >= 0.0, "physgrad.heat: nu_t must be finite and >= 0, got ",
                     nu_t);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.heat: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(spacing.size() == 2, "physgrad.heat: spacing must be [dy, dx], got ", spacing);
+  TORCH_CHECK_VALUE(spacing.size() == 1 || static_cast<int>(spacing.size()) == grid.dims,
+                    "physgrad.heat: spacing must be ", grid.dims == 3 ? "[dz, dy, dx]" : "[dy, dx]",
+                    " for this ", grid.dims, "-D grid (or one value for every axis), got ", spacing);
   for (double h : spacing)
     TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.heat: spacing must be positive and finite, got ",
                       spacing);
   TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
                     "physgrad.heat: lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
-  return Options{mode, nu_t, y_step, spacing[0], spacing[1], lbfgs_iterations, failure};
+  Options o{mode,   nu_t, y_step, {0.0, 0.0, 0.0}, parse_boundary(boundary, grid.dims), lbfgs_iterations,
+            failure};
+  for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
+  return o;
 }
 
-std::shared_ptr<CPhysHeat_private> object_for(const at::Tensor &grid, const Options &o) {
-  return objects().get(HeatKey{grid.size(1), grid.size(2), o.dy, o.dx, o.nu_t}, kOp);
+std::shared_ptr<CPhysHeat_private> object_for(const Grid &grid, const Options &o) {
+  return objects().get(HeatKey{grid.dims, grid.shape, o.spacing, o.boundary, o.nu_t}, kOp);
 }
 
 // The forward is exact (no iterations), but it records statistics so that
@@ -95,29 +157,34 @@ void record_exact_forward(int64_t batch) {
 }
 
 at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_mode, double y_step,
-                        at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure) {
+                        at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
+                        c10::string_view boundary) {
   follow_torch_threads();
-  const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
-  const at::Tensor grid = grid_input(x, "x");
+  const Grid grid = grid_input(x, "x");
+  const Options o =
+      parse_options(grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
   auto heat = object_for(grid, o);
-  at::Tensor y = at::empty_like(grid);
-  check_call(CPhysHeatForward(heat.get(), grid.size(0), grid.data_ptr<double>(), y.data_ptr<double>()), "x");
-  record_exact_forward(grid.size(0));
+  const at::Tensor &data = grid.data;
+  at::Tensor y = at::empty_like(data);
+  check_call(CPhysHeatForward(heat.get(), data.size(0), data.data_ptr<double>(), y.data_ptr<double>()), "x");
+  record_exact_forward(data.size(0));
   return y.to(x.scalar_type()).view(x.sizes());
 }
 
 // The backward of every mode; g = dL/dy, x and y the forward's input and output.
 at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y, double nu_t,
                          c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
-                         int64_t lbfgs_iterations, c10::string_view on_failure) {
+                         int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary) {
   follow_torch_threads();
-  const Options o = parse_options(nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure);
-  const at::Tensor g_grid = grid_input(g, "grad_y");
+  const Grid grad_grid = grid_input(g, "grad_y");
+  const Options o =
+      parse_options(grad_grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
+  const at::Tensor &g_grid = grad_grid.data;
   TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.heat_backward: grad_y has shape ", g.sizes(),
                     " but x has shape ", x.sizes());
   TORCH_CHECK_VALUE(y.sizes() == x.sizes(), "physgrad.heat_backward: y has shape ", y.sizes(),
                     " but x has shape ", x.sizes());
-  auto heat = object_for(g_grid, o);
+  auto heat = object_for(grad_grid, o);
   const int64_t batch = g_grid.size(0);
   at::Tensor dx;
   switch (o.mode) {
@@ -136,8 +203,8 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
     default: {
       CPhysLeastSquaresProblem problem;
       check_call(CPhysHeatGetLeastSquaresProblem(heat.get(), &problem), "x");
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x"), grid_input(y, "y"), g_grid, o.y_step,
-                                   o.lbfgs_iterations, o.on_failure);
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x").data, grid_input(y, "y").data, g_grid,
+                                   o.y_step, o.lbfgs_iterations, o.on_failure);
     }
   }
   return dx.to(x.scalar_type()).view(x.sizes());
@@ -149,10 +216,11 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
   m.def(
       "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, "
-      "float[2] spacing=[1.0, 1.0], int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
+      "float[] spacing=[1.0, 1.0], int lbfgs_iterations=32, str on_failure=\"raise\", "
+      "str boundary=\"periodic\") -> Tensor");
   m.def(
       "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
-      "float[2] spacing, int lbfgs_iterations, str on_failure) -> Tensor");
+      "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

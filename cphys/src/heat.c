@@ -25,20 +25,38 @@ static void *buffer_alloc(size_t bytes) {
 static int make_plans_locked(CPhysHeat h);
 
 CPhysHeatConfig CPhysHeatDefaultConfig(void) {
-  CPhysHeatConfig config = {{64, 64}, {1.0, 1.0}, 8.0, 1e-6, 1.0};
+  CPhysHeatConfig config = {{64, 64, 0},
+                            {1.0, 1.0, 0.0},
+                            8.0,
+                            1e-6,
+                            1.0,
+                            2,
+                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
   return config;
 }
 
 static int check_config(const CPhysHeatConfig *c) {
   CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
-  CPhysCheck(c->shape[0] >= 1 && c->shape[1] >= 1, CPHYS_ERROR_ARGUMENT,
-             "shape must be at least [1, 1], got [%td, %td]", c->shape[0], c->shape[1]);
+  CPhysCheck(c->dims == 0 || c->dims == 2 || c->dims == 3, CPHYS_ERROR_ARGUMENT,
+             "dims must be 2 or 3 (0: 2-D periodic), got %d", c->dims);
+  const int dims = c->dims == 3 ? 3 : 2;
+  CPhysCheck(c->shape[0] >= 1 && c->shape[1] >= 1 && (dims == 2 || c->shape[2] >= 1), CPHYS_ERROR_ARGUMENT,
+             "shape must be at least 1 per axis, got [%td, %td%s", c->shape[0], c->shape[1],
+             dims == 3 ? ", ...]" : "]");
   /* FFTW's plan_many interface counts in int. */
-  CPhysCheck(c->shape[0] <= INT_MAX / c->shape[1], CPHYS_ERROR_ARGUMENT,
-             "grid [%td, %td] has more cells than FFTW's int sizes allow", c->shape[0], c->shape[1]);
-  for (int axis = 0; axis < 2; axis++)
+  CPhysCheck(c->shape[0] <= INT_MAX / c->shape[1] &&
+                 (dims == 2 || c->shape[2] <= INT_MAX / (c->shape[0] * c->shape[1])),
+             CPHYS_ERROR_ARGUMENT, "grid [%td, %td, ...] has more cells than FFTW's int sizes allow",
+             c->shape[0], c->shape[1]);
+  for (int axis = 0; axis < dims; axis++) {
     CPhysCheck(isfinite(c->spacing[axis]) && c->spacing[axis] > 0.0, CPHYS_ERROR_ARGUMENT,
                "spacing[%d] must be positive and finite, got %g", axis, c->spacing[axis]);
+    CPhysCheck(c->dims == 0 || c->boundary[axis] == CPHYS_BOUNDARY_DIRICHLET ||
+                   c->boundary[axis] == CPHYS_BOUNDARY_NEUMANN ||
+                   c->boundary[axis] == CPHYS_BOUNDARY_PERIODIC,
+               CPHYS_ERROR_ARGUMENT, "boundary[%d] must be DIRICHLET, NEUMANN or PERIODIC, got %d", axis,
+               (int)c->boundary[axis]);
+  }
   CPhysCheck(isfinite(c->nu_t) && c->nu_t >= 0.0, CPHYS_ERROR_ARGUMENT,
              "nu_t must be finite and >= 0, got %g", c->nu_t);
   CPhysCheck(isfinite(c->noise_relative) && c->noise_relative >= 0.0, CPHYS_ERROR_ARGUMENT,
@@ -51,8 +69,78 @@ static int check_config(const CPhysHeatConfig *c) {
 /* Signed mode index p in (-n/2, n/2] of FFT bin j; its sign never matters (only p^2 is used). */
 static double signed_mode(ptrdiff_t j, ptrdiff_t n) { return (double)(j <= n / 2 ? j : j - n); }
 
+/* k^2 of coefficient m of n along an axis with boundary b and spacing h (see cphys/heat.h),
+ * for the complex DFT's bins (periodic, `complex_bins`: m in the signed order of fftfreq) or
+ * the r2r transforms' coefficients. */
+static double axis_k2(CPhysBoundary b, ptrdiff_t m, ptrdiff_t n, double h, int complex_bins) {
+  double k;
+  if (b == CPHYS_BOUNDARY_DIRICHLET)
+    k = CPHYS_PI * (double)(m + 1) / ((double)(n + 1) * h);
+  else if (b == CPHYS_BOUNDARY_NEUMANN)
+    k = CPHYS_PI * (double)m / ((double)n * h);
+  else
+    k = 2.0 * CPHYS_PI * (complex_bins ? signed_mode(m, n) : (double)(m <= n - m ? m : n - m)) /
+        ((double)n * h);
+  return k * k;
+}
+
+/* log of the factor taking an unnormalized r2r coefficient m of n (FFTW's kinds
+ * of cphys/heat.h) to the coefficient of the orthonormal basis. */
+static double axis_log_weight(CPhysBoundary b, ptrdiff_t m, ptrdiff_t n) {
+  const double count = (double)n;
+  if (b == CPHYS_BOUNDARY_DIRICHLET) return -0.5 * log(2.0 * (count + 1.0)); /* 2 <x, s>, |s|^2 = (n+1)/2 */
+  if (b == CPHYS_BOUNDARY_NEUMANN) /* 2 <x, c>, |c|^2 = n (m = 0) or n/2 */
+    return m == 0 ? -0.5 * log(4.0 * count) : -0.5 * log(2.0 * count);
+  /* R2HC: <x, c> or <x, s>, |c|^2 = n at m = 0 and m = n/2, else n/2 */
+  return (m == 0 || 2 * m == n) ? -0.5 * log(count) : -0.5 * log(0.5 * count);
+}
+
+/* The scale of the r2r transform pair along an axis: backward(forward(x)) = scale * x. */
+static double axis_normalization(CPhysBoundary b, ptrdiff_t n) {
+  return b == CPHYS_BOUNDARY_DIRICHLET ? 2.0 * (double)(n + 1)
+         : b == CPHYS_BOUNDARY_NEUMANN ? 2.0 * (double)n
+                                       : (double)n;
+}
+
+/* Kernels of a 3-D periodic grid (complex half spectrum) or of any grid with a real basis. */
+static void fill_kernels_3d_or_real(CPhysHeat h) {
+  const CPhysHeatConfig *c = &h->config;
+  const int complex_bins = !h->real_basis;
+  const ptrdiff_t n[3] = {h->nz, h->ny, h->nx};
+  const ptrdiff_t last = complex_bins ? h->nx / 2 + 1 : h->nx;
+  /* Axis a of the object: config axis a - (3 - dims); a 2-D grid has a single plane (nz = 1). */
+  const int offset = 3 - c->dims;
+  double log_cells = 0.5 * log((double)h->cells);
+  h->normalization = complex_bins ? (double)h->cells : 1.0;
+  if (!complex_bins)
+    for (int a = offset; a < 3; a++) h->normalization *= axis_normalization(c->boundary[a - offset], n[a]);
+  ptrdiff_t q = 0;
+  for (ptrdiff_t k = 0; k < n[0]; k++) {
+    const double kz2 = offset ? 0.0 : axis_k2(c->boundary[0], k, n[0], c->spacing[0], complex_bins);
+    const double wz = offset ? 0.0 : complex_bins ? 0.0 : axis_log_weight(c->boundary[0], k, n[0]);
+    for (ptrdiff_t j = 0; j < n[1]; j++) {
+      const double ky2 = axis_k2(c->boundary[1 - offset], j, n[1], c->spacing[1 - offset], complex_bins);
+      const double wy = complex_bins ? 0.0 : axis_log_weight(c->boundary[1 - offset], j, n[1]);
+      for (ptrdiff_t i = 0; i < last; i++, q++) {
+        const double kx2 = axis_k2(c->boundary[2 - offset], i, n[2], c->spacing[2 - offset], complex_bins);
+        const double exponent = (kz2 + ky2 + kx2) * c->nu_t;
+        h->exponent[q] = exponent;
+        h->forward_gain[q] = exp(-exponent) / h->normalization;
+        h->inverse_gain[q] = exp(exponent) / h->normalization;
+        h->noise_odds[q] = exp(2.0 * exponent);
+        if (!complex_bins)
+          h->log_weight[q] = wz + wy + axis_log_weight(c->boundary[2 - offset], i, n[2]) + log_cells;
+      }
+    }
+  }
+}
+
 static void fill_kernels(CPhysHeat h) {
   const ptrdiff_t half = h->nx / 2 + 1;
+  if (h->config.dims == 3 || h->real_basis) {
+    fill_kernels_3d_or_real(h);
+    return;
+  }
   const double two_pi = 2.0 * CPHYS_PI, cells = (double)h->cells;
   for (ptrdiff_t j = 0; j < h->ny; j++) {
     double ky = two_pi * signed_mode(j, h->ny) / ((double)h->ny * h->config.spacing[0]);
@@ -76,15 +164,29 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
   h->config = *config;
   if (h->config.noise_relative == 0.0) h->config.noise_relative = 1e-6;
   if (h->config.signal_amplitude == 0.0) h->config.signal_amplitude = 1.0;
-  h->ny = config->shape[0];
-  h->nx = config->shape[1];
-  h->cells = h->ny * h->nx;
-  h->modes = h->ny * (h->nx / 2 + 1);
+  if (h->config.dims == 0) {
+    h->config.dims = 2;
+    for (int a = 0; a < 3; a++) h->config.boundary[a] = CPHYS_BOUNDARY_PERIODIC;
+  }
+  if (h->config.dims == 2) { /* unused trailing entries zeroed */
+    h->config.shape[2] = 0, h->config.spacing[2] = 0.0;
+    h->config.boundary[2] = CPHYS_BOUNDARY_PERIODIC;
+  }
+  const int dims = h->config.dims;
+  for (int a = 0; a < dims; a++) h->real_basis |= h->config.boundary[a] != CPHYS_BOUNDARY_PERIODIC;
+  h->nz = dims == 3 ? config->shape[0] : 1;
+  h->ny = config->shape[dims - 2];
+  h->nx = config->shape[dims - 1];
+  h->cells = h->nz * h->ny * h->nx;
+  h->modes = h->real_basis ? h->cells : h->nz * h->ny * (h->nx / 2 + 1);
+  h->normalization = (double)h->cells;
   h->exponent = malloc((size_t)h->modes * sizeof(double));
   h->forward_gain = malloc((size_t)h->modes * sizeof(double));
   h->inverse_gain = malloc((size_t)h->modes * sizeof(double));
   h->noise_odds = malloc((size_t)h->modes * sizeof(double));
-  if (!h->exponent || !h->forward_gain || !h->inverse_gain || !h->noise_odds) {
+  if (h->real_basis) h->log_weight = malloc((size_t)h->modes * sizeof(double));
+  if (!h->exponent || !h->forward_gain || !h->inverse_gain || !h->noise_odds ||
+      (h->real_basis && !h->log_weight)) {
     const ptrdiff_t modes = h->modes;
     CPhysHeatDestroy(&h);
     return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate kernels of %td modes", modes);
@@ -116,11 +218,14 @@ int CPhysHeatDestroy(CPhysHeat *heat) {
   CPhysLibraryLock();
   if (h->r2c) fftw_destroy_plan(h->r2c);
   if (h->c2r) fftw_destroy_plan(h->c2r);
+  if (h->r2r_forward) fftw_destroy_plan(h->r2r_forward);
+  if (h->r2r_backward) fftw_destroy_plan(h->r2r_backward);
   CPhysLibraryUnlock();
   free(h->exponent);
   free(h->forward_gain);
   free(h->inverse_gain);
   free(h->noise_odds);
+  free(h->log_weight);
   free(h);
   *heat = NULL;
   return 0;
@@ -139,7 +244,68 @@ int CPhysHeatGetConfig(CPhysHeat heat, CPhysHeatConfig *config) {
  * FFTW_ESTIMATE, not FFTW_MEASURE: measured plans executed ~15% faster here,
  * but FFTW picks them by timing, so they (and the last bits of the results)
  * change from run to run; estimated plans keep runs reproducible. */
+static fftw_r2r_kind forward_kind(CPhysBoundary b) {
+  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
+         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT10
+                                       : FFTW_R2HC;
+}
+
+static fftw_r2r_kind backward_kind(CPhysBoundary b) {
+  return b == CPHYS_BOUNDARY_DIRICHLET ? FFTW_RODFT00
+         : b == CPHYS_BOUNDARY_NEUMANN ? FFTW_REDFT01
+                                       : FFTW_HC2R;
+}
+
+/* The real basis: one r2r plan of the whole grid each way, out of place (the
+ * forward keeps its input, which the physical gradient's filter reads). */
+static int make_real_plans_locked(CPhysHeat h) {
+  const int dims = h->config.dims;
+  int n[3];
+  fftw_r2r_kind forward[3], backward[3];
+  for (int a = 0; a < dims; a++) {
+    n[a] = (int)h->config.shape[a];
+    forward[a] = forward_kind(h->config.boundary[a]);
+    backward[a] = backward_kind(h->config.boundary[a]);
+  }
+  double *real = buffer_alloc((size_t)h->cells * sizeof(double));
+  double *coefficients = buffer_alloc((size_t)h->cells * sizeof(double));
+  int ierr = 0;
+  if (!real || !coefficients) {
+    ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate transform buffers of %td cells",
+                         h->cells);
+  } else {
+    h->r2r_forward = fftw_plan_r2r(dims, n, real, coefficients, forward, FFTW_ESTIMATE | FFTW_PRESERVE_INPUT);
+    h->r2r_backward = fftw_plan_r2r(dims, n, coefficients, real, backward, FFTW_ESTIMATE);
+    if (!h->r2r_forward || !h->r2r_backward)
+      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan the real transforms of %td cells",
+                           h->cells);
+  }
+  free(real);
+  free(coefficients);
+  return ierr;
+}
+
 static int make_plans_locked(CPhysHeat h) {
+  if (h->real_basis) return make_real_plans_locked(h);
+  if (h->config.dims == 3) {
+    const int n3[3] = {(int)h->nz, (int)h->ny, (int)h->nx};
+    double *real = buffer_alloc((size_t)h->cells * sizeof(double));
+    fftw_complex *spectrum = buffer_alloc((size_t)h->modes * sizeof(fftw_complex));
+    int ierr = 0;
+    if (!real || !spectrum) {
+      ierr =
+          CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate FFT buffers of %td cells", h->cells);
+    } else {
+      h->r2c = fftw_plan_dft_r2c(3, n3, real, spectrum, FFTW_ESTIMATE);
+      h->c2r = fftw_plan_dft_c2r(3, n3, spectrum, real, FFTW_ESTIMATE);
+      if (!h->r2c || !h->c2r)
+        ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan transforms of %td cells",
+                             h->cells);
+    }
+    free(real);
+    free(spectrum);
+    return ierr;
+  }
   const int n[2] = {(int)h->ny, (int)h->nx};
   double *real = buffer_alloc((size_t)h->cells * sizeof(double));
   fftw_complex *spectrum = buffer_alloc((size_t)h->modes * sizeof(fftw_complex));
@@ -173,15 +339,24 @@ static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const dou
 /* One sample: check and copy in, r2c, filter, c2r, check and copy out.
  * real [cells] and spectrum [modes] are the thread's buffers (in cache). */
 static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *out, double *real,
-                        fftw_complex *spectrum, CPhysHeatSpectralFilter filter, void *context, const char *caller) {
+                        fftw_complex *spectrum, CPhysHeatSpectralFilter filter,
+                        CPhysHeatRealFilter real_filter, void *context, const char *caller) {
   const ptrdiff_t cells = heat->cells;
   ptrdiff_t bad = cphys_copy_checked(real, in + s * cells, cells);
   CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g", s * cells + bad,
                    s, in[s * cells + bad]);
-  fftw_execute_dft_r2c(heat->r2c, real, spectrum);
-  /* r2c leaves its input alone: `real` still holds the sample for the filter. */
-  CPhysCall(filter(heat, real, spectrum, context));
-  fftw_execute_dft_c2r(heat->c2r, spectrum, real);
+  if (heat->real_basis) {
+    /* Out of place with the input preserved: `real` still holds the sample for the filter. */
+    double *coefficients = (double *)spectrum;
+    fftw_execute_r2r(heat->r2r_forward, real, coefficients);
+    CPhysCall(real_filter(heat, real, coefficients, context));
+    fftw_execute_r2r(heat->r2r_backward, coefficients, real);
+  } else {
+    fftw_execute_dft_r2c(heat->r2c, real, spectrum);
+    /* r2c leaves its input alone: `real` still holds the sample for the filter. */
+    CPhysCall(filter(heat, real, spectrum, context));
+    fftw_execute_dft_c2r(heat->c2r, spectrum, real);
+  }
   /* out may alias in: sample s of in has been read (into real) by now. */
   bad = cphys_copy_checked(out + s * cells, real, cells);
   CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "output value %td (sample %td) overflows to %g",
@@ -190,7 +365,8 @@ static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *o
 }
 
 int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, double *out,
-                           CPhysHeatSpectralFilter filter, void *context, const char *caller) {
+                           CPhysHeatSpectralFilter filter, CPhysHeatRealFilter real_filter, void *context,
+                           const char *caller) {
   CPhysCall(check_batch(heat, batch, in, out, caller));
   if (batch == 0) return 0;
   /* Measured ~60 us per 64 x 64 sample for both transforms and the filter. */
@@ -209,7 +385,7 @@ int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, do
 #pragma omp for schedule(static)
     for (ptrdiff_t s = 0; s < batch; s++) {
       if (cphys_loop_error_skip(&failure, s)) continue;
-      const int ierr = apply_sample(heat, s, in, out, real, spectrum, filter, context, caller);
+      const int ierr = apply_sample(heat, s, in, out, real, spectrum, filter, real_filter, context, caller);
       if (ierr) cphys_loop_error_record(&failure, ierr, s);
     }
     free(real);
@@ -224,13 +400,22 @@ static int apply_forward_gain(CPhysHeat heat, const double *sample, fftw_complex
   return 0;
 }
 
+static int apply_forward_gain_real(CPhysHeat heat, const double *sample, double *coefficients,
+                                   void *context) {
+  (void)sample, (void)context;
+  for (ptrdiff_t q = 0; q < heat->modes; q++) coefficients[q] *= heat->forward_gain[q];
+  return 0;
+}
+
 int CPhysHeatForward(CPhysHeat heat, ptrdiff_t batch, const double *x, double *y) {
-  return CPhysHeatApplySpectral(heat, batch, x, y, apply_forward_gain, NULL, __func__);
+  return CPhysHeatApplySpectral(heat, batch, x, y, apply_forward_gain, apply_forward_gain_real, NULL,
+                                __func__);
 }
 
 int CPhysHeatAdjoint(CPhysHeat heat, ptrdiff_t batch, const double *dy, double *dx) {
-  /* A real, even kernel: P is symmetric, its transpose is itself. */
-  return CPhysHeatApplySpectral(heat, batch, dy, dx, apply_forward_gain, NULL, __func__);
+  /* A real, even kernel, or a real diagonal in an orthogonal basis: P is symmetric. */
+  return CPhysHeatApplySpectral(heat, batch, dy, dx, apply_forward_gain, apply_forward_gain_real, NULL,
+                                __func__);
 }
 
 /* Multiplies by exp(+|k|^2 nu_t) / (ny nx) in log space, so a zero coefficient
@@ -250,8 +435,25 @@ static int apply_inverse_gain(CPhysHeat heat, const double *sample, fftw_complex
   return 0;
 }
 
+static int apply_inverse_gain_real(CPhysHeat heat, const double *sample, double *coefficients,
+                                   void *context) {
+  (void)sample, (void)context;
+  const double log_normalization = log(heat->normalization);
+  for (ptrdiff_t q = 0; q < heat->modes; q++) {
+    const double amplitude = fabs(coefficients[q]);
+    if (amplitude == 0.0) continue;
+    const double scaled = exp(log(amplitude) + heat->exponent[q] - log_normalization);
+    CPhysCheck(isfinite(scaled), CPHYS_ERROR_NONFINITE,
+               "amplifying mode %td by exp(%g) overflows; the exact inverse is unstable at this nu_t", q,
+               heat->exponent[q]);
+    coefficients[q] = copysign(scaled, coefficients[q]);
+  }
+  return 0;
+}
+
 int CPhysHeatInverseExact(CPhysHeat heat, ptrdiff_t batch, const double *y, double *x) {
-  return CPhysHeatApplySpectral(heat, batch, y, x, apply_inverse_gain, NULL, __func__);
+  return CPhysHeatApplySpectral(heat, batch, y, x, apply_inverse_gain, apply_inverse_gain_real, NULL,
+                                __func__);
 }
 
 static int forward_one(void *context, const double *x, double *y) {

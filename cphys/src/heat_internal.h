@@ -9,17 +9,24 @@
 #include "cphys/heat.h"
 
 struct CPhysHeat_private {
-  CPhysHeatConfig config; /* with the defaults filled in */
-  ptrdiff_t ny, nx;
-  ptrdiff_t cells;      /* ny * nx */
-  ptrdiff_t modes;      /* ny * (nx / 2 + 1): the half spectrum of r2c */
-  double *exponent;     /* [ny, nx/2+1] |k|^2 nu_t, >= 0 */
-  double *forward_gain; /* [ny, nx/2+1] exp(-|k|^2 nu_t) / (ny nx): kernel and c2r normalization */
-  double *inverse_gain; /* [ny, nx/2+1] exp(+|k|^2 nu_t) / (ny nx); may hold +inf */
-  double *noise_odds;   /* [ny, nx/2+1] exp(2 |k|^2 nu_t) (heat_inverse.c); may hold +inf */
+  CPhysHeatConfig config; /* with the defaults filled in (dims 2 or 3) */
+  ptrdiff_t ny, nx;       /* the last two axes */
+  ptrdiff_t nz;           /* the first axis of a 3-D grid; 1 in 2-D */
+  ptrdiff_t cells;        /* nz * ny * nx */
+  int real_basis;         /* a Dirichlet or Neumann axis: r2r transforms, `modes` real coefficients */
+  ptrdiff_t modes;        /* complex: nz * ny * (nx / 2 + 1), the half spectrum of r2c; real: cells */
+  double normalization;   /* the transform pair's scale: cells (complex), the r2r pair's logical size */
+  double *exponent;       /* [modes] |k|^2 nu_t, >= 0 */
+  double *forward_gain;   /* [modes] exp(-|k|^2 nu_t) / normalization: kernel and inverse's normalization */
+  double *inverse_gain;   /* [modes] exp(+|k|^2 nu_t) / normalization; may hold +inf */
+  double *noise_odds;     /* [modes] exp(2 |k|^2 nu_t) (heat_inverse.c); may hold +inf */
+  double *log_weight;     /* real only, [modes]: log of the factor from an unnormalized r2r coefficient
+                             to the DFT scale (orthonormal coefficient * sqrt(cells)) */
   /* One transform of one grid each way, FFTW_ESTIMATE, made at creation and
-   * executed on per-thread buffers through the thread-safe new-array interface. */
+   * executed on per-thread buffers through the thread-safe new-array interface:
+   * r2c and c2r (complex), or r2r_forward and r2r_backward (real, out of place). */
   fftw_plan r2c, c2r;
+  fftw_plan r2r_forward, r2r_backward;
 };
 
 /* Changes one sample's unnormalized half spectrum in place, including the
@@ -27,11 +34,15 @@ struct CPhysHeat_private {
  * sample: [ny, nx] the sample's input values; spectrum: [ny, nx/2+1]. */
 typedef int (*CPhysHeatSpectralFilter)(CPhysHeat heat, const double *sample, fftw_complex *spectrum,
                                        void *context);
+/* The same for an object with a real basis: coefficients [modes] of the r2r transform. */
+typedef int (*CPhysHeatRealFilter)(CPhysHeat heat, const double *sample, double *coefficients, void *context);
 
-/* out = F^-1(filter(F(in))) sample by sample, after checking the arguments and
+/* out = F^-1(filter(F(in))) sample by sample (real_filter for an object with a
+ * real basis), after checking the arguments and
  * the finiteness of `in`, and checking that `out` is finite.  Errors name `caller`.
  * Samples run in parallel over the threads CPhysSetThreads allows (the filter
  * must be thread-safe); the `sample` the filter gets is a copy of the input.
  * in: [batch, ny, nx]; out: [batch, ny, nx]; they may alias. */
 int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, double *out,
-                           CPhysHeatSpectralFilter filter, void *context, const char *caller);
+                           CPhysHeatSpectralFilter filter, CPhysHeatRealFilter real_filter, void *context,
+                           const char *caller);

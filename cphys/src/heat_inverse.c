@@ -123,6 +123,32 @@ static int apply_stable_inverse(CPhysHeat heat, const double *sample, fftw_compl
   return 0;
 }
 
+/* The rule on the coefficients of a real basis (a Dirichlet or Neumann axis), in
+ * log space: each coefficient's amplitude is taken to the DFT's scale (its
+ * orthonormal coefficient times sqrt(cells), heat->log_weight), where the noise
+ * and signal scales are those of the complex path, and the gain exp(s |k|^2
+ * nu_t) includes the r2r pair's normalization. */
+static int apply_stable_inverse_real(CPhysHeat heat, const double *sample, double *coefficients,
+                                     void *context) {
+  (void)context;
+  const double norm = sample_norm(sample, heat->cells);
+  if (norm == 0.0) return 0; /* the coefficients of a zero step are zero */
+  CPhysCheck(isfinite(norm), CPHYS_ERROR_NONFINITE, "the step's norm overflows (values near DBL_MAX)");
+  const double log_noise = log(heat->config.noise_relative) + log(norm);
+  const double log_signal_at_k0 = log(heat->config.signal_amplitude) + 0.5 * log((double)heat->cells);
+  const double log_normalization = log(heat->normalization);
+  for (ptrdiff_t q = 0; q < heat->modes; q++) {
+    const double amplitude = fabs(coefficients[q]);
+    if (amplitude == 0.0) continue;
+    const double exponent = heat->exponent[q], log_amplitude = log(amplitude);
+    const double action = action_of(
+        log_odds_of_signal(log_amplitude + heat->log_weight[q], log_noise, log_signal_at_k0 - exponent));
+    coefficients[q] = copysign(exp(log_amplitude + action * exponent - log_normalization), coefficients[q]);
+  }
+  return 0;
+}
+
 int CPhysHeatPhysicalGradient(CPhysHeat heat, ptrdiff_t batch, const double *dy, double *dx) {
-  return CPhysHeatApplySpectral(heat, batch, dy, dx, apply_stable_inverse, NULL, __func__);
+  return CPhysHeatApplySpectral(heat, batch, dy, dx, apply_stable_inverse, apply_stable_inverse_real, NULL,
+                                __func__);
 }

@@ -114,13 +114,15 @@ class Poisson(_PhysicsModule):
 
 
 class Heat(_PhysicsModule):
-    """Periodic diffusion (see :func:`physgrad.heat`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``."""
+    """Diffusion (see :func:`physgrad.heat`). x, y: ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (2-D),
+    ``[B, nz, ny, nx]`` or ``[B, 1, nz, ny, nx]`` (3-D). ``spacing``: one number or ``(dy, dx)``; a
+    3-D grid needs equal values (one spacing for every axis); ``boundary``: one name, or one per axis."""
 
-    _settings = ("nu_t", "grad_mode", "y_step", "spacing", "lbfgs_iterations", "on_failure")
+    _settings = ("nu_t", "grad_mode", "y_step", "spacing", "lbfgs_iterations", "on_failure", "boundary")
 
     def __init__(self, nu_t: float = 8.0, grad_mode: str = "physical", y_step: float = 1.0,
                  spacing: Tuple[float, float] = (1.0, 1.0), lbfgs_iterations: int = 32,
-                 on_failure: str = "raise") -> None:
+                 on_failure: str = "raise", boundary: str = "periodic") -> None:
         super().__init__()
         self.nu_t = nu_t
         self.grad_mode = grad_mode
@@ -128,10 +130,13 @@ class Heat(_PhysicsModule):
         self.spacing = tuple(ops._spacing_values(spacing, "nn.Heat"))
         self.lbfgs_iterations = lbfgs_iterations
         self.on_failure = on_failure
+        self.boundary = boundary if isinstance(boundary, str) else ",".join(boundary)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.physgrad.heat(x, self.nu_t, ops._mode(None, self.grad_mode), self.y_step,
-                                    [self.spacing[0], self.spacing[1]], self.lbfgs_iterations, self.on_failure)
+        # Equal values are one for every axis (also those of a 3-D grid).
+        spacing = [self.spacing[0]] if self.spacing[0] == self.spacing[1] else [self.spacing[0], self.spacing[1]]
+        y = torch.ops.physgrad.heat(x, self.nu_t, ops._mode(None, self.grad_mode), self.y_step, spacing,
+                                    self.lbfgs_iterations, self.on_failure, self.boundary)
         ops._after_forward("heat", self.on_failure)
         return y
 

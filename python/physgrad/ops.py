@@ -175,23 +175,53 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     return y
 
 
-def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_step: float = 1.0,
-         spacing: Tuple[float, float] = (1.0, 1.0), lbfgs_iterations: int = 32,
-         on_failure: str = "raise") -> torch.Tensor:
-    """Diffuses x on a periodic grid: ``y = F^-1(F(x) exp(-|k|^2 nu_t))`` (FFTW3).
+_HEAT_SPACING = (1.0, 1.0)
 
-    x: ``[B, ny, nx]`` or ``[B, 1, ny, nx]``, cell values. nu_t: diffusivity times
-    time, in length units squared (the paper: 8 on 64x64 unit cells). spacing:
-    cell size ``(dy, dx)``; wave numbers ``k = 2 pi fftfreq(n, h)``. Returns y of
-    x's shape; the mean is preserved.
+
+@torch.jit.unused
+def _grid_dims(x: torch.Tensor) -> int:
+    """Axes of a grid op's input (2 or 3; 0 when the shape is none of the layouts: the op says why)."""
+    if x.dim() == 3 or (x.dim() == 4 and x.shape[1] == 1):
+        return 2
+    return 3 if x.dim() == 4 or (x.dim() == 5 and x.shape[1] == 1) else 0
+
+
+def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_step: float = 1.0,
+         spacing: Tuple[float, float] = _HEAT_SPACING, lbfgs_iterations: int = 32,
+         on_failure: str = "raise", boundary: str = "periodic") -> torch.Tensor:
+    """Diffuses x on a 2-D or 3-D grid: ``y = F^-1(F(x) exp(-|k|^2 nu_t))`` (FFTW3).
+
+    x: ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (2-D), ``[B, nz, ny, nx]`` (nz > 1) or
+    ``[B, 1, nz, ny, nx]`` (3-D), cell values. nu_t: diffusivity times time, in
+    length units squared (the paper: 8 on 64x64 unit cells). spacing: cell size,
+    one value for every axis or one per axis (``(dy, dx)``, ``(dz, dy, dx)``); default 1.
+    Returns y of x's shape.
+
+    boundary: ``"periodic"`` (the default; F the DFT, ``k = 2 pi fftfreq(n, h)``,
+    the mean is preserved), ``"dirichlet"`` (zero value at boundary nodes one
+    spacing beyond the outermost cells; F the sine transform, DST-I,
+    ``k = pi (m+1) / ((n+1) h)``) or ``"neumann"`` (zero flux through a wall half
+    a spacing beyond them, the mean is preserved; F the cosine transform, DCT-II,
+    ``k = pi m / (n h)``), for every axis, or one per axis in axis order
+    (``("dirichlet", "periodic")`` or ``"dirichlet,periodic"``). ``|k|^2`` is the
+    continuous Laplacian's eigenvalue of each basis function, so a single mode
+    decays by exactly ``exp(-|k|^2 nu_t)``.
 
     Backward modes: ``"adjoint"`` (the operator is self-adjoint), ``"physical"``
     (the stable probabilistic inverse of the y-space step, paper B.4: frequencies
     that carry signal are un-diffused, those that carry only noise damped),
     ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps; the paper uses 32).
     """
-    y = torch.ops.physgrad.heat(x, _number(nu_t, "heat", "nu_t"), _mode(grad_mode), y_step,
-                                _spacing(spacing, "heat"), lbfgs_iterations, on_failure)
+    if torch.jit.is_scripting():
+        # Equal values are one for every axis (also those of a 3-D grid).
+        spacing_list = [spacing[0]] if spacing[0] == spacing[1] else [spacing[0], spacing[1]]
+        boundary_text = boundary
+    else:
+        # The default is 1 for every axis, also of a 3-D grid.
+        spacing_list = [1.0] if spacing is _HEAT_SPACING else _spacing_values(spacing, "heat", _grid_dims(x))
+        boundary_text = _eager_boundary(boundary)
+    y = torch.ops.physgrad.heat(x, _number(nu_t, "heat", "nu_t"), _mode(grad_mode), y_step, spacing_list,
+                                lbfgs_iterations, on_failure, boundary_text)
     _after_forward("heat", on_failure)
     return y
 

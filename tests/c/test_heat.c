@@ -57,7 +57,8 @@ static double *random_field(size_t n, unsigned long long seed) {
 }
 
 static CPhysHeat create(ptrdiff_t ny, ptrdiff_t nx, double hy, double hx, double nu_t) {
-  CPhysHeatConfig config = {{ny, nx}, {hy, hx}, nu_t, 0.0, 0.0};
+  /* dims 0: the 2-D periodic grid of configurations written before dims and boundary. */
+  CPhysHeatConfig config = {{ny, nx}, {hy, hx}, nu_t, 0.0, 0.0, 0, {CPHYS_BOUNDARY_DIRICHLET}};
   CPhysHeat heat = NULL;
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   return heat;
@@ -216,7 +217,13 @@ static void test_physical_gradient_is_finite_and_damps_noise(void) {
   norm = sqrt(norm);
   const double noise_std = noise / sqrt(3.0); /* uniform on [-noise, noise] */
   CHECK_OK(CPhysHeatDestroy(&heat));
-  CPhysHeatConfig config = {{NY, NX}, {1.0, 1.0}, nu_t, noise_std * sqrt((double)n) / norm, 1.0};
+  CPhysHeatConfig config = {{NY, NX},
+                            {1.0, 1.0},
+                            nu_t,
+                            noise_std * sqrt((double)n) / norm,
+                            1.0,
+                            2,
+                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   CHECK_OK(CPhysHeatPhysicalGradient(heat, 1, dy, dx));
   for (ptrdiff_t i = 0; i < n; i++) CHECK(isfinite(dx[i]), "dx[%td] = %g", i, dx[i]);

@@ -15,7 +15,8 @@ static double *random_field(size_t n, unsigned long long seed) {
 }
 
 static CPhysHeat create(double nu_t) {
-  CPhysHeatConfig config = {{NY, NX}, {1.0, 0.8}, nu_t, 0.0, 0.0};
+  CPhysHeatConfig config = {
+      {NY, NX}, {1.0, 0.8}, nu_t, 0.0, 0.0, 2, {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
   CPhysHeat heat = NULL;
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   return heat;

@@ -309,8 +309,8 @@ NAN_GRID = torch.full((1, 4, 4), float("nan"), dtype=torch.float64)
 @pytest.mark.parametrize("bad, error, words", [
     (lambda: physgrad.heat(torch.zeros(1, 4, 4, dtype=torch.int64)), TypeError, "x must be float32 or float64"),
     (lambda: physgrad.heat(torch.zeros(1, 4, 4, dtype=torch.float16)), TypeError, "x must be float32 or float64"),
-    (lambda: physgrad.heat(torch.zeros(4, 4)), ValueError, "x must have 3 or 4 dimensions"),
-    (lambda: physgrad.heat(torch.zeros(1, 2, 4, 4)), ValueError, "x must be [B, 1, ny, nx]"),
+    (lambda: physgrad.heat(torch.zeros(4, 4)), ValueError, "x must have 3 or 4 or 5 dimensions"),
+    (lambda: physgrad.heat(torch.zeros(1, 2, 2, 4, 4)), ValueError, "x must be [B, 1, nz, ny, nx]"),
     (lambda: physgrad.heat(torch.zeros(1, 0, 4)), ValueError, "x must have at least one cell"),
     (lambda: physgrad.heat(torch.zeros(1, 4, 4), grad_mode="newton"), ValueError,
      "grad_mode 'newton'; this op offers 'adjoint', 'physical', 'lbfgs'"),

@@ -1,4 +1,6 @@
-/* The heat equation on a periodic 2-D grid, solved exactly in Fourier space (FFTW3).
+/* The heat equation on a 2-D or 3-D grid, solved exactly in Fourier space (FFTW3).
+ * Periodic on every axis unless the configuration asks for zero Dirichlet or
+ * zero-flux Neumann boundaries (per axis; see "Boundaries" below).
  *
  * Forward map (diffusion over the time t with diffusivity nu):
  *   y = P(x) = F^-1( F(x) * exp(-|k|^2 nu_t) ),   nu_t = nu * t,
@@ -25,24 +27,49 @@
  * new-array execute); only planning (once, in Create) takes the library lock.
  * Destroy must not race with other calls on the same object.  The samples of a
  * call are spread over OpenMP threads (CPhysSetThreads, cphys/environment.h). */
+/*
+ * Boundaries.  With a Dirichlet or Neumann axis (or 3-D periodic ones) the
+ * grid is transformed with FFTW's real-to-real transforms, one kind per axis,
+ * and each coefficient of that real basis is multiplied by exp(-|k|^2 nu_t),
+ * |k|^2 the sum over the axes of the continuous Laplacian's eigenvalue of the
+ * axis's basis function (as the periodic kernel uses the continuous |k|^2, not
+ * the 5-point stencil's):
+ *   PERIODIC:  cos and sin of 2 pi p j / n (FFTW_R2HC / FFTW_HC2R),
+ *              k = 2 pi p / (n h), p = min(m, n - m) for coefficient m;
+ *   DIRICHLET: sin(pi (m+1) (j+1) / (n+1)), the boundary nodes one spacing
+ *              outside the grid (the sine transform of the odd extension,
+ *              FFTW_RODFT00), k = pi (m+1) / ((n+1) h);
+ *   NEUMANN:   cos(pi m (j+1/2) / n), a zero-flux wall half a spacing beyond
+ *              the outermost nodes (FFTW_REDFT10 / FFTW_REDFT01), k = pi m / (n h).
+ * Each basis is orthogonal, so P is symmetric and the adjoint is P itself.  A
+ * grid that is periodic on every axis uses the complex DFT above (r2c); the
+ * 2-D periodic results are bitwise those of the periodic-only object.  The
+ * physical gradient decides per real coefficient with the amplitude of the
+ * orthonormal basis scaled by sqrt(cells), the scale of the DFT coefficients,
+ * so noise_relative and signal_amplitude mean the same for every boundary.
+ */
 #pragma once
 #include <stddef.h>
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/poisson_spectral.h" /* CPhysBoundary */
 
 typedef struct CPhysHeat_private *CPhysHeat;
 
 typedef struct {
-  ptrdiff_t shape[2]; /* cells per axis, C order: [ny, nx]; each >= 1 */
-  double spacing[2];  /* cell size per axis [dy, dx], length units; > 0 */
+  ptrdiff_t shape[3]; /* cells per axis, C order: [ny, nx] or [nz, ny, nx]; each >= 1 */
+  double spacing[3];  /* cell size per axis, same order, length units; > 0 */
   double nu_t;        /* diffusivity * time, length^2 units; >= 0 (0: P is the identity) */
   /* Physical gradient only (docs/heat-inverse.md); 0 selects the default. */
-  double noise_relative;   /* noise per cell relative to |dy_i|, dimensionless; > 0 (default 1e-6) */
-  double signal_amplitude; /* expected size of an x-space step per cell, x units; > 0 (default 1) */
+  double noise_relative;     /* noise per cell relative to |dy_i|, dimensionless; > 0 (default 1e-6) */
+  double signal_amplitude;   /* expected size of an x-space step per cell, x units; > 0 (default 1) */
+  int dims;                  /* 2 or 3; 0: 2 with both axes periodic (boundary ignored) */
+  CPhysBoundary boundary[3]; /* per axis, same order as shape (dims 2 or 3) */
 } CPhysHeatConfig;
 
-/* The paper's setting: 64 x 64 unit cells, nu_t = 8, noise_relative 1e-6, signal_amplitude 1. */
+/* The paper's setting: 2-D, 64 x 64 unit cells, periodic, nu_t = 8, noise_relative 1e-6,
+ * signal_amplitude 1. */
 CPHYS_EXTERN CPhysHeatConfig CPhysHeatDefaultConfig(void);
 
 /* Validates the configuration, precomputes the Fourier kernels and makes the
@@ -53,7 +80,8 @@ CPHYS_EXTERN int CPhysHeatDestroy(CPhysHeat *heat);
 /* The configuration the object uses (defaults filled in). */
 CPHYS_EXTERN int CPhysHeatGetConfig(CPhysHeat heat, CPhysHeatConfig *config);
 
-/* y = P(x).  x: borrowed [batch, ny, nx]; y: written [batch, ny, nx]; batch >= 0. */
+/* y = P(x).  x: borrowed [batch, <shape>]; y: written [batch, <shape>]; batch >= 0.
+ * (Shapes below are written [batch, ny, nx]; a 3-D object's are [batch, nz, ny, nx].) */
 CPHYS_EXTERN int CPhysHeatForward(CPhysHeat heat, ptrdiff_t batch, const double *x, double *y);
 
 /* Vector-Jacobian product dx = P^T dy (= P dy: the kernel is real and even).
