@@ -130,6 +130,7 @@ static void fill_kernels_3d_or_real(CPhysHeat h) {
         h->noise_odds[q] = exp(2.0 * exponent);
         if (!complex_bins)
           h->log_weight[q] = wz + wy + axis_log_weight(c->boundary[2 - offset], i, n[2]) + log_cells;
+        if (!complex_bins) h->weight[q] = exp(h->log_weight[q]);
       }
     }
   }
@@ -185,8 +186,9 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
   h->inverse_gain = malloc((size_t)h->modes * sizeof(double));
   h->noise_odds = malloc((size_t)h->modes * sizeof(double));
   if (h->real_basis) h->log_weight = malloc((size_t)h->modes * sizeof(double));
+  if (h->real_basis) h->weight = malloc((size_t)h->modes * sizeof(double));
   if (!h->exponent || !h->forward_gain || !h->inverse_gain || !h->noise_odds ||
-      (h->real_basis && !h->log_weight)) {
+      (h->real_basis && (!h->log_weight || !h->weight))) {
     const ptrdiff_t modes = h->modes;
     CPhysHeatDestroy(&h);
     return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate kernels of %td modes", modes);
@@ -226,6 +228,7 @@ int CPhysHeatDestroy(CPhysHeat *heat) {
   free(h->inverse_gain);
   free(h->noise_odds);
   free(h->log_weight);
+  free(h->weight);
   free(h);
   *heat = NULL;
   return 0;

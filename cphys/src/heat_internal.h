@@ -22,6 +22,7 @@ struct CPhysHeat_private {
   double *noise_odds;     /* [modes] exp(2 |k|^2 nu_t) (heat_inverse.c); may hold +inf */
   double *log_weight;     /* real only, [modes]: log of the factor from an unnormalized r2r coefficient
                              to the DFT scale (orthonormal coefficient * sqrt(cells)) */
+  double *weight;         /* real only, [modes]: exp(log_weight) */
   /* One transform of one grid each way, FFTW_ESTIMATE, made at creation and
    * executed on per-thread buffers through the thread-safe new-array interface:
    * r2c and c2r (complex), or r2r_forward and r2r_backward (real, out of place). */

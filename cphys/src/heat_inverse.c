@@ -123,11 +123,20 @@ static int apply_stable_inverse(CPhysHeat heat, const double *sample, fftw_compl
   return 0;
 }
 
-/* The rule on the coefficients of a real basis (a Dirichlet or Neumann axis), in
- * log space: each coefficient's amplitude is taken to the DFT's scale (its
- * orthonormal coefficient times sqrt(cells), heat->log_weight), where the noise
- * and signal scales are those of the complex path, and the gain exp(s |k|^2
- * nu_t) includes the r2r pair's normalization. */
+/* The rule on the coefficients of a real basis (a Dirichlet or Neumann axis):
+ * each coefficient's amplitude is taken to the DFT's scale (its orthonormal
+ * coefficient times sqrt(cells), heat->weight and heat->log_weight), where the
+ * noise and signal scales are those of the complex path, and the gain
+ * exp(s |k|^2 nu_t) includes the r2r pair's normalization.
+ * One real coefficient in log space (the reference form): */
+static double stable_inverse_real_coefficient(CPhysHeat heat, ptrdiff_t q, double c, double log_noise,
+                                              double log_signal_at_k0, double log_normalization) {
+  const double exponent = heat->exponent[q], log_amplitude = log(fabs(c));
+  const double action = action_of(
+      log_odds_of_signal(log_amplitude + heat->log_weight[q], log_noise, log_signal_at_k0 - exponent));
+  return copysign(exp(log_amplitude + action * exponent - log_normalization), c);
+}
+
 static int apply_stable_inverse_real(CPhysHeat heat, const double *sample, double *coefficients,
                                      void *context) {
   (void)context;
@@ -137,13 +146,33 @@ static int apply_stable_inverse_real(CPhysHeat heat, const double *sample, doubl
   const double log_noise = log(heat->config.noise_relative) + log(norm);
   const double log_signal_at_k0 = log(heat->config.signal_amplitude) + 0.5 * log((double)heat->cells);
   const double log_normalization = log(heat->normalization);
+  /* Plain arithmetic as in stable_inverse_fast, under the same range conditions
+   * (a DFT-scale amplitude is at most sqrt(cells) ||dy|| here too); log space
+   * for a coefficient where they do not hold. */
+  const double log_noise_odds = 2.0 * (log_noise - log_signal_at_k0);
+  const double largest_r2 = log((double)heat->cells) - 2.0 * log(heat->config.noise_relative);
+  const int fast = fabs(log_noise) < 650.0 && fabs(log_noise_odds) < 650.0 && largest_r2 < 650.0;
+  const double inverse_noise = fast ? exp(-log_noise) : 0.0, noise_odds = fast ? exp(log_noise_odds) : 0.0;
+  const double inverse_normalization = 1.0 / heat->normalization;
   for (ptrdiff_t q = 0; q < heat->modes; q++) {
-    const double amplitude = fabs(coefficients[q]);
-    if (amplitude == 0.0) continue;
-    const double exponent = heat->exponent[q], log_amplitude = log(amplitude);
-    const double action = action_of(
-        log_odds_of_signal(log_amplitude + heat->log_weight[q], log_noise, log_signal_at_k0 - exponent));
-    coefficients[q] = copysign(exp(log_amplitude + action * exponent - log_normalization), coefficients[q]);
+    const double c = coefficients[q];
+    if (c == 0.0) continue;
+    const double r = c * heat->weight[q] * inverse_noise, r2 = r * r;
+    if (!fast || r2 == 0.0 || !isfinite(r2)) {
+      coefficients[q] =
+          stable_inverse_real_coefficient(heat, q, c, log_noise, log_signal_at_k0, log_normalization);
+      continue;
+    }
+    /* noise_odds * table may be +inf (E << f): lambda = -inf, s = -1. */
+    const double s = action_of(0.5 * r2 * (1.0 - noise_odds * heat->noise_odds[q]));
+    const double gain = s == -1.0  ? heat->forward_gain[q]
+                        : s == 0.0 ? inverse_normalization
+                        : s == 1.0 ? heat->inverse_gain[q]
+                                   : exp(s * heat->exponent[q] - log_normalization);
+    const double scaled = c * gain;
+    coefficients[q] = isfinite(scaled) && (scaled != 0.0 || gain == 0.0)
+                          ? scaled
+                          : copysign(exp(log(fabs(c)) + s * heat->exponent[q] - log_normalization), c);
   }
   return 0;
 }

@@ -227,3 +227,54 @@ def test_bad_boundaries_and_shapes_are_clear_errors(bad, error, words):
     with pytest.raises(error) as info:
         bad()
     assert words in str(info.value)
+
+
+def real_basis_stable_inverse(dy, nu_t, boundary):
+    """The B.4 rule (docs/heat-inverse.md) on the orthonormal real basis built here, one sample:
+    amplitudes on the DFT's scale (orthonormal coefficient * sqrt(cells)), noise scale
+    1e-6 ||dy||, signal scale sqrt(cells) exp(-|k|^2 nu_t), action 2 p - 1 unless 1/2 < p < 0.68."""
+    bases = [axis_basis(n, 1.0, b) for n, b in zip(dy.shape, boundary)]
+    coefficients, exponent = dy, np.zeros(())
+    for axis, (basis, k2) in enumerate(bases):
+        coefficients = np.moveaxis(np.tensordot(basis.T, np.moveaxis(coefficients, axis, 0), axes=(1, 0)), 0, axis)
+        exponent = np.add.outer(exponent, k2 * nu_t)
+    amplitude = np.abs(coefficients) * np.sqrt(dy.size)
+    noise = 1e-6 * np.linalg.norm(dy)
+    signal = np.sqrt(dy.size) * np.exp(-exponent)
+    with np.errstate(over="ignore", divide="ignore"):
+        log_odds = 0.5 * (amplitude / noise) ** 2 - 0.5 * (amplitude / signal) ** 2
+    p = 1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700)))
+    action = np.where((p <= 0.5) | (p >= 0.68), 2 * p - 1, 0.0)
+    result = coefficients * np.exp(action * exponent)
+    for axis, (basis, _) in enumerate(bases):
+        result = np.moveaxis(np.tensordot(basis, np.moveaxis(result, axis, 0), axes=(1, 0)), 0, axis)
+    return result
+
+
+@pytest.mark.parametrize("boundary", [("dirichlet", "neumann"), ("neumann", "neumann"), ("periodic", "dirichlet"),
+                                      ("dirichlet", "periodic", "neumann")])
+@pytest.mark.parametrize("size", [1e-3, 1.0, 1e4])
+def test_physical_mode_matches_a_transcription_of_the_rule_near_the_noise_level(boundary, size):
+    # A smooth part plus, in every coefficient, a part of 0.3 .. 6 times the noise
+    # scale: the coefficients whose decisions are neither 0 nor 1.
+    shape = (12, 10) if len(boundary) == 2 else (5, 6, 7)
+    rng = np.random.default_rng(7)
+    smooth = low_mode(shape, boundary).numpy()[0] * size / 5.0
+    noise = rng.standard_normal(shape) * np.linalg.norm(smooth) * 1e-6 * rng.uniform(0.3, 6.0, shape)
+    dy = smooth + noise
+    nu_t = 1.5
+    expect = real_basis_stable_inverse(dy, nu_t, boundary)
+    dx = torch.ops.physgrad.heat_backward(torch.from_numpy(dy[None]), torch.zeros(1, *shape, dtype=F64),
+                                          torch.zeros(1, *shape, dtype=F64), nu_t, "physical", 1.0, [1.0], 32,
+                                          "raise", ",".join(boundary)).numpy()[0]
+    np.testing.assert_allclose(dx, expect, rtol=0, atol=1e-8 * np.abs(expect).max())
+    # the decisions matter here: the exact inverse and the unchanged step are both far off
+    assert np.abs(dy - expect).max() > 1e-4 * np.abs(expect).max()
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-150, 1e150, 1e250])
+def test_physical_mode_is_finite_for_extreme_steps_on_a_real_basis(scale):
+    step = random_grid((8, 9), batch=1, seed=9) * scale
+    dx = torch.ops.physgrad.heat_backward(step, step, step, 8.0, "physical", 1.0, [1.0], 32, "raise",
+                                          "dirichlet,neumann")
+    assert dx.isfinite().all()
