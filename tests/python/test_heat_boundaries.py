@@ -206,6 +206,10 @@ def test_nn_heat_takes_a_boundary_and_3d_grids():
     assert layer.boundary == "dirichlet,neumann,periodic"
     torch.testing.assert_close(layer(x), physgrad.heat(x, nu_t=1.0, spacing=0.9, boundary=layer.boundary),
                                rtol=0, atol=0)
+    torch.testing.assert_close(torch.jit.script(layer)(x), layer(x), rtol=0, atol=0)
+    other = physgrad.nn.Heat()
+    other.load_state_dict(layer.state_dict())
+    assert other.boundary == layer.boundary and other.spacing == (0.9, 0.9)
 
 
 @pytest.mark.parametrize("bad, error, words", [
