@@ -181,6 +181,14 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
   h->cells = h->nz * h->ny * h->nx;
   h->modes = h->real_basis ? h->cells : h->nz * h->ny * (h->nx / 2 + 1);
   h->normalization = (double)h->cells;
+  /* A thread's spectrum buffer, and for a Dirichlet axis a pad of its longest
+   * odd extension after it, at the buffers' alignment (8 doubles). */
+  h->pad_offset = (2 * h->modes + 7) / 8 * 8;
+  h->scratch = 2 * h->modes;
+  for (int a = 0; a < dims; a++)
+    if (h->config.boundary[a] == CPHYS_BOUNDARY_DIRICHLET &&
+        h->pad_offset + 2 * h->config.shape[a] + 4 > h->scratch)
+      h->scratch = h->pad_offset + 2 * h->config.shape[a] + 4;
   h->exponent = malloc((size_t)h->modes * sizeof(double));
   h->forward_gain = malloc((size_t)h->modes * sizeof(double));
   h->inverse_gain = malloc((size_t)h->modes * sizeof(double));
@@ -220,8 +228,11 @@ int CPhysHeatDestroy(CPhysHeat *heat) {
   CPhysLibraryLock();
   if (h->r2c) fftw_destroy_plan(h->r2c);
   if (h->c2r) fftw_destroy_plan(h->c2r);
-  if (h->r2r_forward) fftw_destroy_plan(h->r2r_forward);
-  if (h->r2r_backward) fftw_destroy_plan(h->r2r_backward);
+  for (int a = 0; a < 3; a++) {
+    if (h->axis_forward[a]) fftw_destroy_plan(h->axis_forward[a]);
+    if (h->axis_backward[a]) fftw_destroy_plan(h->axis_backward[a]);
+    if (h->sine[a]) fftw_destroy_plan(h->sine[a]);
+  }
   CPhysLibraryUnlock();
   free(h->exponent);
   free(h->forward_gain);
@@ -259,8 +270,8 @@ static fftw_r2r_kind backward_kind(CPhysBoundary b) {
                                        : FFTW_HC2R;
 }
 
-/* The real basis: one r2r plan of the whole grid each way, out of place (the
- * forward keeps its input, which the physical gradient's filter reads). */
+/* The real basis: per axis an in-place r2r plan each way (looped over the other
+ * axes), or for a Dirichlet axis an in-place r2c plan of one padded line (sine_lines). */
 static int make_real_plans_locked(CPhysHeat h) {
   const int dims = h->config.dims;
   int n[3];
@@ -270,22 +281,34 @@ static int make_real_plans_locked(CPhysHeat h) {
     forward[a] = forward_kind(h->config.boundary[a]);
     backward[a] = backward_kind(h->config.boundary[a]);
   }
-  double *real = buffer_alloc((size_t)h->cells * sizeof(double));
-  double *coefficients = buffer_alloc((size_t)h->cells * sizeof(double));
-  int ierr = 0;
-  if (!real || !coefficients) {
-    ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate transform buffers of %td cells",
+  double *scratch = buffer_alloc((size_t)h->scratch * sizeof(double));
+  if (!scratch)
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate transform buffers of %td cells",
                          h->cells);
-  } else {
-    h->r2r_forward = fftw_plan_r2r(dims, n, real, coefficients, forward, FFTW_ESTIMATE | FFTW_PRESERVE_INPUT);
-    h->r2r_backward = fftw_plan_r2r(dims, n, coefficients, real, backward, FFTW_ESTIMATE);
-    if (!h->r2r_forward || !h->r2r_backward)
-      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan the real transforms of %td cells",
-                           h->cells);
+  int ok = 1;
+  ptrdiff_t outer = 1;
+  for (int a = 0; a < dims; a++) {
+    const ptrdiff_t inner = h->cells / outer / n[a];
+    if (h->config.boundary[a] == CPHYS_BOUNDARY_DIRICHLET) {
+      const int length = 2 * (n[a] + 1);
+      double *pad = scratch + h->pad_offset;
+      h->sine[a] = fftw_plan_dft_r2c(1, &length, pad, (fftw_complex *)pad, FFTW_ESTIMATE);
+      ok = ok && h->sine[a];
+    } else {
+      const fftw_iodim axis = {n[a], (int)inner, (int)inner};
+      const fftw_iodim loops[2] = {{(int)outer, (int)(n[a] * inner), (int)(n[a] * inner)},
+                                   {(int)inner, 1, 1}};
+      h->axis_forward[a] =
+          fftw_plan_guru_r2r(1, &axis, 2, loops, scratch, scratch, &forward[a], FFTW_ESTIMATE);
+      h->axis_backward[a] =
+          fftw_plan_guru_r2r(1, &axis, 2, loops, scratch, scratch, &backward[a], FFTW_ESTIMATE);
+      ok = ok && h->axis_forward[a] && h->axis_backward[a];
+    }
+    outer *= n[a];
   }
-  free(real);
-  free(coefficients);
-  return ierr;
+  free(scratch);
+  CPhysCheck(ok, CPHYS_ERROR_FFTW, "FFTW could not plan the real transforms of %td cells", h->cells);
+  return 0;
 }
 
 static int make_plans_locked(CPhysHeat h) {
@@ -341,6 +364,38 @@ static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const dou
 
 /* One sample: check and copy in, r2c, filter, c2r, check and copy out.
  * real [cells] and spectrum [modes] are the thread's buffers (in cache). */
+/* FFTW's RODFT00 along axis a, y[k] = 2 sum_j x[j] sin(pi (j+1)(k+1) / (n+1)), of
+ * every line: the DFT of the odd extension (0, x, 0, -reversed x) of length
+ * 2 (n+1) is -i times that sum at frequency k + 1.  Its own inverse up to 2 (n+1). */
+static void sine_lines(CPhysHeat h, int a, double *w, double *pad) {
+  const int dims = h->config.dims;
+  ptrdiff_t outer = 1, inner = 1;
+  for (int b = 0; b < a; b++) outer *= h->config.shape[b];
+  for (int b = a + 1; b < dims; b++) inner *= h->config.shape[b];
+  const ptrdiff_t n = h->config.shape[a], length = 2 * (n + 1);
+  for (ptrdiff_t o = 0; o < outer; o++)
+    for (ptrdiff_t i = 0; i < inner; i++) {
+      double *line = w + o * n * inner + i;
+      pad[0] = 0.0, pad[n + 1] = 0.0;
+      for (ptrdiff_t j = 0; j < n; j++) {
+        const double v = line[j * inner];
+        pad[1 + j] = v, pad[length - 1 - j] = -v;
+      }
+      fftw_execute_dft_r2c(h->sine[a], pad, (fftw_complex *)pad);
+      for (ptrdiff_t k = 0; k < n; k++) line[k * inner] = -pad[2 * k + 3];
+    }
+}
+
+/* The real basis's unnormalized transform (forward) or its inverse up to the normalization, in place. */
+static void real_transform(CPhysHeat h, double *w, double *pad, int forward) {
+  for (int a = 0; a < h->config.dims; a++) {
+    if (h->sine[a])
+      sine_lines(h, a, w, pad);
+    else
+      fftw_execute_r2r(forward ? h->axis_forward[a] : h->axis_backward[a], w, w);
+  }
+}
+
 static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *out, double *real,
                         fftw_complex *spectrum, CPhysHeatSpectralFilter filter,
                         CPhysHeatRealFilter real_filter, void *context, const char *caller) {
@@ -349,11 +404,13 @@ static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *o
   CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g", s * cells + bad,
                    s, in[s * cells + bad]);
   if (heat->real_basis) {
-    /* Out of place with the input preserved: `real` still holds the sample for the filter. */
-    double *coefficients = (double *)spectrum;
-    fftw_execute_r2r(heat->r2r_forward, real, coefficients);
+    /* In place on a copy: `real` still holds the sample for the filter. */
+    double *coefficients = (double *)spectrum, *pad = (double *)spectrum + heat->pad_offset;
+    memcpy(coefficients, real, (size_t)cells * sizeof(double));
+    real_transform(heat, coefficients, pad, 1);
     CPhysCall(real_filter(heat, real, coefficients, context));
-    fftw_execute_r2r(heat->r2r_backward, coefficients, real);
+    real_transform(heat, coefficients, pad, 0);
+    memcpy(real, coefficients, (size_t)cells * sizeof(double));
   } else {
     fftw_execute_dft_r2c(heat->r2c, real, spectrum);
     /* r2c leaves its input alone: `real` still holds the sample for the filter. */
@@ -381,7 +438,7 @@ int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, do
   {
     /* Per-thread buffers (one sample, cache-sized) keep concurrent calls and threads independent. */
     double *real = buffer_alloc((size_t)heat->cells * sizeof(double));
-    fftw_complex *spectrum = buffer_alloc((size_t)heat->modes * sizeof(fftw_complex));
+    fftw_complex *spectrum = buffer_alloc((size_t)heat->scratch * sizeof(double));
     if (!real || !spectrum) /* index -1: before every sample, so that all are skipped */
       cphys_loop_error_record(&failure, CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate FFT buffers"),
                               -1);

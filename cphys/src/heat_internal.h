@@ -25,9 +25,15 @@ struct CPhysHeat_private {
   double *weight;         /* real only, [modes]: exp(log_weight) */
   /* One transform of one grid each way, FFTW_ESTIMATE, made at creation and
    * executed on per-thread buffers through the thread-safe new-array interface:
-   * r2c and c2r (complex), or r2r_forward and r2r_backward (real, out of place). */
+   * r2c and c2r (complex), or, for a real basis, one plan per axis in place:
+   * FFTW's r2r kind along the axis, or for a Dirichlet axis the sine transform
+   * as the r2c transform of each line's odd extension in a pad buffer (FFTW's
+   * RODFT00 measured ~3x slower than the rest of the op, as for Poisson). */
   fftw_plan r2c, c2r;
-  fftw_plan r2r_forward, r2r_backward;
+  fftw_plan axis_forward[3], axis_backward[3]; /* r2r along an axis, looped over the others */
+  fftw_plan sine[3];                           /* Dirichlet axis: r2c of one padded line */
+  ptrdiff_t pad_offset;                        /* doubles from a thread's spectrum buffer to its pad */
+  ptrdiff_t scratch;                           /* doubles of a thread's spectrum buffer, pad included */
 };
 
 /* Changes one sample's unnormalized half spectrum in place, including the

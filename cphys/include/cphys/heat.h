@@ -28,8 +28,9 @@
  * Destroy must not race with other calls on the same object.  The samples of a
  * call are spread over OpenMP threads (CPhysSetThreads, cphys/environment.h). */
 /*
- * Boundaries.  With a Dirichlet or Neumann axis (or 3-D periodic ones) the
- * grid is transformed with FFTW's real-to-real transforms, one kind per axis,
+ * Boundaries.  With a Dirichlet or Neumann axis the grid is transformed with
+ * real transforms, one kind per axis (the sine transform computed as FFTW's r2c
+ * of each line's odd extension, the others FFTW's r2r kinds),
  * and each coefficient of that real basis is multiplied by exp(-|k|^2 nu_t),
  * |k|^2 the sum over the axes of the continuous Laplacian's eigenvalue of the
  * axis's basis function (as the periodic kernel uses the continuous |k|^2, not
