@@ -56,9 +56,9 @@ static int compare_doubles(const void *a, const void *b) {
 
 typedef struct {
   int batch, n, threads, cells, modes;
-  double *input;          /* [batch, n, n] the data, never overwritten */
-  double *real, *out;     /* [batch, n, n] */
-  fftw_complex *spectrum; /* [batch, n, n/2+1] */
+  double *input;           /* [batch, n, n] the data, never overwritten */
+  double *real, *out;      /* [batch, n, n] */
+  fftw_complex *spectrum;  /* [batch, n, n/2+1] */
   fftw_plan batched[2][2]; /* [MEASURE, ESTIMATE][r2c, c2r] over the batch */
   fftw_plan single[2];     /* one grid, MEASURE: r2c, c2r */
   CPhysHeat heat;
@@ -68,10 +68,10 @@ static void plan(Bench *b) {
   const int dims[2] = {b->n, b->n};
   const unsigned flags[2] = {FFTW_MEASURE, FFTW_ESTIMATE};
   for (int f = 0; f < 2; f++) {
-    b->batched[f][0] = fftw_plan_many_dft_r2c(2, dims, b->batch, b->real, NULL, 1, b->cells, b->spectrum, NULL, 1,
-                                              b->modes, flags[f]);
-    b->batched[f][1] = fftw_plan_many_dft_c2r(2, dims, b->batch, b->spectrum, NULL, 1, b->modes, b->real, NULL, 1,
-                                              b->cells, flags[f]);
+    b->batched[f][0] = fftw_plan_many_dft_r2c(2, dims, b->batch, b->real, NULL, 1, b->cells, b->spectrum,
+                                              NULL, 1, b->modes, flags[f]);
+    b->batched[f][1] = fftw_plan_many_dft_c2r(2, dims, b->batch, b->spectrum, NULL, 1, b->modes, b->real,
+                                              NULL, 1, b->cells, flags[f]);
   }
   b->single[0] = fftw_plan_dft_r2c(2, dims, b->real, b->spectrum, FFTW_MEASURE);
   b->single[1] = fftw_plan_dft_c2r(2, dims, b->spectrum, b->real, FFTW_MEASURE);

@@ -98,7 +98,8 @@ class PhysicsFunction : public torch::autograd::Function<PhysicsFunction> {
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     const std::string name = ctx->saved_data["name"].toStringRef() + "_backward";
     const variable_list saved = ctx->get_saved_variables();  // inputs..., y
-    std::vector<at::Tensor> tensors{grads.at(0).defined() ? grads[0].contiguous() : at::zeros_like(saved.back())};
+    std::vector<at::Tensor> tensors{grads.at(0).defined() ? grads[0].contiguous()
+                                                          : at::zeros_like(saved.back())};
     tensors.insert(tensors.end(), saved.begin(), saved.end());
     std::vector<c10::IValue> options;
     for (const c10::IValue &option : ctx->saved_data["options"].toList()) options.push_back(option);

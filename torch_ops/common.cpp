@@ -4,11 +4,10 @@
 
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <sstream>
-
-#include <unistd.h>
 
 #include "cphys/environment.h"
 
@@ -22,7 +21,9 @@ namespace {
 const char *const kGradModeNames[] = {"adjoint", "physical", "newton", "lbfgs", "inverse_gradient"};
 }
 
-const char *grad_mode_name(GradMode mode) { return kGradModeNames[static_cast<int>(mode)]; }
+const char *grad_mode_name(GradMode mode) {
+  return kGradModeNames[static_cast<int>(mode)];
+}
 
 GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered) {
   std::ostringstream names;
@@ -30,8 +31,8 @@ GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer
     if (mode == grad_mode_name(candidate)) return candidate;
     names << (names.tellp() > 0 ? ", " : "") << "'" << grad_mode_name(candidate) << "'";
   }
-  TORCH_CHECK_VALUE(false, "physgrad.", op, ": unknown grad_mode '", std::string(mode),
-                    "'; this op offers ", names.str());
+  TORCH_CHECK_VALUE(false, "physgrad.", op, ": unknown grad_mode '", std::string(mode), "'; this op offers ",
+                    names.str());
 }
 
 OnFailure parse_on_failure(c10::string_view value, const char *op) {
@@ -47,14 +48,16 @@ void check_cphys(int code, const char *op, OnFailure on_failure, bool warn) {
   if (code == CPHYS_ERROR_NOT_CONVERGED && on_failure == OnFailure::Warn) {
     if (warn)
       TORCH_WARN("physgrad.", op, ": ", message,
-                    " (on_failure='warn': returning the last iterate; see physgrad.solve_stats)");
+                 " (on_failure='warn': returning the last iterate; see physgrad.solve_stats)");
     return;
   }
   if (code == CPHYS_ERROR_ARGUMENT) TORCH_CHECK_VALUE(false, "physgrad.", op, ": ", message);
   TORCH_CHECK(false, "physgrad.", op, ": ", message);
 }
 
-void follow_torch_threads() { CPhysSetThreads(at::get_num_threads()); }
+void follow_torch_threads() {
+  CPhysSetThreads(at::get_num_threads());
+}
 
 at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argument,
                      std::initializer_list<int64_t> allowed_dims) {
@@ -81,8 +84,8 @@ at::Tensor as_double(const at::Tensor &tensor, const char *op, const char *argum
 
 void check_memory(double bytes, const char *op, const std::string &what) {
   static const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
-  TORCH_CHECK_VALUE(physical <= 0.0 || bytes <= physical, "physgrad.", op, ": ", what, " needs ",
-                    bytes / 1e9, " GB, more than this machine's ", physical / 1e9,
+  TORCH_CHECK_VALUE(physical <= 0.0 || bytes <= physical, "physgrad.", op, ": ", what, " needs ", bytes / 1e9,
+                    " GB, more than this machine's ", physical / 1e9,
                     " GB of memory; use a smaller size or batch");
 }
 
@@ -100,9 +103,9 @@ void check_finite(const at::Tensor &tensor, const char *op, const char *argument
   TORCH_CHECK(false, "physgrad.", op, ": ", argument, index, " = ", value, " is not finite");
 }
 
-at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op, const at::Tensor &x,
-                                   const at::Tensor &y, const at::Tensor &g, double y_step, int64_t iterations,
-                                   OnFailure on_failure) {
+at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op,
+                                   const at::Tensor &x, const at::Tensor &y, const at::Tensor &g,
+                                   double y_step, int64_t iterations, OnFailure on_failure) {
   TORCH_CHECK_VALUE(iterations >= 1 && iterations <= INT32_MAX, "physgrad.", op,
                     ": lbfgs_iterations must be >= 1, got ", iterations);
   const std::string prefix = std::string("physgrad_") + op + "_lbfgs_";
@@ -162,7 +165,9 @@ void clear_all_caches() {
   for (auto &cache : caches()) cache.clear();
 }
 
-int64_t cache_limit() { return limit_value().load(); }
+int64_t cache_limit() {
+  return limit_value().load();
+}
 
 int64_t cached_objects() {
   std::lock_guard<std::mutex> guard(clearers_mutex());
@@ -247,15 +252,21 @@ bool warn_unconverged(c10::string_view op) {
 // The per-op limit of cached solver objects; a smaller limit applies at the
 // next creation (objects beyond it are dropped, least recently used first).
 void set_cache_limit(int64_t limit) {
-  TORCH_CHECK_VALUE(limit >= 1 && limit <= 1000000, "physgrad.set_cache_limit: limit must be in [1, 1000000], got ",
-                    limit);
+  TORCH_CHECK_VALUE(limit >= 1 && limit <= 1000000,
+                    "physgrad.set_cache_limit: limit must be in [1, 1000000], got ", limit);
   limit_value().store(limit);
 }
 
-std::tuple<int64_t, int64_t> cache_info() { return std::make_tuple(cache_limit(), cached_objects()); }
+std::tuple<int64_t, int64_t> cache_info() {
+  return std::make_tuple(cache_limit(), cached_objects());
+}
 
-std::string version() { return PHYSGRAD_VERSION; }
-std::string torch_version() { return PHYSGRAD_TORCH_VERSION; }
+std::string version() {
+  return PHYSGRAD_VERSION;
+}
+std::string torch_version() {
+  return PHYSGRAD_TORCH_VERSION;
+}
 }  // namespace
 
 }  // namespace physgrad
@@ -287,7 +298,8 @@ void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
     if (value.isTensor() && value.toTensor().defined()) {
       const at::Tensor &tensor = value.toTensor();
       if (!tensor.device().is_cpu() || tensor.layout() != at::kStrided) {
-        found = "a tensor on device " + c10::str(tensor.device()) + " with layout " + c10::str(tensor.layout());
+        found =
+            "a tensor on device " + c10::str(tensor.device()) + " with layout " + c10::str(tensor.layout());
         break;
       }
     }
@@ -295,13 +307,24 @@ void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
   std::string name = op.schema().name();
   const std::string prefix = "physgrad::";
   if (name.compare(0, prefix.size(), prefix) == 0) name = name.substr(prefix.size());
-  TORCH_CHECK_VALUE(false, "physgrad.", name, ": physgrad ops run on the CPU with dense (strided) tensors, got ",
-                    found, "; move it with .cpu() (and .to_dense() for a sparse tensor)");
+  TORCH_CHECK_VALUE(false, "physgrad.", name,
+                    ": physgrad ops run on the CPU with dense (strided) tensors, got ", found,
+                    "; move it with .cpu() (and .to_dense() for a sparse tensor)");
 }
 
-const char *const kTensorOps[] = {"poisson", "poisson_backward", "heat", "heat_backward", "fluid",
-                                  "fluid_backward", "fluid_sequence", "fluid_centre_of_mass", "sine",
-                                  "sine_backward", "sine_nearest_minimum", "wave_packet", "wave_packet_backward",
+const char *const kTensorOps[] = {"poisson",
+                                  "poisson_backward",
+                                  "heat",
+                                  "heat_backward",
+                                  "fluid",
+                                  "fluid_backward",
+                                  "fluid_sequence",
+                                  "fluid_centre_of_mass",
+                                  "sine",
+                                  "sine_backward",
+                                  "sine_nearest_minimum",
+                                  "wave_packet",
+                                  "wave_packet_backward",
                                   "wave_packet_fit"};
 
 void register_cpu_only(torch::Library &m) {
@@ -311,14 +334,25 @@ void register_cpu_only(torch::Library &m) {
 // The ops without an autograd kernel: a meta tensor reaches them through the
 // AutogradMeta key, which has no fallthrough.
 void register_cpu_only_not_differentiable(torch::Library &m) {
-  for (const char *name : {"fluid_sequence", "fluid_centre_of_mass", "sine_nearest_minimum", "wave_packet_fit"})
+  for (const char *name :
+       {"fluid_sequence", "fluid_centre_of_mass", "sine_nearest_minimum", "wave_packet_fit"})
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cpu_only>());
 }
 }  // namespace
 }  // namespace physgrad
 
-TORCH_LIBRARY_IMPL(physgrad, Meta, m) { physgrad::register_cpu_only(m); }
-TORCH_LIBRARY_IMPL(physgrad, CUDA, m) { physgrad::register_cpu_only(m); }
-TORCH_LIBRARY_IMPL(physgrad, SparseCPU, m) { physgrad::register_cpu_only(m); }
-TORCH_LIBRARY_IMPL(physgrad, SparseCsrCPU, m) { physgrad::register_cpu_only(m); }
-TORCH_LIBRARY_IMPL(physgrad, AutogradMeta, m) { physgrad::register_cpu_only_not_differentiable(m); }
+TORCH_LIBRARY_IMPL(physgrad, Meta, m) {
+  physgrad::register_cpu_only(m);
+}
+TORCH_LIBRARY_IMPL(physgrad, CUDA, m) {
+  physgrad::register_cpu_only(m);
+}
+TORCH_LIBRARY_IMPL(physgrad, SparseCPU, m) {
+  physgrad::register_cpu_only(m);
+}
+TORCH_LIBRARY_IMPL(physgrad, SparseCsrCPU, m) {
+  physgrad::register_cpu_only(m);
+}
+TORCH_LIBRARY_IMPL(physgrad, AutogradMeta, m) {
+  physgrad::register_cpu_only_not_differentiable(m);
+}

@@ -3,8 +3,8 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/library.h>
 #include <c10/util/string_view.h>
+#include <torch/library.h>
 
 #include <functional>
 #include <initializer_list>

@@ -86,8 +86,8 @@ int parse_energy(c10::string_view energy, const std::string &name) {
   if (energy == "total") return CPHYS_FLUID_ENERGY_TOTAL;
   if (energy == "per_component") return CPHYS_FLUID_ENERGY_PER_COMPONENT;
   if (energy == "none") return CPHYS_FLUID_ENERGY_NONE;
-  TORCH_CHECK_VALUE(false, name, ": energy must be 'total', 'per_component' or 'none', got '", std::string(energy),
-                    "'");
+  TORCH_CHECK_VALUE(false, name, ": energy must be 'total', 'per_component' or 'none', got '",
+                    std::string(energy), "'");
 }
 
 std::string op_name(const char *op) {
@@ -141,10 +141,11 @@ Inputs parse_inputs(const at::Tensor &v0, const at::Tensor &m0, const char *op) 
 // parse_inputs, on v0's sizes): inputs and output (4 doubles per cell and
 // sample), `extra` more doubles per cell and sample, and for a recorded run the
 // tape ((5 steps + 6) doubles and 3 steps bytes per cell and sample).
-void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, bool recorded, double extra = 0.0) {
+void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, bool recorded,
+                       double extra = 0.0) {
   if (!v0.defined() || v0.dim() != 4) return;  // parse_inputs reports the shape
-  const double cells = static_cast<double>(v0.size(0)) * static_cast<double>(v0.size(2)) *
-                       static_cast<double>(v0.size(3));
+  const double cells =
+      static_cast<double>(v0.size(0)) * static_cast<double>(v0.size(2)) * static_cast<double>(v0.size(3));
   const double steps = static_cast<double>(o.steps);
   double bytes = cells * sizeof(double) * (4.0 + extra);
   if (recorded) bytes += cells * ((5.0 * steps + 6.0) * sizeof(double) + 3.0 * steps);
@@ -154,7 +155,8 @@ void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, b
 }
 
 std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
-  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy}, op);
+  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy},
+                       op);
 }
 
 // Per sample, over the pressure solves of `passes` in the last call: the total
@@ -206,10 +208,11 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
                     "physgrad.fluid: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
   // Only the adjoint differentiates the marker (as the sine's a): a marker that
   // requires grad would silently get none.
-  TORCH_CHECK_VALUE(mode == GradMode::Adjoint || !m0.requires_grad(),
-                    "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
-                    "m0 (grad_mode is '",
-                    std::string(grad_mode), "'); pass m0.detach()");
+  TORCH_CHECK_VALUE(
+      mode == GradMode::Adjoint || !m0.requires_grad(),
+      "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
+      "m0 (grad_mode is '",
+      std::string(grad_mode), "'); pass m0.detach()");
   const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
   check_call_memory(v0, o, kOp, mode == GradMode::Adjoint);
   const Inputs in = parse_inputs(v0, m0, kOp);
@@ -220,8 +223,8 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
     // The adjoint backward reuses the tape of a run from the same inputs, the
     // physical backward the centres and final velocity of one (its forward run).
     const int keep = mode == GradMode::Adjoint    ? CPHYS_FLUID_RECORD_TAPE
-                       : mode == GradMode::Physical ? CPHYS_FLUID_RECORD_INVERSE
-                                                    : CPHYS_FLUID_RECORD_NONE;
+                     : mode == GradMode::Physical ? CPHYS_FLUID_RECORD_INVERSE
+                                                  : CPHYS_FLUID_RECORD_NONE;
     follow_torch_threads();
     const int code = CPhysFluidForward(solver->fluid, in.batch, in.v0.data_ptr<double>(),
                                        in.m0.data_ptr<double>(), m_t.data_ptr<double>(), keep);
@@ -334,7 +337,8 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
 
 // The fluid object of a grid with the op's default step settings (the centre
 // of mass and the unit vortex depend on the grid only).
-std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing, const char *op) {
+std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing,
+                                         const char *op) {
   const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total");
   TORCH_CHECK_VALUE(ny >= 3 && nx >= 3, op_name(op), ": the grid needs at least 3 cells per axis, got [", ny,
                     ", ", nx, "]");
@@ -349,8 +353,8 @@ at::Tensor fluid_centre_of_mass(const at::Tensor &marker, at::ArrayRef<double> s
   auto solver = grid_solver(m.size(1), m.size(2), spacing, kCentre);
   at::Tensor centre = at::empty({m.size(0), 2}, m.options());
   std::lock_guard<std::mutex> guard(solver->mutex);
-  check_cphys(CPhysFluidCentreOfMass(solver->fluid, m.size(0), m.data_ptr<double>(), centre.data_ptr<double>(),
-                                     nullptr),
+  check_cphys(CPhysFluidCentreOfMass(solver->fluid, m.size(0), m.data_ptr<double>(),
+                                     centre.data_ptr<double>(), nullptr),
               kCentre);
   return centre.to(marker.scalar_type());
 }
@@ -382,7 +386,8 @@ TORCH_LIBRARY_FRAGMENT(physgrad, m) {
       "int pressure_max_iterations, str energy=\"total\") -> (Tensor, Tensor)");
   m.def("fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor");
   // No tensor argument to dispatch on: registered with its (only) kernel.
-  m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor", TORCH_FN(physgrad::fluid_unit_vortex));
+  m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor",
+        TORCH_FN(physgrad::fluid_unit_vortex));
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

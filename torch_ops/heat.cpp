@@ -228,4 +228,6 @@ TORCH_LIBRARY_IMPL(physgrad, CPU, m) {
   m.impl("heat_backward", physgrad::heat_backward);
 }
 
-TORCH_LIBRARY_IMPL(physgrad, Autograd, m) { physgrad::register_physics_autograd(m, "heat"); }
+TORCH_LIBRARY_IMPL(physgrad, Autograd, m) {
+  physgrad::register_physics_autograd(m, "heat");
+}

@@ -10,7 +10,7 @@
 /* CPhysCheck for a helper that validates the arguments of several entry
  * points: the message names `caller`, the entry point that was called (pass
  * it __func__), not the helper. */
-#define CPhysCheckCaller(caller, cond, code, ...)                       \
-  do {                                                                  \
-    if (!(cond)) return CPhysSetError((code), (caller), __VA_ARGS__);   \
+#define CPhysCheckCaller(caller, cond, code, ...)                     \
+  do {                                                                \
+    if (!(cond)) return CPhysSetError((code), (caller), __VA_ARGS__); \
   } while (0)

@@ -35,9 +35,13 @@ const char *CPhysErrorMessage(int code) {
   return "unknown error code";
 }
 
-const char *CPhysGetLastErrorMessage(void) { return last_message; }
+const char *CPhysGetLastErrorMessage(void) {
+  return last_message;
+}
 
-void CPhysClearLastError(void) { last_message[0] = '\0'; }
+void CPhysClearLastError(void) {
+  last_message[0] = '\0';
+}
 
 /* A message recorded on a worker thread, handed to the caller's thread (threads.h). */
 void cphys_error_restore_message(const char *message) {
@@ -54,4 +58,6 @@ int CPhysSetError(int code, const char *func, const char *fmt, ...) {
   return code;
 }
 
-const char *CPhysVersion(void) { return CPHYS_VERSION_STRING; }
+const char *CPhysVersion(void) {
+  return CPHYS_VERSION_STRING;
+}

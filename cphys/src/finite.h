@@ -8,7 +8,8 @@
 #include <stddef.h>
 
 /* dst = src when dst != NULL; the index of the first non-finite src value, or -1. */
-static inline ptrdiff_t cphys_copy_checked(double *restrict dst, const double *restrict src, ptrdiff_t count) {
+static inline ptrdiff_t cphys_copy_checked(double *restrict dst, const double *restrict src,
+                                           ptrdiff_t count) {
   double probe[4] = {0.0, 0.0, 0.0, 0.0};
   ptrdiff_t i = 0;
   if (dst) {

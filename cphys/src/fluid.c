@@ -54,8 +54,8 @@ static int check_forward_args(CPhysFluid f, ptrdiff_t batch, const double *v0, c
   return 0;
 }
 
-int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0,
-                      double *m_t, int record) {
+int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0, double *m_t,
+                      int record) {
   CPhysCall(check_forward_args(fluid, batch, v0, m0, __func__));
   CPhysCheck(batch == 0 || m_t != NULL, CPHYS_ERROR_ARGUMENT, "m_t must not be NULL");
   CPhysLibraryLock();
@@ -125,8 +125,8 @@ int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, double *veloci
              "no recorded forward pass: call CPhysFluidForward with record = CPHYS_FLUID_RECORD_TAPE first");
   CPhysCheck(sample >= 0 && sample < fluid->tape_batch, CPHYS_ERROR_ARGUMENT,
              "sample %td out of range [0, %td)", sample, fluid->tape_batch);
-  CPhysCheck(k >= 0 && k <= fluid->config.steps, CPHYS_ERROR_ARGUMENT, "state %d out of range [0, %d]",
-             k, fluid->config.steps);
+  CPhysCheck(k >= 0 && k <= fluid->config.steps, CPHYS_ERROR_ARGUMENT, "state %d out of range [0, %d]", k,
+             fluid->config.steps);
   if (velocity)
     memcpy(velocity, fluid_tape_velocity(fluid, sample, k), (size_t)(2 * fluid->n) * sizeof *velocity);
   if (marker) memcpy(marker, fluid_tape_marker(fluid, sample, k), (size_t)fluid->n * sizeof *marker);
@@ -151,8 +151,7 @@ int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch, const
   CPhysCall(fluid_check_array(g_staggered, batch * 2 * fluid->n, "g_staggered", 0, __func__));
   CPhysCheck(batch == 0 || g_centred != NULL, CPHYS_ERROR_ARGUMENT, "g_centred must not be NULL");
   for (ptrdiff_t s = 0; s < batch; s++)
-    fluid_centred_to_staggered_adjoint(fluid, g_staggered + s * 2 * fluid->n,
-                                       g_centred + s * 2 * fluid->n);
+    fluid_centred_to_staggered_adjoint(fluid, g_staggered + s * 2 * fluid->n, g_centred + s * 2 * fluid->n);
   return 0;
 }
 
@@ -168,8 +167,7 @@ int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch, const double
   return 0;
 }
 
-int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
-                         double *divergence) {
+int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered, double *divergence) {
   CPhysCall(fluid_check_batch(fluid, batch, 2, __func__));
   CPhysCall(fluid_check_array(staggered, batch * 2 * fluid->n, "staggered", 0, __func__));
   CPhysCheck(batch == 0 || divergence != NULL, CPHYS_ERROR_ARGUMENT, "divergence must not be NULL");
@@ -188,8 +186,7 @@ int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered) {
   return ierr;
 }
 
-int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *marker,
-                   double *pressure) {
+int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *marker, double *pressure) {
   CPhysCall(fluid_check_batch(fluid, batch, 2, __func__));
   CPhysCall(fluid_check_array(velocity, batch * 2 * fluid->n, "velocity", 1, __func__));
   CPhysCall(fluid_check_array(marker, batch * fluid->n, "marker", 1, __func__));

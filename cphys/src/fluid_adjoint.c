@@ -33,7 +33,9 @@ static void rescale_adjoint(CPhysFluid f, const double *v_in, const double *w, c
   }
 }
 
-static void zero(double *a, ptrdiff_t count) { memset(a, 0, (size_t)count * sizeof *a); }
+static void zero(double *a, ptrdiff_t count) {
+  memset(a, 0, (size_t)count * sizeof *a);
+}
 
 static double norm2(const double *a, ptrdiff_t count) {
   double s = 0.0;
@@ -52,8 +54,8 @@ static int project_adjoint_locked(CPhysFluid f, double *g, const double *like, d
   const double a = norm_g > 0.0 && norm_like > 0.0 ? norm_like / norm_g : 1.0;
   if (a != 1.0)
     for (ptrdiff_t k = 0; k < count; k++) g[k] *= a;
-  CPhysCall(fluid_project_locked(f, g, q, fluid_stats_at(f, CPHYS_FLUID_PASS_ADJOINT, s, solve),
-                                 "adjoint", s, solve));
+  CPhysCall(fluid_project_locked(f, g, q, fluid_stats_at(f, CPHYS_FLUID_PASS_ADJOINT, s, solve), "adjoint", s,
+                                 solve));
   if (a != 1.0)
     for (ptrdiff_t k = 0; k < count; k++) g[k] /= a;
   return 0;
@@ -62,8 +64,8 @@ static int project_adjoint_locked(CPhysFluid f, double *g, const double *like, d
 /* Step k backwards: g_v [2n] (adjoint of V_{k+1}; it also collects the marker
  * advection's velocity adjoint) and g_m [n] (of M_{k+1}) in, g_vk [2n] (of V_k)
  * and g_mk [n] (of M_k) out. */
-static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, const double *g_m,
-                               double *g_vk, double *g_mk, double *g_w, double *q) {
+static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, const double *g_m, double *g_vk,
+                               double *g_mk, double *g_w, double *q) {
   const ptrdiff_t n = f->n;
   double *ux = fluid_slot(f, FLUID_SLOT_UX), *uy = fluid_slot(f, FLUID_SLOT_UY);
   double *gux = fluid_slot(f, FLUID_SLOT_GUX), *guy = fluid_slot(f, FLUID_SLOT_GUY);
@@ -85,8 +87,7 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
     const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;
     fluid_node_velocity(f, kind, vk, ux, uy);
     zero(gux, n), zero(guy, n);
-    fluid_maccormack_adjoint(f, vk + c * n, ux, uy, branches + c * n, g_w + c * n, g_vk + c * n, gux,
-                             guy);
+    fluid_maccormack_adjoint(f, vk + c * n, ux, uy, branches + c * n, g_w + c * n, g_vk + c * n, gux, guy);
     fluid_node_velocity_adjoint(f, kind, gux, guy, g_vk);
   }
   return 0;
@@ -116,8 +117,7 @@ static int adjoint_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
   return 0;
 }
 
-int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0,
-                         double *g_m0) {
+int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0, double *g_m0) {
   AdjointArgs args = {g_mt, g_v0, g_m0};
   CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_ADJOINT, batch, f->config.steps + 1));
   return fluid_for_samples_locked(f, batch, adjoint_sample_locked, &args);

@@ -86,8 +86,8 @@ void fluid_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, doub
   }
 }
 
-void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux,
-                                 const double *g_uy, double *g_v) {
+void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux, const double *g_uy,
+                                 double *g_v) {
   const ptrdiff_t nx = f->nx, ny = f->ny;
   double *gx = g_v, *gy = g_v + f->n;
   for (ptrdiff_t j = 0; j < ny; j++) {
@@ -115,8 +115,8 @@ void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double 
   }
 }
 
-void fluid_maccormack(CPhysFluid f, const double *field, const double *ux, const double *uy,
-                      double *semi, double *out, unsigned char *branches) {
+void fluid_maccormack(CPhysFluid f, const double *field, const double *ux, const double *uy, double *semi,
+                      double *out, unsigned char *branches) {
   const ptrdiff_t nx = f->nx, ny = f->ny;
   const double cx = f->config.dt / f->dx, cy = f->config.dt / f->dy;
   const CPhysFluidLimiter limiter = f->config.limiter;

@@ -83,7 +83,8 @@ static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
   }
   fluid_centred_to_staggered(f, v0, v[0]);
   memset(p, 0, (size_t)n * sizeof *p);
-  CPhysCall(fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "forward", s, 0));
+  CPhysCall(
+      fluid_project_locked(f, v[0], p, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 0), "forward", s, 0));
   memset(p, 0, (size_t)n * sizeof *p);
   memcpy(m[0], m0, (size_t)n * sizeof *m0);
   if (keep) record_centre(f, s, 0, m[0]);
@@ -126,7 +127,8 @@ int fluid_ensure_tape_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, co
   return fluid_forward_locked(f, batch, v0, m0, NULL, CPHYS_FLUID_RECORD_TAPE);
 }
 
-int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker, double *pressure) {
+int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker,
+                            double *pressure) {
   const ptrdiff_t n = f->n;
   double *v_in = fluid_slot(f, FLUID_SLOT_VELOCITY), *m_in = fluid_slot(f, FLUID_SLOT_MARKER);
   double *p = fluid_slot(f, FLUID_SLOT_PRESSURE);

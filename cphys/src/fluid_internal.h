@@ -43,19 +43,24 @@ typedef struct {
  * projections), which must not hand them to a kernel that uses them too. */
 enum {
   /* fluid_advect.c: node velocities, MacCormack's semi-Lagrangian field, their adjoints */
-  FLUID_SLOT_UX = 0, FLUID_SLOT_UY = 1, FLUID_SLOT_SEMI = 2, FLUID_SLOT_GSEMI = 3,
-  FLUID_SLOT_GUX = 4, FLUID_SLOT_GUY = 5,
+  FLUID_SLOT_UX = 0,
+  FLUID_SLOT_UY = 1,
+  FLUID_SLOT_SEMI = 2,
+  FLUID_SLOT_GSEMI = 3,
+  FLUID_SLOT_GUX = 4,
+  FLUID_SLOT_GUY = 5,
   /* the top-level routine's states (in the adjoint: their adjoints), as ping-pong pairs */
   FLUID_SLOT_VELOCITY = 6,      /* [2n] */
   FLUID_SLOT_VELOCITY_NEXT = 8, /* [2n] */
   FLUID_SLOT_MARKER = 10,
   FLUID_SLOT_MARKER_NEXT = 11,
-  FLUID_SLOT_PRESSURE = 12,     /* warm start and result of the pressure solves */
-  FLUID_SLOT_PROJECTED = 13,    /* [2n] the adjoint of the projected velocity */
+  FLUID_SLOT_PRESSURE = 12,  /* warm start and result of the pressure solves */
+  FLUID_SLOT_PROJECTED = 13, /* [2n] the adjoint of the projected velocity */
   /* fluid_pressure.c: the projection's right-hand side */
   FLUID_SLOT_RHS = 15,
   /* fluid_geometry.c: the centre of mass's column and row sums */
-  FLUID_SLOT_COLUMNS = 16, FLUID_SLOT_ROWS = 17,
+  FLUID_SLOT_COLUMNS = 16,
+  FLUID_SLOT_ROWS = 17,
   FLUID_WORK_SLOTS = 18
 };
 
@@ -69,10 +74,10 @@ struct CPhysFluid_private {
   MatNullSpace nullspace;
   KSP ksp;
   Vec rhs, solution;
-  double *work;                /* work_workers x FLUID_WORK_SLOTS x n */
+  double *work; /* work_workers x FLUID_WORK_SLOTS x n */
   int work_workers;
-  double *unit_vortex;         /* [2, ny, nx] cell-centred, (x, y) */
-  double unit_vortex_norm2;    /* <W, W> */
+  double *unit_vortex;      /* [2, ny, nx] cell-centred, (x, y) */
+  double unit_vortex_norm2; /* <W, W> */
   /* Tape of the last recorded forward pass (layout: fluid_tape.c). */
   double *tape;
   unsigned char *tape_branches;
@@ -81,10 +86,10 @@ struct CPhysFluid_private {
   /* CPHYS_FLUID_RECORD_INVERSE: per sample the inputs, the final velocity, the
    * marker centres and their flags (layout: fluid_tape.c), and the forward statistics. */
   double *inverse_record;
-  unsigned char *inverse_record_valid; /* [batch]: the sample ran to the end, every solve converged */
+  unsigned char *inverse_record_valid;  /* [batch]: the sample ran to the end, every solve converged */
   CPhysSolveInfo *inverse_record_stats; /* [batch][steps + 1] */
   ptrdiff_t inverse_record_capacity, inverse_record_batch;
-  FluidStats stats[3];         /* by CPhysFluidPass */
+  FluidStats stats[3]; /* by CPhysFluidPass */
   /* The first unconverged pressure solve of the current call (see
    * fluid_failures_begin); the call goes on with the solver's last iterate. */
   int failed;
@@ -99,12 +104,12 @@ int fluid_object_create(const CPhysFluidConfig *config, CPhysFluid *fluid);
 /* Frees what the object owns besides PETSc's objects (fluid_pressure_destroy_locked). */
 void fluid_object_free(CPhysFluid f);
 /* Argument checks of the entry points; errors name `caller`. */
-int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite, const char *caller);
+int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite,
+                      const char *caller);
 int fluid_check_batch(CPhysFluid f, ptrdiff_t batch, int components, const char *caller);
 /* Sizes the statistics of `pass` for batch x solves (zeroed). */
 int fluid_stats_reset(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t batch, int solves);
-static inline CPhysSolveInfo *fluid_stats_at(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t sample,
-                                             int solve) {
+static inline CPhysSolveInfo *fluid_stats_at(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t sample, int solve) {
   return f->stats[pass].info + sample * f->stats[pass].solves + solve;
 }
 
@@ -149,19 +154,19 @@ void fluid_inverse_record_finish(CPhysFluid f, ptrdiff_t s, const double *v0, co
  * from (v0, m0) of that sample ([2n], [n]): 1 and the final velocity [2n], the
  * centres [steps + 1][2] and flags [steps + 1], with the forward statistics
  * copied into stats[FORWARD] row s; else 0. */
-int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
-                                double *centres, int *defined);
+int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0,
+                                double *velocity, double *centres, int *defined);
 
 /* ---- fluid_advect.c: periodic resampling and MacCormack (no PETSc) ---- */
 /* Staggered velocity v [2, n] sampled at the nodes of `kind`: ux, uy [n]. */
 void fluid_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, double *ux, double *uy);
 /* Adds the transpose: g_v [2, n] += S^T (g_ux, g_uy). */
-void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux,
-                                 const double *g_uy, double *g_v);
+void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux, const double *g_uy,
+                                 double *g_v);
 /* out [n] = MacCormack(field [n]) with node velocities ux, uy [n]; semi [n] is
  * work; branches [n] (may be NULL) records the limiter's choices. */
-void fluid_maccormack(CPhysFluid f, const double *field, const double *ux, const double *uy,
-                      double *semi, double *out, unsigned char *branches);
+void fluid_maccormack(CPhysFluid f, const double *field, const double *ux, const double *uy, double *semi,
+                      double *out, unsigned char *branches);
 /* Adds the adjoint of fluid_maccormack for the recorded branches:
  * g_field [n] += (d out / d field)^T g_out, g_ux, g_uy [n] += (d out / d u)^T g_out.
  * Uses slots SEMI and GSEMI. */
@@ -183,8 +188,8 @@ void fluid_divergence(CPhysFluid f, const double *v, double *divergence);
  * into CPHYS_ERROR_NOT_CONVERGED.  Callable from the threads of a sample loop:
  * the PETSc part runs in one critical section (PETSc is not thread-safe).
  * Uses slot RHS. */
-int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
-                         const char *what, ptrdiff_t sample, int solve);
+int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info, const char *what,
+                         ptrdiff_t sample, int solve);
 /* Projects each [2n] field of staggered [batch, 2n] in place from a zero
  * pressure guess (statistics: FORWARD, solve 0).  Uses slot PRESSURE. */
 int fluid_project_batch_locked(CPhysFluid f, ptrdiff_t batch, double *staggered);
@@ -199,7 +204,9 @@ int fluid_failures_end(CPhysFluid f, int ierr);
 
 /* ---- fluid_geometry.c ---- */
 /* Minimal-image offset on a period L: in [-L/2, L/2]. */
-static inline double fluid_periodic_delta(double d, double period) { return d - period * round(d / period); }
+static inline double fluid_periodic_delta(double d, double period) {
+  return d - period * round(d / period);
+}
 /* Fills f->unit_vortex and f->unit_vortex_norm2 from the configuration. */
 int fluid_unit_vortex_create(CPhysFluid f);
 /* Circular-mean centre (x, y) of marker [n] (see CPhysFluidCentreOfMass).  Uses slots COLUMNS and ROWS. */
@@ -221,12 +228,12 @@ int fluid_forward_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const 
 int fluid_ensure_tape_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0);
 /* One step of each sample in place: velocity [batch, 2n], marker [batch, n],
  * pressure [batch, n] or NULL (statistics: FORWARD, solve 1).  Uses the states' slots. */
-int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker, double *pressure);
+int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, double *marker,
+                            double *pressure);
 
 /* ---- fluid_adjoint.c ---- */
 /* g_v0 [batch, 2n] and g_m0 [batch, n] (may be NULL) from g_mt [batch, n], with the valid tape. */
-int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0,
-                         double *g_m0);
+int fluid_adjoint_locked(CPhysFluid f, ptrdiff_t batch, const double *g_mt, double *g_v0, double *g_m0);
 
 /* ---- fluid_inverse.c ---- */
 int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const double *m0,

@@ -19,15 +19,13 @@ static double periodic_cross(CPhysFluid f, const double p[2], const double q[2],
  * index holding the final state.  centres [steps + 1][2] and defined [steps + 1]
  * receive the marker's centre after each step (entry 0: the initial marker). */
 static int simulate_locked(CPhysFluid f, double *v[2], double *m[2], double *p, CPhysFluidPass pass,
-                           ptrdiff_t sample, int solve_offset, double *centres, int *defined,
-                           int *final) {
+                           ptrdiff_t sample, int solve_offset, double *centres, int *defined, int *final) {
   const int steps = f->config.steps;
   int a = 0;
   fluid_centre_of_mass(f, m[0], centres, defined);
   for (int k = 0; k < steps; k++, a = 1 - a) {
     CPhysCall(fluid_step_sample_locked(f, v[a], m[a], v[1 - a], v[1 - a], m[1 - a], p, NULL,
-                                       fluid_stats_at(f, pass, sample, k + solve_offset), sample,
-                                       k + 1));
+                                       fluid_stats_at(f, pass, sample, k + solve_offset), sample, k + 1));
     fluid_centre_of_mass(f, m[1 - a], centres + 2 * (k + 1), defined + k + 1);
   }
   *final = a;
@@ -65,8 +63,8 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
   CPhysCall(simulate_locked(f, v_rev, m_rev, p, CPHYS_FLUID_PASS_REVERSE, s, 0, rev, rev_ok, &final));
   /* 2. uniform part: carries the centre of m0 to its destination in time T */
   const double lx = (double)f->nx * f->dx, ly = (double)f->ny * f->dy;
-  double u[2] = {0.0, 0.0}, destination[2] = {f->config.marker_destination[0] * lx,
-                                               f->config.marker_destination[1] * ly};
+  double u[2] = {0.0, 0.0},
+         destination[2] = {f->config.marker_destination[0] * lx, f->config.marker_destination[1] * ly};
   int has_destination = fwd_ok[0];
   if (f->config.destination_from_target) {
     destination[0] = rev[0], destination[1] = rev[1];
@@ -142,4 +140,3 @@ int fluid_inverse_locked(CPhysFluid f, ptrdiff_t batch, const double *v0, const 
   CPhysCall(fluid_stats_reset(f, CPHYS_FLUID_PASS_REVERSE, batch, f->config.steps));
   return fluid_for_samples_locked(f, batch, inverse_sample_with_buffers, &args);
 }
-

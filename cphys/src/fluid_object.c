@@ -54,12 +54,11 @@ static int check_config(const CPhysFluidConfig *c) {
   CPhysCheck(isnormal(wy) && isnormal(wx) && isfinite(2.0 * (wx + wy)), CPHYS_ERROR_ARGUMENT,
              "spacing [%g, %g] is out of range: 1/spacing^2 must be a finite, nonzero double", c->spacing[0],
              c->spacing[1]);
-  CPhysCheck(isfinite(c->dt) && c->dt > 0.0, CPHYS_ERROR_ARGUMENT,
-             "dt must be positive and finite, got %g", c->dt);
+  CPhysCheck(isfinite(c->dt) && c->dt > 0.0, CPHYS_ERROR_ARGUMENT, "dt must be positive and finite, got %g",
+             c->dt);
   CPhysCheck(c->steps >= 1 && c->steps <= 100000, CPHYS_ERROR_ARGUMENT,
              "steps must be in [1, 100000], got %d", c->steps);
-  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g",
-             c->atol);
+  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g", c->atol);
   CPhysCheck(isfinite(c->rtol) && c->rtol >= 0.0 && c->rtol < 1.0, CPHYS_ERROR_ARGUMENT,
              "rtol must be in [0, 1), got %g", c->rtol);
   CPhysCheck(c->atol > 0.0 || c->rtol > 0.0, CPHYS_ERROR_ARGUMENT,
@@ -119,7 +118,8 @@ void fluid_object_free(CPhysFluid f) {
   free(f);
 }
 
-int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite, const char *caller) {
+int fluid_check_array(const double *a, ptrdiff_t count, const char *name, int need_finite,
+                      const char *caller) {
   CPhysCheckCaller(caller, count == 0 || a != NULL, CPHYS_ERROR_ARGUMENT, "%s must not be NULL", name);
   if (need_finite) {
     const ptrdiff_t k = cphys_first_non_finite(a, count);
@@ -132,15 +132,15 @@ int fluid_check_batch(CPhysFluid f, ptrdiff_t batch, int components, const char 
   CPhysCheckCaller(caller, f != NULL, CPHYS_ERROR_ARGUMENT, "the fluid object is NULL");
   CPhysCheckCaller(caller, batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
   CPhysCheckCaller(caller, batch <= PTRDIFF_MAX / (ptrdiff_t)sizeof(double) / components / f->n,
-                   CPHYS_ERROR_MEMORY, "batch %td of [%d, %td, %td] arrays overflows the address space", batch,
-                   components, f->ny, f->nx);
+                   CPHYS_ERROR_MEMORY, "batch %td of [%d, %td, %td] arrays overflows the address space",
+                   batch, components, f->ny, f->nx);
   return 0;
 }
 
 int fluid_stats_reset(CPhysFluid f, CPhysFluidPass pass, ptrdiff_t batch, int solves) {
   FluidStats *st = &f->stats[pass];
-  CPhysCheck(batch <= PTRDIFF_MAX / (ptrdiff_t)sizeof(CPhysSolveInfo) / (solves + 1),
-             CPHYS_ERROR_MEMORY, "batch %td too large for the solver statistics", batch);
+  CPhysCheck(batch <= PTRDIFF_MAX / (ptrdiff_t)sizeof(CPhysSolveInfo) / (solves + 1), CPHYS_ERROR_MEMORY,
+             "batch %td too large for the solver statistics", batch);
   const ptrdiff_t need = batch * solves;
   if (need > st->capacity) {
     CPhysSolveInfo *info = realloc(st->info, (size_t)need * sizeof *info);

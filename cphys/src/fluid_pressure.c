@@ -51,8 +51,8 @@ int fluid_pressure_create_locked(CPhysFluid f) {
   CPhysPetscCall(PCSetType(pc, f->n <= 512 * 512 ? PCCHOLESKY : PCICC));
   CPhysPetscCall(PCFactorSetShiftType(pc, MAT_SHIFT_NONZERO));
   CPhysPetscCall(KSPSetNormType(f->ksp, KSP_NORM_UNPRECONDITIONED));
-  CPhysPetscCall(KSPSetTolerances(f->ksp, f->config.rtol, f->config.atol, PETSC_DEFAULT,
-                                  f->config.max_iterations));
+  CPhysPetscCall(
+      KSPSetTolerances(f->ksp, f->config.rtol, f->config.atol, PETSC_DEFAULT, f->config.max_iterations));
   CPhysPetscCall(KSPSetInitialGuessNonzero(f->ksp, PETSC_TRUE));
   CPhysPetscCall(KSPSetOptionsPrefix(f->ksp, f->prefix));
   CPhysPetscCall(KSPSetFromOptions(f->ksp));
@@ -104,8 +104,8 @@ static int solve_pressure_serialized(CPhysFluid f, double *b, double *p, KSPConv
   return 0;
 }
 
-int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info,
-                         const char *what, ptrdiff_t sample, int solve) {
+int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *info, const char *what,
+                         ptrdiff_t sample, int solve) {
   const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
   KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
   double *b = fluid_slot(f, FLUID_SLOT_RHS);
@@ -132,8 +132,8 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
       snprintf(f->failure, sizeof f->failure,
                "%s pressure solve %d of sample %td did not converge: %s after %d iterations "
                "(residual %g, atol %g, max_iterations %d)",
-               what, solve, sample, info->reason_text, info->iterations, info->residual_norm,
-               f->config.atol, f->config.max_iterations);
+               what, solve, sample, info->reason_text, info->iterations, info->residual_norm, f->config.atol,
+               f->config.max_iterations);
     }
   }
   if (ierr) return ierr;
@@ -153,7 +153,8 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
     fluid_divergence(f, v, b);
     double squares = 0.0;
     for (ptrdiff_t k = 0; k < n; k++) squares += b[k] * b[k];
-    const double left = sqrt(squares), tolerance = 10.0 * fmax(f->config.atol, f->config.rtol * sqrt(rhs_squares));
+    const double left = sqrt(squares),
+                 tolerance = 10.0 * fmax(f->config.atol, f->config.rtol * sqrt(rhs_squares));
     if (!(left <= tolerance)) {
       info->converged = 0;
       info->reason = (int)KSP_DIVERGED_BREAKDOWN;
@@ -174,7 +175,9 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   return 0;
 }
 
-void fluid_failures_begin(CPhysFluid f) { f->failed = 0, f->failed_sample = 0, f->failure[0] = '\0'; }
+void fluid_failures_begin(CPhysFluid f) {
+  f->failed = 0, f->failed_sample = 0, f->failure[0] = '\0';
+}
 
 int fluid_failures_end(CPhysFluid f, int ierr) {
   if (ierr || !f->failed) return ierr;

@@ -19,7 +19,9 @@
 
 #include "fluid_internal.h"
 
-static ptrdiff_t tape_doubles_per_sample(CPhysFluid f) { return f->n * (5 * (ptrdiff_t)f->config.steps + 6); }
+static ptrdiff_t tape_doubles_per_sample(CPhysFluid f) {
+  return f->n * (5 * (ptrdiff_t)f->config.steps + 6);
+}
 
 double *fluid_tape_velocity(CPhysFluid f, ptrdiff_t sample, int k) {
   return f->tape + sample * tape_doubles_per_sample(f) + (ptrdiff_t)k * 2 * f->n;
@@ -65,7 +67,9 @@ int fluid_tape_matches(CPhysFluid f, ptrdiff_t batch, const double *v0, const do
   return same;
 }
 
-static ptrdiff_t inverse_record_doubles(CPhysFluid f) { return 5 * f->n + 3 * ((ptrdiff_t)f->config.steps + 1); }
+static ptrdiff_t inverse_record_doubles(CPhysFluid f) {
+  return 5 * f->n + 3 * ((ptrdiff_t)f->config.steps + 1);
+}
 
 static double *inverse_record(CPhysFluid f, ptrdiff_t sample) {
   return f->inverse_record + sample * inverse_record_doubles(f);
@@ -83,8 +87,8 @@ int fluid_inverse_record_reserve(CPhysFluid f, ptrdiff_t batch) {
     if (valid) f->inverse_record_valid = valid;
     CPhysSolveInfo *stats = realloc(f->inverse_record_stats, (size_t)(batch * solves) * sizeof *stats);
     if (stats) f->inverse_record_stats = stats;
-    CPhysCheck(record && valid && stats, CPHYS_ERROR_MEMORY, "cannot allocate an inverse record for batch %td",
-               batch);
+    CPhysCheck(record && valid && stats, CPHYS_ERROR_MEMORY,
+               "cannot allocate an inverse record for batch %td", batch);
     f->inverse_record_capacity = batch;
   }
   if (batch) memset(f->inverse_record_valid, 0, (size_t)batch);
@@ -114,8 +118,8 @@ void fluid_inverse_record_finish(CPhysFluid f, ptrdiff_t s, const double *v0, co
   f->inverse_record_valid[s] = (unsigned char)converged;
 }
 
-int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0, double *velocity,
-                                double *centres, int *defined) {
+int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0,
+                                double *velocity, double *centres, int *defined) {
   const ptrdiff_t n = f->n;
   const int solves = f->config.steps + 1;
   if (s >= f->inverse_record_batch || !f->inverse_record_valid[s]) return 0;

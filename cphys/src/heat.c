@@ -67,7 +67,9 @@ static int check_config(const CPhysHeatConfig *c) {
 }
 
 /* Signed mode index p in (-n/2, n/2] of FFT bin j; its sign never matters (only p^2 is used). */
-static double signed_mode(ptrdiff_t j, ptrdiff_t n) { return (double)(j <= n / 2 ? j : j - n); }
+static double signed_mode(ptrdiff_t j, ptrdiff_t n) {
+  return (double)(j <= n / 2 ? j : j - n);
+}
 
 /* k^2 of coefficient m of n along an axis with boundary b and spacing h (see cphys/heat.h),
  * for the complex DFT's bins (periodic, `complex_bins`: m in the signed order of fftfreq) or
@@ -342,7 +344,8 @@ static int make_plans_locked(CPhysHeat h) {
     h->r2c = fftw_plan_dft_r2c(2, n, real, spectrum, FFTW_ESTIMATE);
     h->c2r = fftw_plan_dft_c2r(2, n, spectrum, real, FFTW_ESTIMATE);
     if (!h->r2c || !h->c2r)
-      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan transforms of %td x %td", h->ny, h->nx);
+      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan transforms of %td x %td", h->ny,
+                           h->nx);
   }
   free(real);
   free(spectrum);
@@ -353,7 +356,8 @@ static int check_batch(CPhysHeat h, ptrdiff_t batch, const double *in, const dou
                        const char *caller) {
   CPhysCheckCaller(caller, h != NULL, CPHYS_ERROR_ARGUMENT, "heat must not be NULL");
   CPhysCheckCaller(caller, batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
-  CPhysCheckCaller(caller, batch <= INT_MAX, CPHYS_ERROR_ARGUMENT, "batch %td exceeds FFTW's int sizes", batch);
+  CPhysCheckCaller(caller, batch <= INT_MAX, CPHYS_ERROR_ARGUMENT, "batch %td exceeds FFTW's int sizes",
+                   batch);
   CPhysCheckCaller(caller, batch == 0 || (in != NULL && out != NULL), CPHYS_ERROR_ARGUMENT,
                    "input and output arrays must not be NULL");
   CPhysCheckCaller(caller, batch == 0 || batch <= (ptrdiff_t)(PTRDIFF_MAX / sizeof(fftw_complex)) / h->modes,
@@ -401,8 +405,8 @@ static int apply_sample(CPhysHeat heat, ptrdiff_t s, const double *in, double *o
                         CPhysHeatRealFilter real_filter, void *context, const char *caller) {
   const ptrdiff_t cells = heat->cells;
   ptrdiff_t bad = cphys_copy_checked(real, in + s * cells, cells);
-  CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g", s * cells + bad,
-                   s, in[s * cells + bad]);
+  CPhysCheckCaller(caller, bad < 0, CPHYS_ERROR_NONFINITE, "input value %td (sample %td) is %g",
+                   s * cells + bad, s, in[s * cells + bad]);
   if (heat->real_basis) {
     /* In place on a copy: `real` still holds the sample for the filter. */
     double *coefficients = (double *)spectrum, *pad = (double *)spectrum + heat->pad_offset;
@@ -440,8 +444,8 @@ int CPhysHeatApplySpectral(CPhysHeat heat, ptrdiff_t batch, const double *in, do
     double *real = buffer_alloc((size_t)heat->cells * sizeof(double));
     fftw_complex *spectrum = buffer_alloc((size_t)heat->scratch * sizeof(double));
     if (!real || !spectrum) /* index -1: before every sample, so that all are skipped */
-      cphys_loop_error_record(&failure, CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate FFT buffers"),
-                              -1);
+      cphys_loop_error_record(&failure,
+                              CPhysSetError(CPHYS_ERROR_MEMORY, caller, "cannot allocate FFT buffers"), -1);
 #pragma omp for schedule(static)
     for (ptrdiff_t s = 0; s < batch; s++) {
       if (cphys_loop_error_skip(&failure, s)) continue;

@@ -26,7 +26,9 @@ void CPhysLibraryLock(void) {
   pthread_mutex_lock(&library_lock);
 }
 
-void CPhysLibraryUnlock(void) { pthread_mutex_unlock(&library_lock); }
+void CPhysLibraryUnlock(void) {
+  pthread_mutex_unlock(&library_lock);
+}
 
 /* Keeps the first message of an error traceback; prints nothing. */
 static PetscErrorCode record_error(MPI_Comm comm, int line, const char *func, const char *file,
@@ -69,8 +71,8 @@ static int check_environment_options(void) {
                "process; remove it (plain -help lists the options as objects are made)");
     if (strcmp(previous, "-options_file") == 0 || strcmp(previous, "-options_file_yaml") == 0) {
       FILE *file = fopen(token, "r");
-      CPhysCheck(file != NULL, CPHYS_ERROR_ARGUMENT, "PETSC_OPTIONS: %s %s: cannot read it (%s)", previous, token,
-                 strerror(errno));
+      CPhysCheck(file != NULL, CPHYS_ERROR_ARGUMENT, "PETSC_OPTIONS: %s %s: cannot read it (%s)", previous,
+                 token, strerror(errno));
       fclose(file);
     }
     previous = token;
@@ -157,9 +159,12 @@ static int insert_parsed_locked(PetscInt count, char **names, char **values) {
       if ((pass == 1) != (existed[i] == PETSC_TRUE)) continue;
       snprintf(key, sizeof key, "-%s", names[i]);
       const PetscErrorCode perr = PetscOptionsSetValue(NULL, key, values[i]);
-      if (pass == 0 && is_table_full(perr)) ierr = table_full(new_names);
-      else if (perr) ierr = CPhysPetscError(perr, "CPhysSetOptions", "PetscOptionsSetValue");
-      else added += pass == 0;
+      if (pass == 0 && is_table_full(perr))
+        ierr = table_full(new_names);
+      else if (perr)
+        ierr = CPhysPetscError(perr, "CPhysSetOptions", "PetscOptionsSetValue");
+      else
+        added += pass == 0;
     }
   }
   if (ierr) /* roll back the names this call added (in the first pass, before any value was replaced) */

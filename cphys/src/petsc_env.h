@@ -29,8 +29,8 @@ void CPhysKSPDescribe(KSP ksp, KSPConvergedReason reason, CPhysSolveInfo *info);
 /* Converts a PETSc error code into CPHYS_ERROR_PETSC with PETSc's message. */
 int CPhysPetscError(PetscErrorCode perr, const char *func, const char *expression);
 
-#define CPhysPetscCall(expr)                                                      \
-  do {                                                                            \
-    PetscErrorCode cphys_perr_ = (expr);                                          \
-    if (cphys_perr_) return CPhysPetscError(cphys_perr_, __func__, #expr);        \
+#define CPhysPetscCall(expr)                                               \
+  do {                                                                     \
+    PetscErrorCode cphys_perr_ = (expr);                                   \
+    if (cphys_perr_) return CPhysPetscError(cphys_perr_, __func__, #expr); \
   } while (0)

@@ -15,11 +15,11 @@
 struct CPhysPoisson_private {
   CPhysPoissonConfig config;
   char prefix[128];
-  ptrdiff_t size;        /* ny * nx */
-  Mat minus_laplacian;   /* SPD: -L */
+  ptrdiff_t size;      /* ny * nx */
+  Mat minus_laplacian; /* SPD: -L */
   KSP ksp;
-  Vec rhs, solution;     /* work vectors; the solution is copied out per sample */
-  Vec residual;          /* work vector of the true-residual check */
+  Vec rhs, solution; /* work vectors; the solution is copied out per sample */
+  Vec residual;      /* work vector of the true-residual check */
 };
 
 CPhysPoissonConfig CPhysPoissonDefaultConfig(void) {
@@ -44,8 +44,7 @@ int CPhysPoissonCheckConfig(const CPhysPoissonConfig *c) {
              c->spacing[1]);
   CPhysCheck(isfinite(c->rtol) && c->rtol > 0.0 && c->rtol < 1.0, CPHYS_ERROR_ARGUMENT,
              "rtol must be in (0, 1), got %g", c->rtol);
-  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g",
-             c->atol);
+  CPhysCheck(isfinite(c->atol) && c->atol >= 0.0, CPHYS_ERROR_ARGUMENT, "atol must be >= 0, got %g", c->atol);
   CPhysCheck(c->max_iterations >= 1, CPHYS_ERROR_ARGUMENT, "max_iterations must be >= 1, got %d",
              c->max_iterations);
   CPhysCheck(c->options_prefix == NULL || strlen(c->options_prefix) < 127, CPHYS_ERROR_ARGUMENT,
@@ -96,8 +95,8 @@ static int create_solver_locked(CPhysPoisson p) {
    * does not grow with the grid (ICC(0)'s does: 559 iterations at 512 x 512).
    * Any -<prefix>pc_type overrides this. */
   CPhysPetscCall(PCSetType(pc, p->size <= CHOLESKY_MAX_NODES ? PCCHOLESKY : PCGAMG));
-  CPhysPetscCall(KSPSetTolerances(p->ksp, p->config.rtol, p->config.atol, PETSC_DEFAULT,
-                                  p->config.max_iterations));
+  CPhysPetscCall(
+      KSPSetTolerances(p->ksp, p->config.rtol, p->config.atol, PETSC_DEFAULT, p->config.max_iterations));
   if (p->prefix[0]) CPhysPetscCall(KSPSetOptionsPrefix(p->ksp, p->prefix));
   CPhysPetscCall(KSPSetFromOptions(p->ksp));
   /* An option may tighten the configuration's rtol/atol, never loosen them:
@@ -241,8 +240,8 @@ static int solve(CPhysPoisson p, ptrdiff_t batch, const double *x, double *y, CP
   CPhysLibraryUnlock();
   if (ierr) return ierr;
   CPhysCheck(first_failure < 0, CPHYS_ERROR_NOT_CONVERGED,
-             "%s of sample %td did not converge: %s after %d iterations (residual %g)", what,
-             first_failure, failure.reason_text, failure.iterations, failure.residual_norm);
+             "%s of sample %td did not converge: %s after %d iterations (residual %g)", what, first_failure,
+             failure.reason_text, failure.iterations, failure.residual_norm);
   return 0;
 }
 
@@ -298,7 +297,8 @@ static void apply_laplacian(const CPhysPoisson p, ptrdiff_t batch, double scale,
    * (none in a forked child: cphys_loop_threads). */
   const int threads = cphys_loop_threads(batch, 1e-9 * (double)size);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) \
-    reduction(min : first_in, first_out)
+    reduction(min                                                               \
+              : first_in, first_out)
   for (ptrdiff_t s = 0; s < batch; s++) {
     const double *ys = y + s * size;
     double *xs = x + s * size;

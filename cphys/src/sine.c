@@ -42,11 +42,17 @@ static double floored(double a, double x) {
 
 /* +1 when a and x are on the same side of 0, i.e. a/x > 0.  Taken from the
  * signs rather than from a/x, which can underflow to a signless 0. */
-static double phase_side(double a, double x_eff) { return (a > 0.0) == (x_eff > 0.0) ? 1.0 : -1.0; }
+static double phase_side(double a, double x_eff) {
+  return (a > 0.0) == (x_eff > 0.0) ? 1.0 : -1.0;
+}
 
-static double sign_of(double v) { return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : 0.0); }
+static double sign_of(double v) {
+  return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : 0.0);
+}
 
-static double clamp_target(double t) { return fmin(fmax(t, -1.0), 1.0); }
+static double clamp_target(double t) {
+  return fmin(fmax(t, -1.0), 1.0);
+}
 
 /* min(numerator / denominator, clip) for non-negative operands, without
  * dividing by 0: an infinite ratio clips. */
@@ -80,8 +86,7 @@ static double nearest_solution(double a, double x_eff, double t) {
        * doubles: at infinity, like phase 0, so not a solution either. */
       if (!isfinite(candidate)) continue;
       const double distance = fabs(candidate_phase - phase);
-      if (!found || distance < best_distance ||
-          (distance == best_distance && fabs(candidate) > fabs(best))) {
+      if (!found || distance < best_distance || (distance == best_distance && fabs(candidate) > fabs(best))) {
         best = candidate, best_distance = distance, found = 1;
       }
     }
@@ -110,7 +115,8 @@ int CPhysSineAdjoint(ptrdiff_t n, const double *a, const double *x, const double
   CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", dx));
   ptrdiff_t first_overflow = PTRDIFF_MAX;
   const int threads = SINE_THREADS(n);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min : first_overflow)
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min \
+                                                                                          : first_overflow)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]), phase = a[i] / x_eff;
     /* (a/x)/x rather than a/x^2: x^2 overflows for |x| > 1e154. */
@@ -137,7 +143,8 @@ int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const double *x, c
   CPhysCall(check_inputs(__func__, n, a, x, dy, "dy", da));
   ptrdiff_t first_overflow = PTRDIFF_MAX;
   const int threads = SINE_THREADS(n);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min : first_overflow)
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static) reduction(min \
+                                                                                          : first_overflow)
   for (ptrdiff_t i = 0; i < n; i++) {
     const double x_eff = floored(a[i], x[i]);
     const double product = cos(a[i] / x_eff) / x_eff * dy[i];
@@ -147,8 +154,9 @@ int CPhysSineCoefficientAdjoint(ptrdiff_t n, const double *a, const double *x, c
       first_overflow = i;
   }
   if (first_overflow < n)
-    return CPhysSetError(CPHYS_ERROR_NONFINITE, __func__, "dP/da * dy overflows at element %td (x = %g, dy = %g)",
-                         first_overflow, floored(a[first_overflow], x[first_overflow]), dy[first_overflow]);
+    return CPhysSetError(CPHYS_ERROR_NONFINITE, __func__,
+                         "dP/da * dy overflows at element %td (x = %g, dy = %g)", first_overflow,
+                         floored(a[first_overflow], x[first_overflow]), dy[first_overflow]);
   return 0;
 }
 
@@ -174,7 +182,9 @@ int CPhysSineNearestMinimum(ptrdiff_t n, const double *a, const double *x0, doub
 
 /* sign(dP/dx) at x_eff: dP/dx = -(a/x^2) cos(a/x), and a/x^2 has the sign of a.
  * Taken from the signs so that it survives an underflowing magnitude. */
-static double derivative_sign(double a, double phase) { return -sign_of(a) * sign_of(cos(phase)); }
+static double derivative_sign(double a, double phase) {
+  return -sign_of(a) * sign_of(cos(phase));
+}
 
 int CPhysSineNewton(ptrdiff_t n, const double *a, const double *x, const double *y_target, double clip,
                     double *dx) {

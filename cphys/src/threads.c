@@ -16,7 +16,8 @@
 static _Thread_local int requested_threads; /* 0: OpenMP's default */
 
 int CPhysSetThreads(int threads) {
-  CPhysCheck(threads >= 0, CPHYS_ERROR_ARGUMENT, "threads must be >= 0 (0: OpenMP's default), got %d", threads);
+  CPhysCheck(threads >= 0, CPHYS_ERROR_ARGUMENT, "threads must be >= 0 (0: OpenMP's default), got %d",
+             threads);
   requested_threads = threads;
   return 0;
 }
@@ -35,7 +36,9 @@ int CPhysGetThreads(void) {
  * runs every loop on its calling thread, as torch does with its own pool.
  * Registered when the library is loaded, before any fork. */
 static volatile sig_atomic_t in_forked_child = 0;
-static void note_forked_child(void) { in_forked_child = 1; }
+static void note_forked_child(void) {
+  in_forked_child = 1;
+}
 __attribute__((constructor)) static void register_fork_handler(void) {
   pthread_atfork(NULL, NULL, note_forked_child);
 }

@@ -11,8 +11,8 @@
  * of work each: CPhysGetThreads(), reduced so that every thread gets at least
  * ~1 ms of work (a parallel region costs microseconds on idle cores, but up to
  * a scheduler time slice when a waiting thread's core is taken by another
- * process: measured 0.5 -> 9 ms for the Poisson stencil at B = 64), and never more than `items`; 1 in a process forked from another
- * (libgomp cannot start threads there once the parent had some). */
+ * process: measured 0.5 -> 9 ms for the Poisson stencil at B = 64), and never more than `items`; 1 in a
+ * process forked from another (libgomp cannot start threads there once the parent had some). */
 int cphys_loop_threads(ptrdiff_t items, double item_seconds);
 
 /* The failure with the lowest item index inside a parallel loop, carried to

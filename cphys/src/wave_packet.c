@@ -13,7 +13,7 @@
 struct CPhysWavePacket_private {
   CPhysWavePacketConfig config;
   double envelope_rate; /* 1 / (2 sigma^2), samples^-2: e_j = exp(-envelope_rate (xi_j - xi0)^2) */
-  double *carrier;              /* [n_samples] sin(f xi_j), the part independent of the parameters */
+  double *carrier;      /* [n_samples] sin(f xi_j), the part independent of the parameters */
 };
 
 CPhysWavePacketConfig CPhysWavePacketDefaultConfig(void) {
@@ -47,7 +47,8 @@ int CPhysWavePacketCreate(const CPhysWavePacketConfig *config, CPhysWavePacket *
   p->carrier = malloc(sizeof(double) * (size_t)config->n_samples);
   if (!p->carrier) {
     free(p);
-    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate %td carrier samples", config->n_samples);
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate %td carrier samples",
+                         config->n_samples);
   }
   p->config = *config;
   p->envelope_rate = envelope_rate;
@@ -83,8 +84,8 @@ static int check_call(const char *caller, CPhysWavePacket packet, ptrdiff_t batc
                    (int)(k % 2), params[k]);
   const ptrdiff_t n = packet->config.n_samples;
   k = series_name ? cphys_first_non_finite(series, batch * n) : -1;
-  CPhysCheckCaller(caller, k < 0, CPHYS_ERROR_NONFINITE, "%s[%td][%td] = %g is not finite", series_name, k / n,
-                   k % n, series[k]);
+  CPhysCheckCaller(caller, k < 0, CPHYS_ERROR_NONFINITE, "%s[%td][%td] = %g is not finite", series_name,
+                   k / n, k % n, series[k]);
   return 0;
 }
 
@@ -95,7 +96,9 @@ static inline double envelope(const struct CPhysWavePacket_private *p, double of
 
 /* Rough seconds of work per example of each batch loop, for cphys_loop_threads:
  * one pass over the series costs ~15 ns per sample (an exp). */
-static double pass_seconds(CPhysWavePacket p) { return 15e-9 * (double)p->config.n_samples; }
+static double pass_seconds(CPhysWavePacket p) {
+  return 15e-9 * (double)p->config.n_samples;
+}
 
 /* dy_j / dA = sin(f xi_j) e_j.  Forward, objective and Gauss-Newton all form
  * y_j = A * shape(j) in this one order, so that P(p) - P(p) is exactly 0 and
@@ -111,8 +114,7 @@ int CPhysWavePacketForward(CPhysWavePacket packet, ptrdiff_t batch, const double
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (ptrdiff_t b = 0; b < batch; b++) {
     const double xi0 = params[2 * b], amplitude = params[2 * b + 1];
-    for (ptrdiff_t j = 0; j < n; j++)
-      y[b * n + j] = amplitude * shape_at(packet, j, xi0);
+    for (ptrdiff_t j = 0; j < n; j++) y[b * n + j] = amplitude * shape_at(packet, j, xi0);
   }
   return 0;
 }

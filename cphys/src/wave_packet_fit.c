@@ -9,10 +9,10 @@
 
 CPhysWavePacketFitConfig CPhysWavePacketFitDefaultConfig(void) {
   CPhysWavePacketFitConfig config = {
-      .initial = {128.0, 2.0},  /* paper B.1: "initial guess of xi0 = 128 and A = 2" */
+      .initial = {128.0, 2.0}, /* paper B.1: "initial guess of xi0 = 128 and A = 2" */
       .use_initial = 1,
       .bounded = 1,
-      .lower = {25.6, 1.0},     /* the sampling ranges of B.1 */
+      .lower = {25.6, 1.0}, /* the sampling ranges of B.1 */
       .upper = {230.4, 4.0},
       .max_iterations = 1000,
       .gradient_atol = 1e-8,
@@ -27,8 +27,8 @@ static int check_fit_config(const CPhysWavePacketFitConfig *c) {
     CPhysCheck(!c->use_initial || isfinite(c->initial[k]), CPHYS_ERROR_ARGUMENT,
                "initial[%d] must be finite, got %g", k, c->initial[k]);
     CPhysCheck(!c->bounded || (isfinite(c->lower[k]) && isfinite(c->upper[k]) && c->lower[k] < c->upper[k]),
-               CPHYS_ERROR_ARGUMENT, "bounds of parameter %d must be finite with lower < upper, got [%g, %g]", k,
-               c->lower[k], c->upper[k]);
+               CPHYS_ERROR_ARGUMENT, "bounds of parameter %d must be finite with lower < upper, got [%g, %g]",
+               k, c->lower[k], c->upper[k]);
   }
   CPhysCheck(c->max_iterations >= 1, CPHYS_ERROR_ARGUMENT, "max_iterations must be >= 1, got %d",
              c->max_iterations);
@@ -92,8 +92,9 @@ int CPhysWavePacketFit(CPhysWavePacket packet, const CPhysWavePacketFitConfig *c
       if (c->bounded) x[k] = fmin(fmax(x[k], c->lower[k]), c->upper[k]);
     }
     CPhysSolveInfo local;
-    const int ierr = CPhysLeastSquaresMinimize(&solver, problem.n, problem.m, problem.forward, problem.adjoint,
-                                               problem.context, target + b * n, x, info ? info + b : &local);
+    const int ierr =
+        CPhysLeastSquaresMinimize(&solver, problem.n, problem.m, problem.forward, problem.adjoint,
+                                  problem.context, target + b * n, x, info ? info + b : &local);
     if (ierr)
       return CPhysSetError(ierr, __func__, "example %td of %td: %s", b, batch, CPhysGetLastErrorMessage());
     params[2 * b] = x[0], params[2 * b + 1] = x[1];

@@ -20,14 +20,13 @@
 
 #include "cphys/poisson.h"
 
-#define CHECK(call)                                                                      \
-  do {                                                                                   \
-    int code_ = (call);                                                                  \
-    if (code_) {                                                                         \
-      fprintf(stderr, "%s failed: %s: %s\n", #call, CPhysErrorName(code_),               \
-              CPhysGetLastErrorMessage());                                               \
-      return 1;                                                                          \
-    }                                                                                    \
+#define CHECK(call)                                                                                     \
+  do {                                                                                                  \
+    int code_ = (call);                                                                                 \
+    if (code_) {                                                                                        \
+      fprintf(stderr, "%s failed: %s: %s\n", #call, CPhysErrorName(code_), CPhysGetLastErrorMessage()); \
+      return 1;                                                                                         \
+    }                                                                                                   \
   } while (0)
 
 enum { NY = 24, NX = 32, N = NY * NX };
@@ -100,8 +99,9 @@ int main(void) {
   add_eigenfunction(1, 2, 1.0 / (lambda_x * lambda_x), expected);
   add_eigenfunction(3, 1, -1.0 / (lambda_star * lambda_star), expected);
   const double adjoint_error = relative_error(dx_adjoint, expected);
-  printf("adjoint:  dx = L^-1 g, %d CG iterations, relative error %.2e; max|adjoint| / max|physical| = %.2e\n",
-         info.iterations, adjoint_error, max_abs(dx_adjoint) / max_abs(dx));
+  printf(
+      "adjoint:  dx = L^-1 g, %d CG iterations, relative error %.2e; max|adjoint| / max|physical| = %.2e\n",
+      info.iterations, adjoint_error, max_abs(dx_adjoint) / max_abs(dx));
 
   CHECK(CPhysPoissonDestroy(&poisson));
   const int ok = forward_error < tolerance && physical_error < tolerance && adjoint_error < tolerance;

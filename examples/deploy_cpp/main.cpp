@@ -87,7 +87,8 @@ int main(int argc, char **argv) try {
     if (argument == "--grad-mode" && i + 1 < argc) {
       const std::string setting = argv[++i];
       const auto equals = setting.find('=');
-      if (equals == std::string::npos) throw std::runtime_error("--grad-mode wants LAYER=MODE, got " + setting);
+      if (equals == std::string::npos)
+        throw std::runtime_error("--grad-mode wants LAYER=MODE, got " + setting);
       modes.emplace_back(setting.substr(0, equals), setting.substr(equals + 1));
     } else {
       positional.push_back(argument);

@@ -7,7 +7,7 @@ mode of an enclosing :func:`physgrad.grad_mode` block, else ``"physical"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numbers
 import re
@@ -351,8 +351,8 @@ def fluid_unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float] = (2.
 class SolveStats:
     """Per-sample statistics of an op's last solve on this thread.
 
-    phase: ``"forward"``, ``"adjoint"``, ``"physical"``, ``"newton"``, ``"lbfgs"`` or ``"fit"``; iterations, residual_norms,
-    converged and reasons (the solver's reason names, e.g. ``"CONVERGED_RTOL"``)
+    phase: ``"forward"``, ``"adjoint"``, ``"physical"``, ``"newton"``, ``"lbfgs"`` or ``"fit"``;
+    iterations, residual_norms, converged and reasons (the solver's reason names, e.g. ``"CONVERGED_RTOL"``)
     have one entry per sample.
     """
     phase: str

@@ -25,15 +25,14 @@ static double dot(const double *a, const double *b, size_t n) {
 }
 
 /* L(v0, m0) = <g, m_t(v0, m0)>. */
-static double objective(CPhysFluid fluid, const double *v0, const double *m0, const double *g,
-                        double *m_t, size_t n) {
+static double objective(CPhysFluid fluid, const double *v0, const double *m0, const double *g, double *m_t,
+                        size_t n) {
   CHECK_OK(CPhysFluidForward(fluid, 1, v0, m0, m_t, 0));
   return dot(g, m_t, n);
 }
 
 /* Smooth random velocity: a few low Fourier modes, amplitude ~ speed (length / time). */
-static void smooth_field(double *a, ptrdiff_t ny, ptrdiff_t nx, double amplitude,
-                         unsigned long long *state) {
+static void smooth_field(double *a, ptrdiff_t ny, ptrdiff_t nx, double amplitude, unsigned long long *state) {
   double c[4][4];
   for (int p = 0; p < 4; p++)
     for (int q = 0; q < 4; q++) c[p][q] = test_random(state);
@@ -75,8 +74,8 @@ static void gradient_check(const char *name, CPhysFluidConfig config, double tol
     double fd = (plus - minus) / (2 * h), ad = dot(g_v0, dir, 2 * n);
     double rel = fabs(fd - ad) / fmax(fabs(fd), 1e-300);
     printf("%s: v0 direction %d: adjoint %.12e  fd %.12e  rel %.2e\n", name, trial, ad, fd, rel);
-    CHECK(rel < tolerance, "%s: v0 gradient off by %.3e relative (adjoint %.12e, fd %.12e)", name, rel,
-          ad, fd);
+    CHECK(rel < tolerance, "%s: v0 gradient off by %.3e relative (adjoint %.12e, fd %.12e)", name, rel, ad,
+          fd);
 
     for (size_t k = 0; k < n; k++) dir[k] = test_random(&state);
     for (size_t k = 0; k < n; k++) m_p[k] = m0[k] + h * dir[k];
@@ -86,15 +85,14 @@ static void gradient_check(const char *name, CPhysFluidConfig config, double tol
     fd = (plus - minus) / (2 * h), ad = dot(g_m0, dir, n);
     rel = fabs(fd - ad) / fmax(fabs(fd), 1e-300);
     printf("%s: m0 direction %d: adjoint %.12e  fd %.12e  rel %.2e\n", name, trial, ad, fd, rel);
-    CHECK(rel < tolerance, "%s: m0 gradient off by %.3e relative (adjoint %.12e, fd %.12e)", name, rel,
-          ad, fd);
+    CHECK(rel < tolerance, "%s: m0 gradient off by %.3e relative (adjoint %.12e, fd %.12e)", name, rel, ad,
+          fd);
   }
   /* The adjoint pass reports its solves like the forward pass. */
   ptrdiff_t batch = 0;
   int solves = 0;
   CHECK_OK(CPhysFluidGetSolveCount(fluid, CPHYS_FLUID_PASS_ADJOINT, &batch, &solves));
-  CHECK(batch == 1 && solves == config.steps + 1, "adjoint statistics: batch %td, solves %d", batch,
-        solves);
+  CHECK(batch == 1 && solves == config.steps + 1, "adjoint statistics: batch %td, solves %d", batch, solves);
   free(v0), free(m0), free(g), free(m_t), free(g_v0), free(g_m0), free(dir), free(v_p), free(m_p);
   CHECK_OK(CPhysFluidDestroy(&fluid));
 }
@@ -111,8 +109,7 @@ static void test_resampling_adjoint_is_the_transpose(void) {
   CHECK_OK(CPhysFluidCentredToStaggered(fluid, 1, x, sx));
   CHECK_OK(CPhysFluidCentredToStaggeredAdjoint(fluid, 1, y, sty));
   const double lhs = dot(sx, y, N), rhs = dot(x, sty, N);
-  CHECK(fabs(lhs - rhs) < 1e-13 * fmax(1.0, fabs(lhs)), "<S x, y> = %.17g but <x, S^T y> = %.17g", lhs,
-        rhs);
+  CHECK(fabs(lhs - rhs) < 1e-13 * fmax(1.0, fabs(lhs)), "<S x, y> = %.17g but <x, S^T y> = %.17g", lhs, rhs);
   CHECK_OK(CPhysFluidDestroy(&fluid));
 }
 
@@ -146,7 +143,8 @@ static void test_adjoint_is_linear_in_the_gradient_at_the_default_tolerance(void
   double v0[2 * N], m0[N], g[N], g_small[N], a[2 * N], b[2 * N];
   unsigned long long state = 13;
   for (int k = 0; k < 2 * N; k++) v0[k] = 3.0 * test_random(&state);
-  for (int k = 0; k < N; k++) m0[k] = test_random(&state), g[k] = test_random(&state), g_small[k] = 1e-9 * g[k];
+  for (int k = 0; k < N; k++)
+    m0[k] = test_random(&state), g[k] = test_random(&state), g_small[k] = 1e-9 * g[k];
   CHECK_OK(CPhysFluidAdjoint(fluid, 1, v0, m0, g, a, NULL));
   CHECK_OK(CPhysFluidAdjoint(fluid, 1, v0, m0, g_small, b, NULL));
   for (int k = 0; k < 2 * N; k++) b[k] *= 1e9;

@@ -134,7 +134,8 @@ static void test_unconverged_pressure_solve_is_an_error(void) {
 
 static void test_solver_options_are_read_under_the_prefix(void) {
   /* ICC(0): the default Cholesky preconditioner converges in one iteration. */
-  CHECK_OK(CPhysSetOptions("-physgrad_fluid_ksp_max_it 1 -physgrad_fluid_ksp_atol 1e-14 -physgrad_fluid_pc_type icc"));
+  CHECK_OK(CPhysSetOptions(
+      "-physgrad_fluid_ksp_max_it 1 -physgrad_fluid_ksp_atol 1e-14 -physgrad_fluid_pc_type icc"));
   CPhysFluidConfig c = small();
   CPhysFluid fluid = NULL;
   CHECK_OK(CPhysFluidCreate(&c, &fluid));

@@ -61,8 +61,8 @@ static void test_whole_cell_uniform_velocity_translates_marker_exactly(void) {
   CHECK_OK(CPhysFluidCentreOfMass(fluid, 2, both, centre, NULL));
   double dx = fmod(centre[2] - centre[0] + 32.0 + 16.0, 32.0) - 16.0;
   double dy = fmod(centre[3] - centre[1] + 18.0 + 9.0, 18.0) - 9.0;
-  CHECK(fabs(dx - 10.0) < 1e-9 && fabs(dy + 7.5) < 1e-9, "centre moved by (%g, %g), expected (10, -7.5)",
-        dx, dy);
+  CHECK(fabs(dx - 10.0) < 1e-9 && fabs(dy + 7.5) < 1e-9, "centre moved by (%g, %g), expected (10, -7.5)", dx,
+        dy);
   CHECK_OK(CPhysFluidDestroy(&fluid));
 }
 
@@ -104,8 +104,7 @@ static void test_limiters_keep_the_marker_within_its_initial_bounds(void) {
     double lo = m0[0], hi = m0[0], lo_t = m_t[0], hi_t = m_t[0];
     for (int k = 0; k < N; k++)
       lo = fmin(lo, m0[k]), hi = fmax(hi, m0[k]), lo_t = fmin(lo_t, m_t[k]), hi_t = fmax(hi_t, m_t[k]);
-    CHECK(lo_t >= lo && hi_t <= hi, "limiter %d: marker range [%g, %g] left [%g, %g]", l, lo_t, hi_t, lo,
-          hi);
+    CHECK(lo_t >= lo && hi_t <= hi, "limiter %d: marker range [%g, %g] left [%g, %g]", l, lo_t, hi_t, lo, hi);
     printf("limiter %d: relative mass change over %d steps of a vortical flow: %.3e\n", l, c.steps,
            (sum(m_t, N) - sum(m0, N)) / sum(m0, N));
     CHECK_OK(CPhysFluidDestroy(&fluid));
@@ -132,8 +131,8 @@ static void test_projection_leaves_divergence_below_tolerance(void) {
       CHECK_OK(CPhysFluidGetSolveInfo(fluid, CPHYS_FLUID_PASS_FORWARD, s, 0, &info));
       CHECK(norm <= 1.001 * tolerances[t], "sample %d: ||div v||_2 = %g above atol %g", s, norm,
             tolerances[t]);
-      CHECK(info.converged && info.iterations > 0, "sample %d: %s after %d iterations", s,
-            info.reason_text, info.iterations);
+      CHECK(info.converged && info.iterations > 0, "sample %d: %s after %d iterations", s, info.reason_text,
+            info.iterations);
     }
     CHECK_OK(CPhysFluidDestroy(&fluid));
   }
@@ -203,7 +202,8 @@ static void test_recorded_paper_run_is_divergence_free_energy_conserving_and_bat
       CPhysSolveInfo info;
       CHECK_OK(CPhysFluidGetSolveInfo(fluid, CPHYS_FLUID_PASS_FORWARD, s, solve, &info));
       CHECK(info.converged, "sample %d solve %d: %s", s, solve, info.reason_text);
-      if (s == 0) printf("solve %d: %d CG iterations, residual %.2e\n", solve, info.iterations, info.residual_norm);
+      if (s == 0)
+        printf("solve %d: %d CG iterations, residual %.2e\n", solve, info.iterations, info.residual_norm);
     }
   }
   /* A batch is its samples run one by one. */

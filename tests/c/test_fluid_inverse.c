@@ -29,7 +29,8 @@ static double fitted_strength(const double *v, const double *vortex) {
     double mean = 0.0;
     for (int k = 0; k < N; k++) mean += v[c * N + k];
     mean /= N;
-    for (int k = 0; k < N; k++) num += (v[c * N + k] - mean) * vortex[c * N + k], den += vortex[c * N + k] * vortex[c * N + k];
+    for (int k = 0; k < N; k++)
+      num += (v[c * N + k] - mean) * vortex[c * N + k], den += vortex[c * N + k] * vortex[c * N + k];
   }
   return num / den;
 }
@@ -67,8 +68,10 @@ static void check_recovery(CPhysFluid fluid, const CPhysFluidConfig *c, const do
   CHECK_OK(CPhysFluidAdjoint(fluid, 1, v, m0, residual, g_v, NULL));
   for (int k = 0; k < 2 * N; k++) g_v[k] = v[k] - g_v[k];
   const double e_gradient = distance(g_v, v_true, 2 * N);
-  printf("strength %.2f: |v0 - v*| from rest %.4g, after one inverse step %.4g, after one gradient "
-         "step %.4g\n", strength, e0, e_inverse, e_gradient);
+  printf(
+      "strength %.2f: |v0 - v*| from rest %.4g, after one inverse step %.4g, after one gradient "
+      "step %.4g\n",
+      strength, e0, e_inverse, e_gradient);
   CHECK(e_inverse < 0.25 * e0 && e_inverse < 0.25 * e_gradient,
         "inverse step error %g is not far below the start %g and the gradient step %g", e_inverse, e0,
         e_gradient);
@@ -82,8 +85,8 @@ static void check_recovery(CPhysFluid fluid, const CPhysFluidConfig *c, const do
     error = now;
     CHECK_OK(CPhysFluidPhysicalInverse(fluid, 1, v, m0, target, v_new, NULL));
   }
-  printf("strength %.2f: after 10 inverse steps, strength error %.3g, |v0 - v*| %.4g\n", strength,
-         error, distance(v, v_true, 2 * N));
+  printf("strength %.2f: after 10 inverse steps, strength error %.3g, |v0 - v*| %.4g\n", strength, error,
+         distance(v, v_true, 2 * N));
   CHECK(error < 0.05 * fabs(strength), "strength error %g after 10 steps", error);
   /* The true solution is nearly a fixed point (the scheme is not time-reversible). */
   CHECK_OK(CPhysFluidPhysicalInverse(fluid, 1, v_true, m0, target, v_new, NULL));
@@ -123,8 +126,8 @@ static void test_centre_of_mass_is_periodic(void) {
   for (int k = 0; k < N; k++) m[2 * N + k] = 1.0;
   CHECK_OK(CPhysFluidCentreOfMass(fluid, 3, m, centre, defined));
   const double seam = fmin(centre[0], 128.0 - centre[0]);
-  CHECK(defined[0] && seam < 1e-9 && fabs(centre[1] - 21.0) < 1e-9, "seam pair centre (%g, %g)",
-        centre[0], centre[1]);
+  CHECK(defined[0] && seam < 1e-9 && fabs(centre[1] - 21.0) < 1e-9, "seam pair centre (%g, %g)", centre[0],
+        centre[1]);
   CHECK(defined[1] && fabs(centre[2] - 11.0) < 1e-9 && fabs(centre[3] - 41.0) < 1e-9,
         "single cell centre (%g, %g)", centre[2], centre[3]);
   CHECK(!defined[2] && centre[4] == 64.0 && centre[5] == 64.0, "uniform marker: defined %d at (%g, %g)",
@@ -155,8 +158,8 @@ static void test_destination_from_target_recovers_a_uniform_flow(void) {
     for (int k = 0; k < N; k++) mean[c2] += v_new[c2 * N + k];
     mean[c2] /= N;
   }
-  CHECK(fabs(mean[0] - 16.0) < 1e-9 && fabs(mean[1] + 8.0) < 1e-9, "uniform part (%.12g, %.12g)",
-        mean[0], mean[1]);
+  CHECK(fabs(mean[0] - 16.0) < 1e-9 && fabs(mean[1] + 8.0) < 1e-9, "uniform part (%.12g, %.12g)", mean[0],
+        mean[1]);
   /* The exact translation runs back exactly: the truth is a fixed point. */
   CHECK_OK(CPhysFluidPhysicalInverse(fluid, 1, v_true, m0, target, v_new, NULL));
   const double error = distance(v_new, v_true, 2 * N) / distance(v, v_true, 2 * N);
@@ -193,7 +196,8 @@ static void test_recorded_forward_gives_the_same_inverse(void) {
   memcpy(recorded, v0, 2 * SMALL * sizeof *v0); /* other calls in between do not matter */
   CHECK_OK(CPhysFluidStep(fluid, 1, recorded, m_t, NULL));
   CHECK_OK(CPhysFluidPhysicalInverse(fluid, B, v0, m0, target, NULL, recorded));
-  CHECK(memcmp(plain, recorded, B * 2 * SMALL * sizeof *plain) == 0, "the recorded forward changed the inverse");
+  CHECK(memcmp(plain, recorded, B * 2 * SMALL * sizeof *plain) == 0,
+        "the recorded forward changed the inverse");
   for (int s = 0; s < B; s++)
     for (int k = 0; k <= c.steps; k++) {
       CHECK_OK(CPhysFluidGetSolveInfo(fluid, CPHYS_FLUID_PASS_FORWARD, s, k, &recorded_info[s][k]));

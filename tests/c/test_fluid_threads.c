@@ -28,7 +28,8 @@ static void inputs(double *v0, double *m0, double *g) {
 
 static void get_stats(CPhysFluid fluid, CPhysFluidPass pass, int solves, CPhysSolveInfo *out) {
   for (int s = 0; s < BATCH; s++)
-    for (int k = 0; k < solves; k++) CHECK_OK(CPhysFluidGetSolveInfo(fluid, pass, s, k, out + s * solves + k));
+    for (int k = 0; k < solves; k++)
+      CHECK_OK(CPhysFluidGetSolveInfo(fluid, pass, s, k, out + s * solves + k));
 }
 
 static void run(CPhysFluid fluid, int threads, Results *r) {
@@ -46,7 +47,8 @@ static void run(CPhysFluid fluid, int threads, Results *r) {
   CHECK_OK(CPhysFluidForward(fluid, BATCH, v0, m0, r->m_t, CPHYS_FLUID_RECORD_INVERSE));
   double dv0_recorded[BATCH * 2 * N];
   CHECK_OK(CPhysFluidPhysicalInverse(fluid, BATCH, v0, m0, target, NULL, dv0_recorded));
-  CHECK(!memcmp(dv0_recorded, r->dv0, sizeof dv0_recorded), "%d threads: the recorded inverse differs", threads);
+  CHECK(!memcmp(dv0_recorded, r->dv0, sizeof dv0_recorded), "%d threads: the recorded inverse differs",
+        threads);
   get_stats(fluid, CPHYS_FLUID_PASS_REVERSE, STEPS, r->reverse);
   CHECK_OK(CPhysSetThreads(0));
 }
@@ -106,7 +108,8 @@ static void test_deferred_failure_is_the_lowest_sample_on_any_thread_count(void)
     CHECK(info.iterations == 1 && !info.converged, "run %d: the last sample's last solve did not run", run);
   }
   CHECK_OK(CPhysSetThreads(0));
-  CHECK(strstr(messages[0], "forward pressure solve 0 of sample 0 ") != NULL, "serial message: %s", messages[0]);
+  CHECK(strstr(messages[0], "forward pressure solve 0 of sample 0 ") != NULL, "serial message: %s",
+        messages[0]);
   CHECK(!strcmp(messages[0], messages[1]), "messages differ:\n  1 thread:  %s\n  2 threads: %s", messages[0],
         messages[1]);
   CHECK(!memcmp(m_t[0], m_t[1], sizeof m_t[0]), "the outputs of the failing call differ");

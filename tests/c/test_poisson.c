@@ -92,8 +92,9 @@ static void test_errors_are_returned_not_raised(void) {
       CPHYS_ERROR_ARGUMENT);
   CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{4, 4}, {1e300, 1e300}, 1e-8, 0, 10, NULL}, &poisson),
               CPHYS_ERROR_ARGUMENT);
-  CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{PTRDIFF_MAX / 2, 4}, {1, 1}, 1e-8, 0, 10, NULL}, &poisson),
-              CPHYS_ERROR_MEMORY);
+  CHECK_FAILS(
+      CPhysPoissonCreate(&(CPhysPoissonConfig){{PTRDIFF_MAX / 2, 4}, {1, 1}, 1e-8, 0, 10, NULL}, &poisson),
+      CPHYS_ERROR_MEMORY);
   CHECK_FAILS(CPhysPoissonCreate(NULL, &poisson), CPHYS_ERROR_ARGUMENT);
 
   CHECK_OK(CPhysPoissonCreate(&(CPhysPoissonConfig){{8, 8}, {1, 1}, 1e-10, 0, 100, NULL}, &poisson));
@@ -130,9 +131,11 @@ static void test_errors_are_returned_not_raised(void) {
 
 static void test_options_prefix_selects_the_solver(void) {
   /* Jacobi: the default (exact) Cholesky preconditioner would converge in one iteration. */
-  CHECK_OK(CPhysSetOptions("-cphys_test_ksp_type richardson -cphys_test_pc_type jacobi -cphys_test_ksp_max_it 3"));
+  CHECK_OK(
+      CPhysSetOptions("-cphys_test_ksp_type richardson -cphys_test_pc_type jacobi -cphys_test_ksp_max_it 3"));
   CPhysPoisson poisson;
-  CHECK_OK(CPhysPoissonCreate(&(CPhysPoissonConfig){{16, 16}, {1, 1}, 1e-12, 0, 100, "cphys_test_"}, &poisson));
+  CHECK_OK(
+      CPhysPoissonCreate(&(CPhysPoissonConfig){{16, 16}, {1, 1}, 1e-12, 0, 100, "cphys_test_"}, &poisson));
   double x[256], y[256];
   for (int k = 0; k < 256; k++) x[k] = 1.0;
   CPhysSolveInfo info;
@@ -144,8 +147,9 @@ static void test_options_prefix_selects_the_solver(void) {
 
   /* Geometric multigrid without a grid hierarchy is refused, not a crash. */
   CHECK_OK(CPhysSetOptions("-cphys_test_pc_type mg -cphys_test_pc_mg_levels 3"));
-  CHECK_FAILS(CPhysPoissonCreate(&(CPhysPoissonConfig){{16, 16}, {1, 1}, 1e-12, 0, 100, "cphys_test_"}, &poisson),
-              CPHYS_ERROR_UNSUPPORTED);
+  CHECK_FAILS(
+      CPhysPoissonCreate(&(CPhysPoissonConfig){{16, 16}, {1, 1}, 1e-12, 0, 100, "cphys_test_"}, &poisson),
+      CPHYS_ERROR_UNSUPPORTED);
   CHECK(poisson == NULL, "a refused Create must leave the handle NULL");
   CHECK_OK(CPhysClearOptions());
 }
@@ -180,7 +184,8 @@ static void test_laplacian_equals_the_node_formula_bitwise(void) {
         for (int i = 0; i < nx; i++) {
           const int k = s * n + j * nx + i;
           mismatches += x[k] != reference_node(y + s * n, ny, nx, j, i, 1.0 / (1.3 * 1.3), 1.0 / (0.7 * 0.7));
-          mismatches += pg[k] != reference_node(y + s * n, ny, nx, j, i, 0.25 / (1.3 * 1.3), 0.25 / (0.7 * 0.7));
+          mismatches +=
+              pg[k] != reference_node(y + s * n, ny, nx, j, i, 0.25 / (1.3 * 1.3), 0.25 / (0.7 * 0.7));
         }
     CHECK(mismatches == 0, "%d x %d: %d nodes differ from the node formula", ny, nx, mismatches);
     free(y), free(x), free(pg);
@@ -210,7 +215,8 @@ static void test_physical_gradient_rejects_non_finite_values(void) {
         CPhysGetLastErrorMessage());
   g[7] = 1.0;
   CHECK_FAILS(CPhysPoissonPhysicalGradient(poisson, 3, 1e10, g, dx), CPHYS_ERROR_NONFINITE);
-  CHECK(strstr(CPhysGetLastErrorMessage(), "overflows at dx[4") != NULL, "message: %s", CPhysGetLastErrorMessage());
+  CHECK(strstr(CPhysGetLastErrorMessage(), "overflows at dx[4") != NULL, "message: %s",
+        CPhysGetLastErrorMessage());
   CHECK_OK(CPhysPoissonPhysicalGradient(poisson, 3, 1.0, g, dx)); /* 4e300: still finite */
   CHECK_OK(CPhysPoissonDestroy(&poisson));
 }

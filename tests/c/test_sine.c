@@ -56,8 +56,8 @@ static void test_adjoint_matches_closed_form_and_central_difference(void) {
           dx[i], derivative * dy[i]);
     const double h = 1e-6 * fabs(x[i]);
     const double difference = (sin(a[i] / (x[i] + h)) - sin(a[i] / (x[i] - h))) / (2.0 * h) * dy[i];
-    CHECK(fabs(dx[i] - difference) <= 1e-6 * fmax(1.0, fabs(derivative)), "adjoint[%d] %g vs finite difference %g",
-          i, dx[i], difference);
+    CHECK(fabs(dx[i] - difference) <= 1e-6 * fmax(1.0, fabs(derivative)),
+          "adjoint[%d] %g vs finite difference %g", i, dx[i], difference);
     const double expected_clipped = fmin(fmax(derivative, -1.0), 1.0) * dy[i];
     CHECK(fabs(clipped[i] - expected_clipped) <= 1e-15, "clipped adjoint[%d]: %g vs %g", i, clipped[i],
           expected_clipped);
@@ -133,7 +133,8 @@ static void test_physical_clamps_targets_above_one_to_the_nearest_maximum(void) 
   CHECK_OK(CPhysSinePhysicalGradient(2, a, x, target, dx));
   for (int i = 0; i < 2; i++) {
     const double x_new = x[i] - dx[i];
-    CHECK(fabs(sin(a[i] / x_new) - 1.0) <= 1e-12, "sin(a/x_new[%d]) = %.17g is no maximum", i, sin(a[i] / x_new));
+    CHECK(fabs(sin(a[i] / x_new) - 1.0) <= 1e-12, "sin(a/x_new[%d]) = %.17g is no maximum", i,
+          sin(a[i] / x_new));
     CHECK(fabs(x_new - brute_force_nearest(a[i], x[i], 1.0)) <= 1e-14, "x_new[%d] = %g is not the nearest", i,
           x_new);
   }
@@ -144,12 +145,13 @@ static void test_physical_clamps_targets_above_one_to_the_nearest_maximum(void) 
  * (a / (-pi/2)); never one across 0. */
 static void test_outermost_minima_catch_everything_beyond_them(void) {
   const double a[6] = {1.0, 1.0, -2.0, -2.0, 1.0, 1.0}, x0[6] = {100.0, -100.0, 1e6, -1e6, 1e300, -1e300};
-  const double expected[6] = {1.0 / (1.5 * M_PI), -1.0 / (0.5 * M_PI), 2.0 / (0.5 * M_PI), -2.0 / (1.5 * M_PI),
-                              1.0 / (1.5 * M_PI), -1.0 / (0.5 * M_PI)};
+  const double expected[6] = {1.0 / (1.5 * M_PI),  -1.0 / (0.5 * M_PI), 2.0 / (0.5 * M_PI),
+                              -2.0 / (1.5 * M_PI), 1.0 / (1.5 * M_PI),  -1.0 / (0.5 * M_PI)};
   double x_min[6];
   CHECK_OK(CPhysSineNearestMinimum(6, a, x0, x_min));
   for (int i = 0; i < 6; i++)
-    CHECK(fabs(x_min[i] - expected[i]) <= 1e-15, "x_min[%d] = %.17g, expected %.17g", i, x_min[i], expected[i]);
+    CHECK(fabs(x_min[i] - expected[i]) <= 1e-15, "x_min[%d] = %.17g, expected %.17g", i, x_min[i],
+          expected[i]);
 }
 
 static void test_nearest_minimum_from_one_gives_the_supervised_labels(void) {
@@ -159,10 +161,10 @@ static void test_nearest_minimum_from_one_gives_the_supervised_labels(void) {
   CHECK_OK(CPhysSineNearestMinimum(N_POINTS, a, one, x_min));
   CHECK_OK(CPhysSinePhysicalGradient(N_POINTS, a, one, minus_one, dx));
   for (int i = 0; i < N_POINTS; i++) {
-    CHECK(x_min[i] == 1.0 - dx[i] || fabs(x_min[i] - (1.0 - dx[i])) <= 1e-15, "label[%d] %g != physical %g", i,
-          x_min[i], 1.0 - dx[i]);
-    CHECK(fabs(x_min[i] - brute_force_nearest(a[i], 1.0, -1.0)) <= 1e-14, "label[%d] = %g is not the nearest", i,
-          x_min[i]);
+    CHECK(x_min[i] == 1.0 - dx[i] || fabs(x_min[i] - (1.0 - dx[i])) <= 1e-15, "label[%d] %g != physical %g",
+          i, x_min[i], 1.0 - dx[i]);
+    CHECK(fabs(x_min[i] - brute_force_nearest(a[i], 1.0, -1.0)) <= 1e-14, "label[%d] = %g is not the nearest",
+          i, x_min[i]);
   }
 }
 
@@ -177,8 +179,8 @@ static void test_newton_matches_the_paper_formula_and_walks_downhill(void) {
     const double derivative = -a[i] / (x[i] * x[i]) * cos(u);
     /* The step x_new - x points against dP/dx (downhill), |step| = min(|newton|, 1). */
     const double expected = (derivative > 0 ? 1.0 : -1.0) * fmin(fabs(newton), 1.0);
-    CHECK(fabs(dx[i] - expected) <= 1e-12 * fmax(1.0, fabs(expected)), "newton[%d] = %.17g, expected %.17g", i,
-          dx[i], expected);
+    CHECK(fabs(dx[i] - expected) <= 1e-12 * fmax(1.0, fabs(expected)), "newton[%d] = %.17g, expected %.17g",
+          i, dx[i], expected);
   }
   /* Started near a minimum, the unclipped iteration converges quadratically. */
   double a1 = 1.0, xk = 1.0 / (1.5 * M_PI) * 1.05, minus_one = -1.0, step;
@@ -201,8 +203,8 @@ static void test_inverse_gradient_is_height_over_slope_clipped(void) {
     const double u = a[i] / x[i];
     const double ratio = (sin(u) - target[i]) / (-a[i] / (x[i] * x[i]) * cos(u));
     const double expected = fmin(fmax(ratio, -0.5), 0.5);
-    CHECK(fabs(dx[i] - expected) <= 1e-12 * fmax(1.0, fabs(expected)), "inverse gradient[%d] = %g, expected %g",
-          i, dx[i], expected);
+    CHECK(fabs(dx[i] - expected) <= 1e-12 * fmax(1.0, fabs(expected)),
+          "inverse gradient[%d] = %g, expected %g", i, dx[i], expected);
   }
 }
 
@@ -214,7 +216,8 @@ static int all_finite(const double *v, int n) {
 
 static void test_every_mode_is_finite_at_and_near_zero(void) {
   enum { M = 12 };
-  const double x[M] = {0.0, -0.0, 1e-300, -1e-300, 5e-324, DBL_MIN, 1e-12, -1e-9, 1e-150, 1e300, -1e300, DBL_MAX};
+  const double x[M] = {0.0,   -0.0,  1e-300, -1e-300, 5e-324, DBL_MIN,
+                       1e-12, -1e-9, 1e-150, 1e300,   -1e300, DBL_MAX};
   double a[M], ones[M], minus_one[M], half[M], out[M];
   for (int i = 0; i < M; i++) a[i] = (i % 2) ? 0.1 : 10.1, ones[i] = 1.0, minus_one[i] = -1.0, half[i] = 0.5;
   CHECK_OK(CPhysSineForward(M, a, x, out));

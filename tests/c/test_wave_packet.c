@@ -8,7 +8,8 @@
 #include "cphys/wave_packet.h"
 
 static double formula(double xi, double xi0, double amplitude) {
-  return amplitude * sin(4.0 * xi) * exp(-(xi - xi0) * (xi - xi0) / (2.0 * 400.0)); /* sigma = 20, paper B.1 */
+  return amplitude * sin(4.0 * xi) *
+         exp(-(xi - xi0) * (xi - xi0) / (2.0 * 400.0)); /* sigma = 20, paper B.1 */
 }
 
 static double objective(CPhysWavePacket packet, const double *params, const double *target, ptrdiff_t n) {
@@ -92,11 +93,12 @@ static void test_gauss_newton_converges_from_near_the_solution(void) {
   CHECK(fmax(relative[0], relative[1]) <= 1e-20, "relative objective %g, %g after %d steps", relative[0],
         relative[1], steps);
   CHECK(steps <= 6, "Gauss-Newton needed %d steps", steps);
-  CHECK(max_abs_diff(params, truth, 4) < 1e-8, "parameters off the truth by %g", max_abs_diff(params, truth, 4));
+  CHECK(max_abs_diff(params, truth, 4) < 1e-8, "parameters off the truth by %g",
+        max_abs_diff(params, truth, 4));
   /* At the solution J^T r = 0 exactly: no step, reported as stationary. */
   CHECK_OK(CPhysWavePacketGaussNewton(packet, NULL, 2, truth, target, dparams, info));
-  CHECK(max_abs(dparams, 4) == 0.0 && info[0].reason == 2, "step at the solution: %g (%s)", max_abs(dparams, 4),
-        info[0].reason_text);
+  CHECK(max_abs(dparams, 4) == 0.0 && info[0].reason == 2, "step at the solution: %g (%s)",
+        max_abs(dparams, 4), info[0].reason_text);
   /* dparams may alias params; A = 0 leaves xi0 without influence but must stay finite. */
   double aliased[2] = {120.0, 0.0};
   CHECK_OK(CPhysWavePacketGaussNewton(packet, NULL, 1, aliased, target, aliased, NULL));
@@ -212,7 +214,8 @@ static void test_fit_respects_bounds_and_reports_each_example(void) {
   for (ptrdiff_t b = 0; b < batch; b++) {
     for (int k = 0; k < 2; k++)
       CHECK(params[2 * b + k] >= fit.lower[k] && params[2 * b + k] <= fit.upper[k],
-            "example %td parameter %d = %g outside [%g, %g]", b, k, params[2 * b + k], fit.lower[k], fit.upper[k]);
+            "example %td parameter %d = %g outside [%g, %g]", b, k, params[2 * b + k], fit.lower[k],
+            fit.upper[k]);
     CHECK(info[b].iterations > 0 && info[b].reason_text[0] != '\0', "example %td: no statistics", b);
   }
   for (ptrdiff_t b = 0; b < 2; b++) {
@@ -226,8 +229,8 @@ static void test_fit_respects_bounds_and_reports_each_example(void) {
   from_params.use_initial = 0, from_params.bounded = 0, from_params.max_iterations = 200;
   double start[2] = {226.0, 3.0};
   CHECK_OK(CPhysWavePacketFit(packet, &from_params, 1, target + 3 * n, start, info));
-  CHECK(info[0].converged && fabs(start[0] - 225.0) < 1e-3, "fit from (226, 3) reached (%g, %g): %s", start[0],
-        start[1], info[0].reason_text);
+  CHECK(info[0].converged && fabs(start[0] - 225.0) < 1e-3, "fit from (226, 3) reached (%g, %g): %s",
+        start[0], start[1], info[0].reason_text);
   CPhysWavePacketDestroy(&packet);
 }
 
@@ -250,11 +253,11 @@ static void test_error_paths_return_codes_with_messages(void) {
   params[1] = 1.0, y[3] = INFINITY;
   CHECK_FAILS(CPhysWavePacketGaussNewton(packet, NULL, 1, params, y, dparams, NULL), CPHYS_ERROR_NONFINITE);
   y[3] = 0.0;
-  CHECK_FAILS(CPhysWavePacketGaussNewton(packet, &(CPhysWavePacketGaussNewtonConfig){-1.0, 10.0, 5}, 1, params, y,
-                                         dparams, NULL),
+  CHECK_FAILS(CPhysWavePacketGaussNewton(packet, &(CPhysWavePacketGaussNewtonConfig){-1.0, 10.0, 5}, 1,
+                                         params, y, dparams, NULL),
               CPHYS_ERROR_ARGUMENT);
-  CHECK_FAILS(CPhysWavePacketGaussNewton(packet, &(CPhysWavePacketGaussNewtonConfig){1e-3, 1.0, 5}, 1, params, y,
-                                         dparams, NULL),
+  CHECK_FAILS(CPhysWavePacketGaussNewton(packet, &(CPhysWavePacketGaussNewtonConfig){1e-3, 1.0, 5}, 1, params,
+                                         y, dparams, NULL),
               CPHYS_ERROR_ARGUMENT);
   CPhysWavePacketFitConfig fit = CPhysWavePacketFitDefaultConfig();
   fit.lower[1] = 5.0;

@@ -14,15 +14,15 @@
 #endif
 
 /* X(name, value, message): the single source of the codes and their texts. */
-#define CPHYS_ERROR_TABLE(X)                                                        \
-  X(CPHYS_SUCCESS, 0, "success")                                                    \
-  X(CPHYS_ERROR_ARGUMENT, 1, "invalid argument")                                    \
-  X(CPHYS_ERROR_MEMORY, 2, "out of memory")                                         \
-  X(CPHYS_ERROR_NOT_CONVERGED, 3, "solver did not converge")                        \
-  X(CPHYS_ERROR_NONFINITE, 4, "non-finite value (NaN or Inf)")                      \
-  X(CPHYS_ERROR_PETSC, 5, "PETSc error")                                            \
-  X(CPHYS_ERROR_FFTW, 6, "FFTW error")                                              \
-  X(CPHYS_ERROR_UNSUPPORTED, 7, "operation not supported")                          \
+#define CPHYS_ERROR_TABLE(X)                                   \
+  X(CPHYS_SUCCESS, 0, "success")                               \
+  X(CPHYS_ERROR_ARGUMENT, 1, "invalid argument")               \
+  X(CPHYS_ERROR_MEMORY, 2, "out of memory")                    \
+  X(CPHYS_ERROR_NOT_CONVERGED, 3, "solver did not converge")   \
+  X(CPHYS_ERROR_NONFINITE, 4, "non-finite value (NaN or Inf)") \
+  X(CPHYS_ERROR_PETSC, 5, "PETSc error")                       \
+  X(CPHYS_ERROR_FFTW, 6, "FFTW error")                         \
+  X(CPHYS_ERROR_UNSUPPORTED, 7, "operation not supported")     \
   X(CPHYS_ERROR_INTERNAL, 8, "internal error")
 
 typedef enum {
@@ -33,11 +33,11 @@ typedef enum {
 
 /* Statistics of one iterative solve (one sample of a batch). */
 typedef struct {
-  int iterations;        /* iterations the solver took */
-  double residual_norm;  /* final residual norm, in the solver's norm */
-  int converged;         /* 1 when the solver reported convergence */
-  int reason;            /* solver-specific reason code (PETSc KSPConvergedReason, TAO reason) */
-  char reason_text[48];  /* the solver's name for `reason`, e.g. "CONVERGED_RTOL" */
+  int iterations;       /* iterations the solver took */
+  double residual_norm; /* final residual norm, in the solver's norm */
+  int converged;        /* 1 when the solver reported convergence */
+  int reason;           /* solver-specific reason code (PETSc KSPConvergedReason, TAO reason) */
+  char reason_text[48]; /* the solver's name for `reason`, e.g. "CONVERGED_RTOL" */
 } CPhysSolveInfo;
 
 /* Name of a code ("CPHYS_ERROR_ARGUMENT") and its generic message. */
@@ -59,8 +59,8 @@ CPHYS_EXTERN const char *CPhysVersion(void);
   } while (0)
 
 /* Propagates a failure of a cphys call; the callee has set the message. */
-#define CPhysCall(expr)                  \
-  do {                                   \
-    int cphys_call_ierr_ = (expr);       \
+#define CPhysCall(expr)                            \
+  do {                                             \
+    int cphys_call_ierr_ = (expr);                 \
     if (cphys_call_ierr_) return cphys_call_ierr_; \
   } while (0)

@@ -87,25 +87,25 @@ typedef enum {
 } CPhysFluidPass;
 
 typedef struct {
-  ptrdiff_t shape[2];    /* cells [ny, nx]; each >= 3 so that the periodic stencils (5-point
-                            Laplacian, the 2 x 2 interpolation and clamp neighbourhoods) do
-                            not alias a cell with itself */
-  double spacing[2];     /* cell size [dy, dx], length units, > 0, with 1/h^2 a finite, nonzero
-                            (normal) double and 2 (1/dy^2 + 1/dx^2) finite */
-  double dt;             /* time step, time units, > 0 */
-  int steps;             /* number of steps, >= 1 (paper: 8 of 0.25, t = 2) */
-  double atol;           /* CG absolute tolerance on ||div v||_2, 1 / time units (paper: 1e-4) */
-  double rtol;           /* CG relative tolerance, in [0, 1) (paper: 0) */
-  int max_iterations;    /* CG iteration limit; beyond it: CPHYS_ERROR_NOT_CONVERGED */
+  ptrdiff_t shape[2];         /* cells [ny, nx]; each >= 3 so that the periodic stencils (5-point
+                                 Laplacian, the 2 x 2 interpolation and clamp neighbourhoods) do
+                                 not alias a cell with itself */
+  double spacing[2];          /* cell size [dy, dx], length units, > 0, with 1/h^2 a finite, nonzero
+                                 (normal) double and 2 (1/dy^2 + 1/dx^2) finite */
+  double dt;                  /* time step, time units, > 0 */
+  int steps;                  /* number of steps, >= 1 (paper: 8 of 0.25, t = 2) */
+  double atol;                /* CG absolute tolerance on ||div v||_2, 1 / time units (paper: 1e-4) */
+  double rtol;                /* CG relative tolerance, in [0, 1) (paper: 0) */
+  int max_iterations;         /* CG iteration limit; beyond it: CPHYS_ERROR_NOT_CONVERGED */
   const char *options_prefix; /* PETSc options prefix; NULL: "physgrad_fluid_" */
   CPhysFluidLimiter limiter;
   CPhysFluidEnergy energy;
   /* Physical inverse (CPhysFluidPhysicalInverse). */
-  double vortex_sigma;     /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
-  double vortex_center[2]; /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
-                              periodic: any finite value, taken modulo 1 */
-  double vortex_gain;      /* strength correction per unit cross product, 1 / (length^2 time)
-                              (SIP: 1e-3) */
+  double vortex_sigma;          /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
+  double vortex_center[2];      /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
+                                   periodic: any finite value, taken modulo 1 */
+  double vortex_gain;           /* strength correction per unit cross product, 1 / (length^2 time)
+                                   (SIP: 1e-3) */
   double marker_destination[2]; /* (x, y), fractions of the box (modulo 1), where the uniform flow
                                    carries the marker's centre in time T (the paper's data: the box
                                    centre) */
@@ -150,8 +150,8 @@ typedef enum {
  * record: a CPhysFluidRecord (any other nonzero value means the tape).  The
  * tape and the inverse record are independent: each stays until a later
  * call records that kind again.  Inputs must be finite (CPHYS_ERROR_NONFINITE). */
-CPHYS_EXTERN int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
-                                   const double *m0, double *m_t, int record);
+CPHYS_EXTERN int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0,
+                                   double *m_t, int record);
 
 /* Discrete adjoint of the forward map: g_v0 = (dm_t/dv0)^T g_mt and
  * g_m0 = (dm_t/dm0)^T g_mt.  Uses the tape of the last CPhysFluidForward with
@@ -165,9 +165,8 @@ CPHYS_EXTERN int CPhysFluidForward(CPhysFluid fluid, ptrdiff_t batch, const doub
  * Statistics: ADJOINT (and FORWARD when a recording was made).
  *   v0: [batch, 2, ny, nx]   m0, g_mt: [batch, ny, nx]
  *   g_v0: [batch, 2, ny, nx] (output)   g_m0: [batch, ny, nx] (output, may be NULL) */
-CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
-                                   const double *m0, const double *g_mt, double *g_v0,
-                                   double *g_m0);
+CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const double *v0, const double *m0,
+                                   const double *g_mt, double *g_v0, double *g_m0);
 
 /* Physical inverse (paper B.5; SIP's estimate_v0 with its constants, made
  * grid-independent): an estimate v0_new of the initial velocity whose forward
@@ -211,8 +210,8 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  * estimate or dv0 that overflows is CPHYS_ERROR_NONFINITE (outputs then partly written).
  * Statistics: FORWARD (steps + 1 solves) and REVERSE (steps solves). */
 CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, const double *v0,
-                                           const double *m0, const double *target,
-                                           double *v0_new, double *dv0);
+                                           const double *m0, const double *target, double *v0_new,
+                                           double *dv0);
 
 /* The `lbfgs` physical gradient (DESIGN section 1) with m0 fixed, per sample s:
  *   dv0[s] = v0[s] - v_n,  v_n = config->max_iterations TAO L-BFGS iterations on
@@ -227,14 +226,14 @@ CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, co
  *   info: [batch] TAO statistics (output, may be NULL) */
 CPHYS_EXTERN int CPhysFluidLbfgsPhysicalGradient(CPhysFluid fluid, const CPhysLeastSquaresConfig *config,
                                                  ptrdiff_t batch, const double *v0, const double *m0,
-                                                 const double *y, const double *g, double y_step,
-                                                 double *dv0, CPhysSolveInfo *info);
+                                                 const double *y, const double *g, double y_step, double *dv0,
+                                                 CPhysSolveInfo *info);
 
 /* Statistics of the last call's pressure solves of `pass`: `solve` indexes as
  * documented at CPhysFluidPass.  CPHYS_ERROR_ARGUMENT when out of range or when
  * the last call made no such pass. */
-CPHYS_EXTERN int CPhysFluidGetSolveInfo(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t sample,
-                                        int solve, CPhysSolveInfo *info);
+CPHYS_EXTERN int CPhysFluidGetSolveInfo(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t sample, int solve,
+                                        CPhysSolveInfo *info);
 /* Batch and solves per sample recorded for `pass` (0, 0 when none). */
 CPHYS_EXTERN int CPhysFluidGetSolveCount(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t *batch,
                                          int *solves);
@@ -250,15 +249,15 @@ CPHYS_EXTERN int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, d
 
 /* Face values = averages of the two neighbouring cell centres, and its adjoint.
  *   centred: [batch, 2, ny, nx]   staggered: [batch, 2, ny, nx] */
-CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch,
-                                              const double *centred, double *staggered);
+CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch, const double *centred,
+                                              double *staggered);
 CPHYS_EXTERN int CPhysFluidCentredToStaggeredAdjoint(CPhysFluid fluid, ptrdiff_t batch,
                                                      const double *g_staggered, double *g_centred);
 /* Cell-centre values = averages of the two faces around each centre (for
  * plots: the velocity CPhysFluidGetState returns, at the cell centres).
  *   staggered: [batch, 2, ny, nx]   centred: [batch, 2, ny, nx] (output) */
-CPHYS_EXTERN int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch,
-                                              const double *staggered, double *centred);
+CPHYS_EXTERN int CPhysFluidStaggeredToCentred(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,
+                                              double *centred);
 /* Cell-centred divergence of a staggered field, 1 / time units.
  *   staggered: [batch, 2, ny, nx]   divergence: [batch, ny, nx] (output) */
 CPHYS_EXTERN int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const double *staggered,

@@ -36,9 +36,8 @@ typedef struct {
  * The callbacks run on the calling thread while it holds the library lock
  * (recursive: they may call cphys), so they must not wait for other threads
  * that call cphys; solves from different threads run one at a time. */
-CPHYS_EXTERN int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n,
-                                           ptrdiff_t m, CPhysForwardFn forward,
-                                           CPhysAdjointFn adjoint, void *context,
+CPHYS_EXTERN int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config, ptrdiff_t n, ptrdiff_t m,
+                                           CPhysForwardFn forward, CPhysAdjointFn adjoint, void *context,
                                            const double *target, double *x, CPhysSolveInfo *info);
 
 /* A least-squares problem for the batched physical gradient below: one
@@ -56,7 +55,6 @@ typedef struct {
  * x: [batch, n]; y: [batch, m] (= P(x)); g: [batch, m] (dL/dy); dx: [batch, n];
  * info: [batch] or NULL. */
 CPHYS_EXTERN int CPhysQuasiNewtonPhysicalGradient(const CPhysLeastSquaresConfig *config,
-                                                  const CPhysLeastSquaresProblem *problem,
-                                                  ptrdiff_t batch, const double *x, const double *y,
-                                                  const double *g, double y_step, double *dx,
-                                                  CPhysSolveInfo *info);
+                                                  const CPhysLeastSquaresProblem *problem, ptrdiff_t batch,
+                                                  const double *x, const double *y, const double *g,
+                                                  double y_step, double *dx, CPhysSolveInfo *info);

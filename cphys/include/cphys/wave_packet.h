@@ -26,7 +26,7 @@
 
 typedef struct CPhysWavePacket_private *CPhysWavePacket;
 
-#define CPHYS_WAVE_PACKET_DEFAULT_SAMPLES 256 /* n_samples of the paper */
+#define CPHYS_WAVE_PACKET_DEFAULT_SAMPLES 256   /* n_samples of the paper */
 #define CPHYS_WAVE_PACKET_DEFAULT_FREQUENCY 4.0 /* f, radians per sample */
 #define CPHYS_WAVE_PACKET_DEFAULT_SIGMA 20.0    /* envelope width, samples */
 
@@ -81,9 +81,10 @@ CPHYS_EXTERN CPhysWavePacketGaussNewtonConfig CPhysWavePacketGaussNewtonDefaultC
  *   = ||P(p_new) - target||, converged = 1 when a step was accepted or p is
  *   stationary, reason 1 ACCEPTED / 2 STATIONARY / -1 NO_DECREASE.
  * config: NULL for the defaults. */
-CPHYS_EXTERN int CPhysWavePacketGaussNewton(CPhysWavePacket packet, const CPhysWavePacketGaussNewtonConfig *config,
-                                            ptrdiff_t batch, const double *params, const double *target,
-                                            double *dparams, CPhysSolveInfo *info);
+CPHYS_EXTERN int CPhysWavePacketGaussNewton(CPhysWavePacket packet,
+                                            const CPhysWavePacketGaussNewtonConfig *config, ptrdiff_t batch,
+                                            const double *params, const double *target, double *dparams,
+                                            CPhysSolveInfo *info);
 
 /* Options of the Gauss-Newton solve (the op's `physical` mode). */
 typedef struct {
@@ -149,4 +150,5 @@ CPHYS_EXTERN int CPhysWavePacketFit(CPhysWavePacket packet, const CPhysWavePacke
  * adjoint above with batch 1), for CPhysLeastSquaresMinimize and
  * CPhysQuasiNewtonPhysicalGradient (the op's `lbfgs` mode).  The problem
  * borrows the handle: valid until CPhysWavePacketDestroy. */
-CPHYS_EXTERN int CPhysWavePacketGetLeastSquaresProblem(CPhysWavePacket packet, CPhysLeastSquaresProblem *problem);
+CPHYS_EXTERN int CPhysWavePacketGetLeastSquaresProblem(CPhysWavePacket packet,
+                                                       CPhysLeastSquaresProblem *problem);
