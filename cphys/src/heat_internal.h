@@ -36,6 +36,16 @@ struct CPhysHeat_private {
   ptrdiff_t scratch;                           /* doubles of a thread's spectrum buffer, pad included */
 };
 
+/* heat_transforms.c: aligned scratch memory for FFTW (free with free()); the
+ * kernels (exponent, gains, noise odds, real-basis weights) of a created
+ * object; its FFTW plans (library lock held); the real basis's unnormalized
+ * transform (forward) or its inverse up to `normalization`, in place on one
+ * sample `w`, with `pad` the thread's line buffer. */
+void *heat_buffer_alloc(size_t bytes);
+void heat_fill_kernels(CPhysHeat h);
+int heat_make_plans_locked(CPhysHeat h);
+void heat_real_transform(CPhysHeat h, double *w, double *pad, int forward);
+
 /* Changes one sample's unnormalized half spectrum in place, including the
  * 1/(ny nx) normalization of the inverse transform.
  * sample: [ny, nx] the sample's input values; spectrum: [ny, nx/2+1]. */
