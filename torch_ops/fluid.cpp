@@ -37,9 +37,10 @@ struct FluidKey {
   double atol;
   int64_t max_iterations;
   int energy;  // CPhysFluidEnergy
+  double viscosity;
   bool operator<(const FluidKey &o) const {
-    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations, energy) <
-           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy);
+    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations, energy, viscosity) <
+           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy, o.viscosity);
   }
 };
 
@@ -60,6 +61,7 @@ ObjectCache<FluidKey, FluidSolver *> &solvers() {
         config.atol = k.atol;
         config.max_iterations = static_cast<int>(k.max_iterations);
         config.energy = static_cast<CPhysFluidEnergy>(k.energy);
+        config.viscosity = k.viscosity;
         std::unique_ptr<FluidSolver> solver(new FluidSolver);
         const int code = CPhysFluidCreate(&config, &solver->fluid);
         if (code == CPHYS_SUCCESS) *out = solver.release();
@@ -79,6 +81,7 @@ struct Options {
   double dt, dy, dx, atol;
   int64_t max_iterations;
   int energy;  // CPhysFluidEnergy
+  double viscosity;
 };
 
 // The energy-rescale convention of every step (cphys/fluid.h, CPhysFluidEnergy).
@@ -95,7 +98,7 @@ std::string op_name(const char *op) {
 }
 
 Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<double> spacing, double atol,
-                      int64_t max_iterations, c10::string_view energy) {
+                      int64_t max_iterations, c10::string_view energy, double viscosity) {
   const std::string name = op_name(op);
   TORCH_CHECK_VALUE(steps >= 1 && steps <= 100000, name, ": steps must be in [1, 100000], got ", steps);
   TORCH_CHECK_VALUE(std::isfinite(dt) && dt > 0.0, name, ": dt must be positive and finite, got ", dt);
@@ -107,7 +110,16 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
                     ": pressure_atol must be positive and finite, got ", atol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX, name,
                     ": pressure_max_iterations must be in [1, 2^31), got ", max_iterations);
-  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations, parse_energy(energy, name)};
+  const int energy_mode = parse_energy(energy, name);
+  TORCH_CHECK_VALUE(std::isfinite(viscosity) && viscosity >= 0.0, name,
+                    ": viscosity must be >= 0 and finite, got ", viscosity);
+  // The stability limit of the explicit diffusion is checked by cphys (its message names it).
+  TORCH_CHECK_VALUE(viscosity == 0.0 || energy_mode == CPHYS_FLUID_ENERGY_NONE, name, ": viscosity ",
+                    viscosity,
+                    " needs energy='none': the energy rescale would restore the energy the "
+                    "viscosity dissipates (energy is '",
+                    std::string(energy), "')");
+  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations, energy_mode, viscosity};
 }
 
 // v0 as contiguous float64 [B, 2, ny, nx] and m0 as [B, ny, nx], checked against each other.
@@ -155,8 +167,8 @@ void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, b
 }
 
 std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
-  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy},
-                       op);
+  return solvers().get(
+      FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy, o.viscosity}, op);
 }
 
 // Per sample, over the pressure solves of `passes` in the last call: the total
@@ -200,7 +212,7 @@ void record(int code, CPhysFluid fluid, const char *phase, std::initializer_list
 at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t steps, double dt,
                          at::ArrayRef<double> spacing, c10::string_view grad_mode, double y_step,
                          double pressure_atol, int64_t pressure_max_iterations, int64_t lbfgs_iterations,
-                         c10::string_view on_failure, c10::string_view energy) {
+                         c10::string_view on_failure, c10::string_view energy, double viscosity) {
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid: y_step must be finite, got ", y_step);
@@ -213,7 +225,8 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
       "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
       "m0 (grad_mode is '",
       std::string(grad_mode), "'); pass m0.detach()");
-  const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
+  const Options o =
+      parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
   check_call_memory(v0, o, kOp, mode == GradMode::Adjoint);
   const Inputs in = parse_inputs(v0, m0, kOp);
   auto solver = solver_for(in, o, kOp);
@@ -241,13 +254,13 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
                                        at::ArrayRef<double> spacing, c10::string_view grad_mode,
                                        double y_step, double pressure_atol, int64_t pressure_max_iterations,
                                        int64_t lbfgs_iterations, c10::string_view on_failure,
-                                       c10::string_view energy) {
+                                       c10::string_view energy, double viscosity) {
   constexpr const char *kBackward = "fluid_backward";
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid_backward: y_step must be finite, got ", y_step);
   const Options o =
-      parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
+      parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
   check_call_memory(v0, o, kBackward, /*recorded=*/true, /*extra=*/3.0);
   const Inputs in = parse_inputs(v0, m0, kBackward);
   TORCH_CHECK_VALUE(grad_y.sizes() == m0.sizes(), "physgrad.fluid_backward: grad_y has shape ",
@@ -301,10 +314,10 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at::Tensor &m0, int64_t steps,
                                                   double dt, at::ArrayRef<double> spacing,
                                                   double pressure_atol, int64_t pressure_max_iterations,
-                                                  c10::string_view energy) {
+                                                  c10::string_view energy, double viscosity) {
   constexpr const char *kSequence = "fluid_sequence";
   const Options o =
-      parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy);
+      parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
   check_call_memory(v0, o, kSequence, /*recorded=*/true, 3.0 * (static_cast<double>(steps) + 1.0));
   const Inputs in = parse_inputs(v0, m0, kSequence);
   auto solver = solver_for(in, o, kSequence);
@@ -339,7 +352,7 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
 // of mass and the unit vortex depend on the grid only).
 std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing,
                                          const char *op) {
-  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total");
+  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total", 0.0);
   TORCH_CHECK_VALUE(ny >= 3 && nx >= 3, op_name(op), ": the grid needs at least 3 cells per axis, got [", ny,
                     ", ", nx, "]");
   return solver_for(Inputs{at::Tensor(), at::Tensor(), 0, ny, nx}, o, op);
@@ -376,14 +389,15 @@ TORCH_LIBRARY_FRAGMENT(physgrad, m) {
       "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
       "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
       "pressure_max_iterations=1000, "
-      "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\") -> Tensor");
+      "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\", float viscosity=0.0) -> "
+      "Tensor");
   m.def(
       "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
       "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
-      "str on_failure, str energy=\"total\") -> Tensor[]");
+      "str on_failure, str energy=\"total\", float viscosity=0.0) -> Tensor[]");
   m.def(
       "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
-      "int pressure_max_iterations, str energy=\"total\") -> (Tensor, Tensor)");
+      "int pressure_max_iterations, str energy=\"total\", float viscosity=0.0) -> (Tensor, Tensor)");
   m.def("fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor");
   // No tensor argument to dispatch on: registered with its (only) kernel.
   m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor",

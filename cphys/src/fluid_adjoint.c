@@ -72,16 +72,18 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
   const double *vk = fluid_tape_velocity(f, s, k), *vk1 = fluid_tape_velocity(f, s, k + 1);
   const double *wk = fluid_tape_projected(f, s, k), *mk = fluid_tape_marker(f, s, k);
   const unsigned char *branches = fluid_tape_branches(f, s, k);
-  /* 5. marker advection with V_{k+1} */
+  /* 6. marker advection with V_{k+1} */
   fluid_node_velocity(f, FLUID_CENTRED, vk1, ux, uy);
   zero(g_mk, n), zero(gux, n), zero(guy, n);
   fluid_maccormack_adjoint(f, mk, ux, uy, branches + 2 * n, g_m, g_mk, gux, guy);
   fluid_node_velocity_adjoint(f, FLUID_CENTRED, gux, guy, g_v);
-  /* 4. energy rescale */
+  /* 5. energy rescale */
   zero(g_vk, 2 * n);
   rescale_adjoint(f, vk, wk, g_v, g_w, g_vk);
-  /* 3. projection: self-adjoint */
+  /* 4. projection: self-adjoint */
   CPhysCall(project_adjoint_locked(f, g_w, wk, q, s, k + 1));
+  /* 3. viscosity: I + nu dt L is symmetric */
+  if (f->config.viscosity > 0.0) fluid_diffuse(f, f->config.viscosity, g_w);
   /* 2. self-advection: V_k is both the advected field and the velocity */
   for (int c = 0; c < 2; c++) {
     const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;

@@ -26,7 +26,25 @@ static double sum_squares(const double *a, ptrdiff_t begin, ptrdiff_t end) {
   return s;
 }
 
-int fluid_step_sample_locked(CPhysFluid f, const double *v_in, const double *m_in, double *w_out,
+void fluid_diffuse(CPhysFluid f, double nu, double *v) {
+  const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
+  const double cx = nu * f->config.dt / (f->dx * f->dx), cy = nu * f->config.dt / (f->dy * f->dy);
+  double *change = fluid_slot(f, FLUID_SLOT_SEMI);
+  for (int c = 0; c < 2; c++) {
+    double *u = v + c * n;
+    for (ptrdiff_t j = 0; j < ny; j++) {
+      const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1, jp = j == ny - 1 ? 0 : j + 1;
+      for (ptrdiff_t i = 0; i < nx; i++) {
+        const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, ip = i == nx - 1 ? 0 : i + 1, q = j * nx + i;
+        change[q] = cx * (u[j * nx + im] - 2.0 * u[q] + u[j * nx + ip]) +
+                    cy * (u[jm * nx + i] - 2.0 * u[q] + u[jp * nx + i]);
+      }
+    }
+    for (ptrdiff_t q = 0; q < n; q++) u[q] += change[q];
+  }
+}
+
+int fluid_step_sample_locked(CPhysFluid f, double nu, const double *v_in, const double *m_in, double *w_out,
                              double *v_out, double *m_out, double *p, unsigned char *branches,
                              CPhysSolveInfo *info, ptrdiff_t sample, int step) {
   const ptrdiff_t n = f->n;
@@ -40,6 +58,7 @@ int fluid_step_sample_locked(CPhysFluid f, const double *v_in, const double *m_i
     fluid_node_velocity(f, c == 0 ? FLUID_XFACE : FLUID_YFACE, v_in, ux, uy);
     fluid_maccormack(f, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
   }
+  if (nu > 0.0) fluid_diffuse(f, nu, w_out);
   CPhysCall(fluid_project_locked(f, w_out, p, info, "forward", sample, step));
   for (int g = 0; g < groups; g++) {
     const double energy = sum_squares(w_out, begin[g], end[g]);
@@ -98,8 +117,9 @@ static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
       w = fluid_tape_projected(f, s, k);
       branches = fluid_tape_branches(f, s, k);
     }
-    CPhysCall(fluid_step_sample_locked(f, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
-                                       fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s, k + 1));
+    CPhysCall(fluid_step_sample_locked(f, f->config.viscosity, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p,
+                                       branches, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s,
+                                       k + 1));
     if (keep) record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
   }
   const double *last = record ? m[1] : m[steps % 2];
@@ -138,7 +158,7 @@ int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, dou
     memcpy(v_in, v, (size_t)(2 * n) * sizeof *v);
     memcpy(m_in, m, (size_t)n * sizeof *m);
     if (!pressure) memset(p, 0, (size_t)n * sizeof *p);
-    CPhysCall(fluid_step_sample_locked(f, v_in, m_in, v, v, m, ps, NULL,
+    CPhysCall(fluid_step_sample_locked(f, f->config.viscosity, v_in, m_in, v, v, m, ps, NULL,
                                        fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 1), s, 1));
   }
   return 0;

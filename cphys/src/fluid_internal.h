@@ -215,10 +215,14 @@ void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], 
 /* ---- fluid_forward.c ---- */
 /* Energy groups of the rescale: count and [begin, end) of group g in a [2 n] field. */
 int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]);
-/* One step for one sample.  v_in [2n], m_in [n]; w_out [2n] the projected,
+/* The viscosity stage, v [2n] += nu dt L v per component (L the periodic 5-point
+ * Laplacian).  Symmetric: it is its own adjoint.  Uses slot SEMI. */
+void fluid_diffuse(CPhysFluid f, double nu, double *v);
+/* One step for one sample with viscosity nu (the configuration's, or 0 for the
+ * inverse's reverse run).  v_in [2n], m_in [n]; w_out [2n] the projected,
  * unscaled velocity (may alias v_out); v_out [2n], m_out [n]; p [n] warm start;
  * branches [3n] or NULL.  Uses the kernels' slots. */
-int fluid_step_sample_locked(CPhysFluid f, const double *v_in, const double *m_in, double *w_out,
+int fluid_step_sample_locked(CPhysFluid f, double nu, const double *v_in, const double *m_in, double *w_out,
                              double *v_out, double *m_out, double *p, unsigned char *branches,
                              CPhysSolveInfo *info, ptrdiff_t sample, int step);
 /* The forward map for a CPhysFluidRecord `mode` (m_t may be NULL: a recording only). */

@@ -286,7 +286,7 @@ def wave_packet_fit(target: torch.Tensor, initial: Tuple[float, float] = (128.0,
 def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
           spacing: Tuple[float, float] = (2.0, 2.0), grad_mode: Optional[str] = None, y_step: float = 1.0,
           pressure_atol: float = 1e-4, pressure_max_iterations: int = 1000, lbfgs_iterations: int = 32,
-          on_failure: str = "raise", energy: str = "total") -> torch.Tensor:
+          on_failure: str = "raise", energy: str = "total", viscosity: float = 0.0) -> torch.Tensor:
     """Transports a marker with incompressible Navier-Stokes flow on a periodic MAC grid.
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
@@ -303,6 +303,15 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     authors' code does, since PhiFlow's ``field.mean(velocity ** 2)`` on a
     staggered grid keeps the vector channel) or ``"none"``.
 
+    viscosity: kinematic viscosity nu (length^2 / time, >= 0; default 0, the
+    paper's inviscid flow, bitwise the results without the term). nu > 0 adds
+    one explicit diffusion step ``v += nu dt laplace(v)`` (periodic 5-point
+    Laplacian of each face component) after the self-advection, before the
+    projection; it needs ``nu dt (2/dx^2 + 2/dy^2) <= 1`` (stability; larger is a
+    ValueError naming the limit) and ``energy="none"`` (the rescale would restore
+    the dissipated energy). The adjoint includes the term; the physical mode's
+    reverse run is inviscid (reverse diffusion is ill-posed), its forward run not.
+
     Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
     ``"physical"`` (reverse-simulation estimate of v0, paper B.5), ``"lbfgs"``.
     Only the adjoint differentiates m0: in the other modes m0 is data, and one
@@ -310,14 +319,16 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     """
     y = torch.ops.physgrad.fluid(v0, m0, steps, _number(dt, "fluid", "dt"), _spacing(spacing, "fluid"),
                                  _mode(grad_mode), y_step, pressure_atol, pressure_max_iterations,
-                                 lbfgs_iterations, on_failure, energy)
+                                 lbfgs_iterations, on_failure, energy,
+                                 _number(viscosity, "fluid", "viscosity"))
     _after_forward("fluid", on_failure)
     return y
 
 
 def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
                    spacing: Tuple[float, float] = (2.0, 2.0), pressure_atol: float = 1e-4,
-                   pressure_max_iterations: int = 1000, energy: str = "total") -> Tuple[torch.Tensor, torch.Tensor]:
+                   pressure_max_iterations: int = 1000, energy: str = "total",
+                   viscosity: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Every state of the run :func:`fluid` makes, for plots (not differentiable).
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
@@ -330,7 +341,8 @@ def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float
     mean of the two faces of each cell). In v0's dtype.
     """
     return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, _spacing(spacing, "fluid_sequence"),
-                                             pressure_atol, pressure_max_iterations, energy)
+                                             pressure_atol, pressure_max_iterations, energy,
+                                             _number(viscosity, "fluid_sequence", "viscosity"))
 
 
 def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:

@@ -17,12 +17,16 @@
  *   1. E0 = energy of the velocity;
  *   2. MacCormack self-advection of the staggered velocity (each component at
  *      its own faces, the velocity sampled there bilinearly);
- *   3. pressure projection: PETSc CG on the periodic 5-point Poisson equation
+ *   3. viscosity (skipped entirely when nu = `viscosity` is 0, the paper's
+ *      inviscid case): one explicit diffusion step v += nu dt L v of each face
+ *      component, L the periodic 5-point Laplacian (the staggered Navier-Stokes
+ *      term nu laplace(v); each component's faces form a periodic grid);
+ *   4. pressure projection: PETSc CG on the periodic 5-point Poisson equation
  *      (constant null space attached, warm-started from the previous step's
  *      pressure, absolute tolerance `atol` on the residual ||div v||_2);
- *   4. rescale to the energy E0 (see CPhysFluidEnergy; a zero velocity is left
+ *   5. rescale to the energy E0 (see CPhysFluidEnergy; a zero velocity is left
  *      unchanged);
- *   5. MacCormack advection of the marker with the new velocity.
+ *   6. MacCormack advection of the marker with the new velocity.
  * The forward map m_t = P(v0; m0): the cell-centred v0 is resampled to the
  * faces (average of the two neighbouring centres), projected once (zero
  * initial pressure, no rescale), then `steps` steps run (the first step's
@@ -68,7 +72,7 @@ typedef enum {
   CPHYS_FLUID_LIMITER_NONE = 2
 } CPhysFluidLimiter;
 
-/* How step 4 restores the energy E = sum of squared face velocities. */
+/* How step 5 restores the energy E = sum of squared face velocities. */
 typedef enum {
   /* One factor sqrt(E0 / E) for the whole field (the paper's text). */
   CPHYS_FLUID_ENERGY_TOTAL = 0,
@@ -100,6 +104,13 @@ typedef struct {
   const char *options_prefix; /* PETSc options prefix; NULL: "physgrad_fluid_" */
   CPhysFluidLimiter limiter;
   CPhysFluidEnergy energy;
+  double viscosity; /* kinematic viscosity nu, length^2 / time, >= 0 and finite (default 0: inviscid,
+                       bitwise the results without the term).  Explicit: a mode of the discrete
+                       Laplacian's eigenvalue -k_h^2 is multiplied by 1 - nu dt k_h^2 per step, so
+                       CPhysFluidCreate refuses nu dt (2/dx^2 + 2/dy^2) > 1 (unstable).  nu > 0 needs
+                       energy = CPHYS_FLUID_ENERGY_NONE: the rescale would restore the energy the
+                       viscosity removes.  The physical inverse's reverse run is inviscid (reverse
+                       diffusion is ill-posed); its forward run is viscous. */
   /* Physical inverse (CPhysFluidPhysicalInverse). */
   double vortex_sigma;          /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
   double vortex_center[2];      /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
@@ -191,7 +202,8 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  *     (counter-clockwise for s > 0; s is an angular velocity, 1 / time).
  *     (SIP: mean(cross(-v0, x - 64)) / 120.5, the same for a pure vortex.)
  *  4. Reverse run: marker = target, velocity = -(final forward velocity),
- *     `steps` ordinary steps, recording centres c_r(t_k) back to t_0.
+ *     `steps` ordinary steps without viscosity (nu = 0: diffusion cannot be run
+ *     backwards stably), recording centres c_r(t_k) back to t_0.
  *  5. s_new = s + gain * mean_k cross(d(c_r, c_f), d(c(t_k), c_r))(t_k), with
  *     cross(a, b) = a_x b_y - a_y b_x, over the steps + 1 times (c_r(T) is the
  *     target's centre) where both centres are defined, and the vortex centre
@@ -265,7 +277,7 @@ CPHYS_EXTERN int CPhysFluidDivergence(CPhysFluid fluid, ptrdiff_t batch, const d
 /* Pressure projection in place, from a zero pressure guess (stats: FORWARD, solve 0).
  *   staggered: [batch, 2, ny, nx] (in/out) */
 CPHYS_EXTERN int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *staggered);
-/* One step (the five stages above) in place (stats: FORWARD, solve 1).
+/* One step (the six stages above) in place (stats: FORWARD, solve 1).
  *   velocity: [batch, 2, ny, nx] staggered (in/out)   marker: [batch, ny, nx] (in/out)
  *   pressure: [batch, ny, nx] warm start and result (in/out; NULL: zero guess) */
 CPHYS_EXTERN int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *marker,
