@@ -113,7 +113,6 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
   const int energy_mode = parse_energy(energy, name);
   TORCH_CHECK_VALUE(std::isfinite(viscosity) && viscosity >= 0.0, name,
                     ": viscosity must be >= 0 and finite, got ", viscosity);
-  // The stability limit of the explicit diffusion is checked by cphys (its message names it).
   TORCH_CHECK_VALUE(viscosity == 0.0 || energy_mode == CPHYS_FLUID_ENERGY_NONE, name, ": viscosity ",
                     viscosity,
                     " needs energy='none': the energy rescale would restore the energy the "

@@ -12,6 +12,7 @@
 static int create_locked(CPhysFluid f) {
   CPhysCall(CPhysPetscEnsureInitializedLocked());
   CPhysCall(fluid_pressure_create_locked(f));
+  CPhysCall(fluid_diffusion_create_locked(f));
   return 0;
 }
 
@@ -38,6 +39,7 @@ int CPhysFluidDestroy(CPhysFluid *fluid) {
   if (!fluid || !*fluid) return 0;
   CPhysLibraryLock();
   fluid_pressure_destroy_locked(*fluid);
+  fluid_diffusion_destroy_locked(*fluid);
   CPhysLibraryUnlock();
   fluid_object_free(*fluid);
   *fluid = NULL;

@@ -82,8 +82,8 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
   rescale_adjoint(f, vk, wk, g_v, g_w, g_vk);
   /* 4. projection: self-adjoint */
   CPhysCall(project_adjoint_locked(f, g_w, wk, q, s, k + 1));
-  /* 3. viscosity: I + nu dt L is symmetric */
-  if (f->config.viscosity > 0.0) fluid_diffuse(f, f->config.viscosity, g_w);
+  /* 3. viscosity: (I - nu dt L)^-1 is symmetric */
+  if (f->config.viscosity > 0.0) fluid_diffuse(f, g_w);
   /* 2. self-advection: V_k is both the advected field and the velocity */
   for (int c = 0; c < 2; c++) {
     const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;

@@ -1,9 +1,12 @@
-/* One step of the fluid and the forward map m_t = P(v0; m0), recording the
- * tape or the inverse's record when asked (their layouts: fluid_tape.c).  The
- * entry points (CPhysFluidForward, CPhysFluidStep) are in fluid.c. */
+/* One step of the fluid (with the viscosity stage's FFTW plans and gains) and
+ * the forward map m_t = P(v0; m0), recording the tape or the inverse's record
+ * when asked (their layouts: fluid_tape.c).  The entry points
+ * (CPhysFluidForward, CPhysFluidStep) are in fluid.c. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cphys_internal.h"
 #include "finite.h"
 #include "fluid_internal.h"
 
@@ -26,25 +29,67 @@ static double sum_squares(const double *a, ptrdiff_t begin, ptrdiff_t end) {
   return s;
 }
 
-void fluid_diffuse(CPhysFluid f, double nu, double *v) {
-  const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
-  const double cx = nu * f->config.dt / (f->dx * f->dx), cy = nu * f->config.dt / (f->dy * f->dy);
-  double *change = fluid_slot(f, FLUID_SLOT_SEMI);
-  for (int c = 0; c < 2; c++) {
-    double *u = v + c * n;
-    for (ptrdiff_t j = 0; j < ny; j++) {
-      const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1, jp = j == ny - 1 ? 0 : j + 1;
-      for (ptrdiff_t i = 0; i < nx; i++) {
-        const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, ip = i == nx - 1 ? 0 : i + 1, q = j * nx + i;
-        change[q] = cx * (u[j * nx + im] - 2.0 * u[q] + u[j * nx + ip]) +
-                    cy * (u[jm * nx + i] - 2.0 * u[q] + u[jp * nx + i]);
+/* (2 / h sin(pi m / n))^2: minus the eigenvalue of the periodic 3-point second difference
+ * (spacing h, n nodes) for the DFT bin m. */
+static double stencil_k2(ptrdiff_t m, ptrdiff_t n, double h) {
+  const double s = 2.0 / h * sin(CPHYS_PI * (double)m / (double)n);
+  return s * s;
+}
+
+int fluid_diffusion_create_locked(CPhysFluid f) {
+  const double nu = f->config.viscosity, dt = f->config.dt;
+  if (!(nu > 0.0)) return 0;
+  const ptrdiff_t half = f->nx / 2 + 1, modes = f->ny * half;
+  f->diffusion_gain = malloc((size_t)modes * sizeof *f->diffusion_gain);
+  double *real = malloc((size_t)f->n * sizeof *real);
+  fftw_complex *spectrum = malloc((size_t)modes * sizeof *spectrum);
+  int ierr = 0;
+  if (!f->diffusion_gain || !real || !spectrum) {
+    ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate the viscosity's spectra of %td cells",
+                         f->n);
+  } else {
+    for (ptrdiff_t j = 0; j < f->ny; j++)
+      for (ptrdiff_t i = 0; i < half; i++) {
+        const double k2 = stencil_k2(j, f->ny, f->dy) + stencil_k2(i, f->nx, f->dx);
+        /* k2 = 0 (the mean) is kept exactly, also where nu dt overflows. */
+        f->diffusion_gain[j * half + i] = (k2 > 0.0 ? 1.0 / (1.0 + nu * dt * k2) : 1.0) / (double)f->n;
       }
+    /* Unaligned: executed on the tape's and the work slots' arrays. ESTIMATE: reproducible. */
+    const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+    f->diffusion_r2c = fftw_plan_dft_r2c_2d((int)f->ny, (int)f->nx, real, spectrum, flags);
+    f->diffusion_c2r = fftw_plan_dft_c2r_2d((int)f->ny, (int)f->nx, spectrum, real, flags);
+    if (!f->diffusion_r2c || !f->diffusion_c2r)
+      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan the viscosity's transforms");
+  }
+  free(real);
+  free(spectrum);
+  return ierr;
+}
+
+void fluid_diffusion_destroy_locked(CPhysFluid f) {
+  if (f->diffusion_r2c) fftw_destroy_plan(f->diffusion_r2c);
+  if (f->diffusion_c2r) fftw_destroy_plan(f->diffusion_c2r);
+  f->diffusion_r2c = f->diffusion_c2r = NULL;
+  free(f->diffusion_gain);
+  f->diffusion_gain = NULL;
+}
+
+void fluid_diffuse(CPhysFluid f, double *v) {
+  const ptrdiff_t modes = f->ny * (f->nx / 2 + 1);
+  /* Slots UX and UY are consecutive: 2 n doubles >= ny (nx + 2), the half spectrum. */
+  fftw_complex *spectrum = (fftw_complex *)fluid_slot(f, FLUID_SLOT_UX);
+  for (int c = 0; c < 2; c++) {
+    double *u = v + c * f->n;
+    fftw_execute_dft_r2c(f->diffusion_r2c, u, spectrum);
+    for (ptrdiff_t k = 0; k < modes; k++) {
+      spectrum[k][0] *= f->diffusion_gain[k];
+      spectrum[k][1] *= f->diffusion_gain[k];
     }
-    for (ptrdiff_t q = 0; q < n; q++) u[q] += change[q];
+    fftw_execute_dft_c2r(f->diffusion_c2r, spectrum, u);
   }
 }
 
-int fluid_step_sample_locked(CPhysFluid f, double nu, const double *v_in, const double *m_in, double *w_out,
+int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, const double *m_in, double *w_out,
                              double *v_out, double *m_out, double *p, unsigned char *branches,
                              CPhysSolveInfo *info, ptrdiff_t sample, int step) {
   const ptrdiff_t n = f->n;
@@ -58,7 +103,7 @@ int fluid_step_sample_locked(CPhysFluid f, double nu, const double *v_in, const 
     fluid_node_velocity(f, c == 0 ? FLUID_XFACE : FLUID_YFACE, v_in, ux, uy);
     fluid_maccormack(f, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
   }
-  if (nu > 0.0) fluid_diffuse(f, nu, w_out);
+  if (viscous && f->config.viscosity > 0.0) fluid_diffuse(f, w_out);
   CPhysCall(fluid_project_locked(f, w_out, p, info, "forward", sample, step));
   for (int g = 0; g < groups; g++) {
     const double energy = sum_squares(w_out, begin[g], end[g]);
@@ -117,9 +162,8 @@ static int forward_sample_locked(CPhysFluid f, ptrdiff_t s, void *context) {
       w = fluid_tape_projected(f, s, k);
       branches = fluid_tape_branches(f, s, k);
     }
-    CPhysCall(fluid_step_sample_locked(f, f->config.viscosity, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p,
-                                       branches, fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s,
-                                       k + 1));
+    CPhysCall(fluid_step_sample_locked(f, 1, v[a], m[a], w, v[b], m[a == 0 ? 1 : 0], p, branches,
+                                       fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, k + 1), s, k + 1));
     if (keep) record_centre(f, s, k + 1, m[a == 0 ? 1 : 0]);
   }
   const double *last = record ? m[1] : m[steps % 2];
@@ -158,7 +202,7 @@ int fluid_step_batch_locked(CPhysFluid f, ptrdiff_t batch, double *velocity, dou
     memcpy(v_in, v, (size_t)(2 * n) * sizeof *v);
     memcpy(m_in, m, (size_t)n * sizeof *m);
     if (!pressure) memset(p, 0, (size_t)n * sizeof *p);
-    CPhysCall(fluid_step_sample_locked(f, f->config.viscosity, v_in, m_in, v, v, m, ps, NULL,
+    CPhysCall(fluid_step_sample_locked(f, 1, v_in, m_in, v, v, m, ps, NULL,
                                        fluid_stats_at(f, CPHYS_FLUID_PASS_FORWARD, s, 1), s, 1));
   }
   return 0;

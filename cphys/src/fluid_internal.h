@@ -8,12 +8,14 @@
  *   fluid_advect.c    periodic resampling and MacCormack advection, with adjoints
  *   fluid_pressure.c  the pressure projection (PETSc CG) and its deferred failures
  *   fluid_geometry.c  the periodic box: minimal images, centre of mass, unit vortex
- *   fluid_forward.c   one step and the forward map, recording what is asked
+ *   fluid_forward.c   one step (its viscosity stage's FFTs too) and the forward map, recording
+ *                     what is asked
  *   fluid_adjoint.c   the discrete adjoint of the forward map, from the tape
  *   fluid_inverse.c   the physical inverse: forward and reverse runs, the fit
  *   fluid.c           the public entry points: checks, the library lock, dispatch
  *   fluid_lbfgs.c     the `lbfgs` physical gradient, on the public API only */
 #pragma once
+#include <fftw3.h>
 #include <math.h>
 
 #include "cphys/fluid.h"
@@ -76,6 +78,10 @@ struct CPhysFluid_private {
   Vec rhs, solution;
   double *work; /* work_workers x FLUID_WORK_SLOTS x n */
   int work_workers;
+  /* The viscosity stage (nu > 0 only): FFTW plans of one [ny, nx] grid (unaligned, so any
+   * arrays of that layout) and the implicit step's gain per mode, 1 / ((1 + nu dt k_h^2) n). */
+  fftw_plan diffusion_r2c, diffusion_c2r;
+  double *diffusion_gain;   /* [ny, nx / 2 + 1] */
   double *unit_vortex;      /* [2, ny, nx] cell-centred, (x, y) */
   double unit_vortex_norm2; /* <W, W> */
   /* Tape of the last recorded forward pass (layout: fluid_tape.c). */
@@ -215,14 +221,19 @@ void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], 
 /* ---- fluid_forward.c ---- */
 /* Energy groups of the rescale: count and [begin, end) of group g in a [2 n] field. */
 int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]);
-/* The viscosity stage, v [2n] += nu dt L v per component (L the periodic 5-point
- * Laplacian).  Symmetric: it is its own adjoint.  Uses slot SEMI. */
-void fluid_diffuse(CPhysFluid f, double nu, double *v);
-/* One step for one sample with viscosity nu (the configuration's, or 0 for the
+/* The viscosity stage's plans and gains (nothing when nu = 0); the destroy is NULL-safe.
+ * FFTW's planner is not thread-safe: both run under the library lock. */
+int fluid_diffusion_create_locked(CPhysFluid f);
+void fluid_diffusion_destroy_locked(CPhysFluid f);
+/* The viscosity stage, v [2n] = (I - nu dt L)^-1 v per component (L the periodic
+ * 5-point Laplacian), by FFT.  Symmetric: it is its own adjoint.  Needs nu > 0.
+ * Uses slots UX and UY (together: the spectrum). */
+void fluid_diffuse(CPhysFluid f, double *v);
+/* One step for one sample, with the viscosity stage when `viscous` (0 for the
  * inverse's reverse run).  v_in [2n], m_in [n]; w_out [2n] the projected,
  * unscaled velocity (may alias v_out); v_out [2n], m_out [n]; p [n] warm start;
  * branches [3n] or NULL.  Uses the kernels' slots. */
-int fluid_step_sample_locked(CPhysFluid f, double nu, const double *v_in, const double *m_in, double *w_out,
+int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, const double *m_in, double *w_out,
                              double *v_out, double *m_out, double *p, unsigned char *branches,
                              CPhysSolveInfo *info, ptrdiff_t sample, int step);
 /* The forward map for a CPhysFluidRecord `mode` (m_t may be NULL: a recording only). */

@@ -21,11 +21,11 @@ static double periodic_cross(CPhysFluid f, const double p[2], const double q[2],
 static int simulate_locked(CPhysFluid f, double *v[2], double *m[2], double *p, CPhysFluidPass pass,
                            ptrdiff_t sample, int solve_offset, double *centres, int *defined, int *final) {
   const int steps = f->config.steps;
-  const double nu = pass == CPHYS_FLUID_PASS_REVERSE ? 0.0 : f->config.viscosity;
+  const int viscous = pass != CPHYS_FLUID_PASS_REVERSE;
   int a = 0;
   fluid_centre_of_mass(f, m[0], centres, defined);
   for (int k = 0; k < steps; k++, a = 1 - a) {
-    CPhysCall(fluid_step_sample_locked(f, nu, v[a], m[a], v[1 - a], v[1 - a], m[1 - a], p, NULL,
+    CPhysCall(fluid_step_sample_locked(f, viscous, v[a], m[a], v[1 - a], v[1 - a], m[1 - a], p, NULL,
                                        fluid_stats_at(f, pass, sample, k + solve_offset), sample, k + 1));
     fluid_centre_of_mass(f, m[1 - a], centres + 2 * (k + 1), defined + k + 1);
   }

@@ -74,19 +74,10 @@ static int check_config(const CPhysFluidConfig *c) {
              CPHYS_ERROR_ARGUMENT, "unknown energy mode %d", (int)c->energy);
   CPhysCheck(isfinite(c->viscosity) && c->viscosity >= 0.0, CPHYS_ERROR_ARGUMENT,
              "viscosity must be >= 0 and finite, got %g", c->viscosity);
-  if (c->viscosity > 0.0) {
-    /* Explicit diffusion multiplies the Laplacian's fastest mode (at most) by
-     * 1 - nu dt (4/dx^2 + 4/dy^2), which must not fall below -1. */
-    const double number = c->viscosity * c->dt * 2.0 * (wx + wy);
-    CPhysCheck(number <= 1.0, CPHYS_ERROR_ARGUMENT,
-               "viscosity %g is unstable with dt %g and spacing [%g, %g]: the explicit diffusion step needs "
-               "viscosity dt (2/dx^2 + 2/dy^2) <= 1 (here %g), i.e. viscosity <= %g",
-               c->viscosity, c->dt, c->spacing[0], c->spacing[1], number, 1.0 / (c->dt * 2.0 * (wx + wy)));
-    CPhysCheck(c->energy == CPHYS_FLUID_ENERGY_NONE, CPHYS_ERROR_ARGUMENT,
-               "viscosity %g needs the energy mode 'none': the energy rescale would restore the energy "
-               "the viscosity dissipates",
-               c->viscosity);
-  }
+  CPhysCheck(c->viscosity == 0.0 || c->energy == CPHYS_FLUID_ENERGY_NONE, CPHYS_ERROR_ARGUMENT,
+             "viscosity %g needs the energy mode 'none': the energy rescale would restore the energy the "
+             "viscosity dissipates",
+             c->viscosity);
   CPhysCheck(isfinite(c->vortex_sigma) && c->vortex_sigma > 0.0, CPHYS_ERROR_ARGUMENT,
              "vortex_sigma must be positive and finite, got %g", c->vortex_sigma);
   CPhysCheck(isfinite(c->vortex_center[0]) && isfinite(c->vortex_center[1]) && isfinite(c->vortex_gain) &&

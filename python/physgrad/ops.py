@@ -305,12 +305,12 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
 
     viscosity: kinematic viscosity nu (length^2 / time, >= 0; default 0, the
     paper's inviscid flow, bitwise the results without the term). nu > 0 adds
-    one explicit diffusion step ``v += nu dt laplace(v)`` (periodic 5-point
-    Laplacian of each face component) after the self-advection, before the
-    projection; it needs ``nu dt (2/dx^2 + 2/dy^2) <= 1`` (stability; larger is a
-    ValueError naming the limit) and ``energy="none"`` (the rescale would restore
-    the dissipated energy). The adjoint includes the term; the physical mode's
-    reverse run is inviscid (reverse diffusion is ill-posed), its forward run not.
+    one implicit diffusion step ``v = (1 - nu dt laplace)^-1 v`` (periodic 5-point
+    Laplacian of each face component, solved exactly by FFT: stable for any nu
+    and dt) after the self-advection, before the projection; it needs
+    ``energy="none"`` (the rescale would restore the dissipated energy). The
+    adjoint includes the term; the physical mode's reverse run is inviscid
+    (reverse diffusion is ill-posed), its forward run not.
 
     Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
     ``"physical"`` (reverse-simulation estimate of v0, paper B.5), ``"lbfgs"``.

@@ -18,9 +18,11 @@
  *   2. MacCormack self-advection of the staggered velocity (each component at
  *      its own faces, the velocity sampled there bilinearly);
  *   3. viscosity (skipped entirely when nu = `viscosity` is 0, the paper's
- *      inviscid case): one explicit diffusion step v += nu dt L v of each face
- *      component, L the periodic 5-point Laplacian (the staggered Navier-Stokes
- *      term nu laplace(v); each component's faces form a periodic grid);
+ *      inviscid case): one implicit (backward Euler) diffusion step
+ *      v = (I - nu dt L)^-1 v of each face component, L the periodic 5-point
+ *      Laplacian (the Navier-Stokes term nu laplace(v); each component's faces
+ *      form a periodic grid, so the solve is exact by FFT: mode k is multiplied
+ *      by 1 / (1 + nu dt k_h^2), k_h^2 = sum over the axes of (2/h sin(pi m/n))^2);
  *   4. pressure projection: PETSc CG on the periodic 5-point Poisson equation
  *      (constant null space attached, warm-started from the previous step's
  *      pressure, absolute tolerance `atol` on the residual ||div v||_2);
@@ -105,12 +107,10 @@ typedef struct {
   CPhysFluidLimiter limiter;
   CPhysFluidEnergy energy;
   double viscosity; /* kinematic viscosity nu, length^2 / time, >= 0 and finite (default 0: inviscid,
-                       bitwise the results without the term).  Explicit: a mode of the discrete
-                       Laplacian's eigenvalue -k_h^2 is multiplied by 1 - nu dt k_h^2 per step, so
-                       CPhysFluidCreate refuses nu dt (2/dx^2 + 2/dy^2) > 1 (unstable).  nu > 0 needs
-                       energy = CPHYS_FLUID_ENERGY_NONE: the rescale would restore the energy the
-                       viscosity removes.  The physical inverse's reverse run is inviscid (reverse
-                       diffusion is ill-posed); its forward run is viscous. */
+                       bitwise the results without the term; step 3).  Implicit: stable for any nu
+                       and dt.  nu > 0 needs energy = CPHYS_FLUID_ENERGY_NONE: the rescale would
+                       restore the energy the viscosity removes.  The physical inverse's reverse run
+                       is inviscid (reverse diffusion is ill-posed); its forward run is viscous. */
   /* Physical inverse (CPhysFluidPhysicalInverse). */
   double vortex_sigma;          /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
   double vortex_center[2];      /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
