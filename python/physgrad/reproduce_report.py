@@ -151,6 +151,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
 def _status_lines(data: Dict[str, Any]) -> List[str]:
     lines = []
     for run in data["runs"]:
+        if not run["done"]:
+            lines.append(f"seed {run['seed']} {run['method']}: **not started** ({run['target']} iterations at batch "
+                         f"{run['batch_size']} planned)")
+            continue
         state = "complete" if run["done"] >= run["target"] else f"**incomplete: {run['done']} of {run['target']}**"
         lines.append(f"seed {run['seed']} {run['method']}: {run['done']} iterations at batch {run['batch_size']} "
                      f"({state})")
