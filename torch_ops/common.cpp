@@ -155,6 +155,54 @@ void record_solve_info(const std::string &op, const std::string &phase, std::vec
   last_solves[op] = SolveRecord{phase, std::move(info)};
 }
 
+Grid grid_input(const at::Tensor &tensor, const char *op, const char *argument, const char *point) {
+  at::Tensor t = as_double(tensor, op, argument, {3, 4, 5});
+  if (t.dim() == 5) {
+    TORCH_CHECK_VALUE(t.size(1) == 1, "physgrad.", op, ": a 5-D ", argument,
+                      " must be [B, 1, nz, ny, nx], got shape ", tensor.sizes());
+    t = t.squeeze(1);
+  } else if (t.dim() == 4 && t.size(1) == 1) {
+    t = t.squeeze(1);
+  }
+  Grid grid{static_cast<int>(t.dim()) - 1, {0, 0, 0}, t};
+  for (int a = 0; a < grid.dims; a++) {
+    grid.shape[a] = t.size(a + 1);
+    TORCH_CHECK_VALUE(grid.shape[a] >= 1, "physgrad.", op, ": ", argument, " must have at least one ", point,
+                      " per axis, got shape ", tensor.sizes());
+  }
+  return grid;
+}
+
+const char *const kBoundaryNames[3] = {"dirichlet", "neumann", "periodic"};
+
+std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims, const char *op,
+                                            const char *choices, CPhysBoundary fill) {
+  std::vector<CPhysBoundary> names;
+  const std::string all(text);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = all.find(',', start);
+    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    int found = -1;
+    for (int b = 0; b < 3; b++)
+      if (name == kBoundaryNames[b]) found = b;
+    TORCH_CHECK_VALUE(found >= 0, "physgrad.", op, ": boundary must be ", choices,
+                      " (or one per axis, e.g. 'neumann,periodic'), got '", all, "'");
+    names.push_back(static_cast<CPhysBoundary>(found));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  TORCH_CHECK_VALUE(names.size() == 1 || static_cast<int>(names.size()) == dims, "physgrad.", op,
+                    ": boundary '", all, "' names ", names.size(), " axes, but the grid has ", dims,
+                    " (give one boundary for every axis, or one per axis in the order ",
+                    dims == 3 ? "z, y, x)" : "y, x)");
+  std::array<CPhysBoundary, 3> boundary{fill, fill, fill};
+  for (int a = 0; a < dims; a++) boundary[a] = names[names.size() == 1 ? 0 : a];
+  return boundary;
+}
+
 void register_cache(std::function<void()> clear, std::function<size_t()> size) {
   std::lock_guard<std::mutex> guard(clearers_mutex());
   caches().push_back(CacheHooks{std::move(clear), std::move(size)});

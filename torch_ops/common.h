@@ -6,6 +6,7 @@
 #include <c10/util/string_view.h>
 #include <torch/library.h>
 
+#include <array>
 #include <functional>
 #include <initializer_list>
 #include <map>
@@ -16,6 +17,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/poisson_spectral.h" /* CPhysBoundary */
 #include "physgrad/op.h"
 
 namespace physgrad {
@@ -33,6 +35,25 @@ void follow_torch_threads();
 // `what` (e.g. "x", "samples"), fits in the machine's physical memory: a request
 // that can never be met fails before any allocation, not by the OOM killer.
 void check_memory(double bytes, const char *op, const std::string &what);
+
+// A field input of the grid ops (poisson, heat): 2 or 3 axes, their sizes, and
+// the data as a contiguous float64 [B, <shape>].  [B, ny, nx] and [B, 1, ny, nx]
+// are 2-D; [B, nz, ny, nx] (nz > 1) and [B, 1, nz, ny, nx] are 3-D.  `point`
+// names a grid point in messages ("node", "cell").
+struct Grid {
+  int dims;
+  std::array<int64_t, 3> shape;
+  at::Tensor data;
+};
+Grid grid_input(const at::Tensor &tensor, const char *op, const char *argument, const char *point);
+
+// The names of CPhysBoundary's values, in its order.
+extern const char *const kBoundaryNames[3];
+// `text`: one boundary name for every axis, or one per axis separated by commas
+// ("neumann,periodic"); axes beyond `dims` get `fill`.  `choices` lists the
+// names in the op's order of mention for the error message.
+std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims, const char *op,
+                                            const char *choices, CPhysBoundary fill);
 
 // Object caches keyed by configuration; cleared when solver options change,
 // since PETSc reads options when an object is created.  Each cache keeps at

@@ -20,13 +20,12 @@ namespace {
 
 constexpr const char *kOp = "heat";
 const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
-const char *const kBoundaryNames[] = {"dirichlet", "neumann", "periodic"};
 
 struct HeatKey {
   int dims;
   std::array<int64_t, 3> shape;
   std::array<double, 3> spacing;
-  std::array<int, 3> boundary;
+  std::array<CPhysBoundary, 3> boundary;
   double nu_t;
   bool operator<(const HeatKey &o) const {
     return std::tie(dims, shape, spacing, boundary, nu_t) <
@@ -41,68 +40,13 @@ ObjectCache<HeatKey, CPhysHeat> &objects() {
         config.dims = k.dims;
         for (int a = 0; a < k.dims; a++) {
           config.shape[a] = k.shape[a], config.spacing[a] = k.spacing[a];
-          config.boundary[a] = static_cast<CPhysBoundary>(k.boundary[a]);
+          config.boundary[a] = k.boundary[a];
         }
         config.nu_t = k.nu_t;
         return CPhysHeatCreate(&config, h);
       },
       [](CPhysHeat *h) { return CPhysHeatDestroy(h); });
   return cache;
-}
-
-// An input's grid: 2 or 3 axes, their cell counts, and the data as a contiguous float64 [B, <shape>].
-struct Grid {
-  int dims;
-  std::array<int64_t, 3> shape;
-  at::Tensor data;
-};
-
-// [B, ny, nx] and [B, 1, ny, nx] are 2-D; [B, nz, ny, nx] (nz > 1) and [B, 1, nz, ny, nx] are 3-D.
-Grid grid_input(const at::Tensor &tensor, const char *argument) {
-  at::Tensor t = as_double(tensor, kOp, argument, {3, 4, 5});
-  if (t.dim() == 5) {
-    TORCH_CHECK_VALUE(t.size(1) == 1, "physgrad.heat: a 5-D ", argument,
-                      " must be [B, 1, nz, ny, nx], got shape ", tensor.sizes());
-    t = t.squeeze(1);
-  } else if (t.dim() == 4 && t.size(1) == 1) {
-    t = t.squeeze(1);
-  }
-  Grid grid{static_cast<int>(t.dim()) - 1, {0, 0, 0}, t};
-  for (int a = 0; a < grid.dims; a++) {
-    grid.shape[a] = t.size(a + 1);
-    TORCH_CHECK_VALUE(grid.shape[a] >= 1, "physgrad.heat: ", argument,
-                      " must have at least one cell per axis, got shape ", tensor.sizes());
-  }
-  return grid;
-}
-
-// "periodic", or one name per axis separated by commas ("dirichlet,periodic").
-std::array<int, 3> parse_boundary(c10::string_view text, int dims) {
-  std::vector<int> names;
-  std::string all(text);
-  size_t start = 0;
-  while (true) {
-    const size_t comma = all.find(',', start);
-    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    name.erase(0, name.find_first_not_of(' '));
-    name.erase(name.find_last_not_of(' ') + 1);
-    int found = -1;
-    for (int b = 0; b < 3; b++)
-      if (name == kBoundaryNames[b]) found = b;
-    TORCH_CHECK_VALUE(
-        found >= 0, "physgrad.heat: boundary must be 'periodic', 'dirichlet' or 'neumann' (or one per axis, ",
-        "e.g. 'dirichlet,periodic'), got '", all, "'");
-    names.push_back(found);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  TORCH_CHECK_VALUE(names.size() == 1 || static_cast<int>(names.size()) == dims, "physgrad.heat: boundary '",
-                    all, "' names ", names.size(), " axes, but the grid has ", dims,
-                    " (give one boundary for every axis, or one per axis in the order ",
-                    dims == 3 ? "z, y, x)" : "y, x)");
-  std::array<int, 3> boundary{CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC};
-  for (int a = 0; a < dims; a++) boundary[a] = names[names.size() == 1 ? 0 : a];
-  return boundary;
 }
 
 // Throws for a failed cphys call on `argument`, naming it (e.g. a NaN in grad_y).
@@ -115,7 +59,7 @@ struct Options {
   GradMode mode;
   double nu_t, y_step;
   std::array<double, 3> spacing;
-  std::array<int, 3> boundary;
+  std::array<CPhysBoundary, 3> boundary;
   int64_t lbfgs_iterations;
   OnFailure on_failure;
 };
@@ -137,7 +81,13 @@ Options parse_options(const Grid &grid, double nu_t, c10::string_view grad_mode,
   TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
                     "physgrad.heat: lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
   const OnFailure failure = parse_on_failure(on_failure, kOp);
-  Options o{mode,   nu_t, y_step, {0.0, 0.0, 0.0}, parse_boundary(boundary, grid.dims), lbfgs_iterations,
+  Options o{mode,
+            nu_t,
+            y_step,
+            {0.0, 0.0, 0.0},
+            parse_boundary(boundary, grid.dims, kOp, "'periodic', 'dirichlet' or 'neumann'",
+                           CPHYS_BOUNDARY_PERIODIC),
+            lbfgs_iterations,
             failure};
   for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
   return o;
@@ -160,7 +110,7 @@ at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_
                         at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
                         c10::string_view boundary) {
   follow_torch_threads();
-  const Grid grid = grid_input(x, "x");
+  const Grid grid = grid_input(x, kOp, "x", "cell");
   const Options o =
       parse_options(grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
   auto heat = object_for(grid, o);
@@ -176,7 +126,7 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
                          c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
                          int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary) {
   follow_torch_threads();
-  const Grid grad_grid = grid_input(g, "grad_y");
+  const Grid grad_grid = grid_input(g, kOp, "grad_y", "cell");
   const Options o =
       parse_options(grad_grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
   const at::Tensor &g_grid = grad_grid.data;
@@ -203,8 +153,9 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
     default: {
       CPhysLeastSquaresProblem problem;
       check_call(CPhysHeatGetLeastSquaresProblem(heat.get(), &problem), "x");
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x").data, grid_input(y, "y").data, g_grid,
-                                   o.y_step, o.lbfgs_iterations, o.on_failure);
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, kOp, "x", "cell").data,
+                                   grid_input(y, kOp, "y", "cell").data, g_grid, o.y_step, o.lbfgs_iterations,
+                                   o.on_failure);
     }
   }
   return dx.to(x.scalar_type()).view(x.sizes());

@@ -24,35 +24,8 @@ namespace {
 
 constexpr const char *kOp = "poisson";
 const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
-const char *const kBoundaryNames[] = {"dirichlet", "neumann", "periodic"};
 
 enum class Solver { Auto, Spectral, Petsc };
-
-// An input's grid: 2 or 3 axes, their node counts, and the data as a contiguous float64 [B, <shape>].
-struct Grid {
-  int dims;
-  std::array<int64_t, 3> shape;
-  at::Tensor data;
-};
-
-// [B, ny, nx] and [B, 1, ny, nx] are 2-D; [B, nz, ny, nx] (nz > 1) and [B, 1, nz, ny, nx] are 3-D.
-Grid grid_input(const at::Tensor &x, const char *argument) {
-  at::Tensor t = as_double(x, kOp, argument, {3, 4, 5});
-  if (t.dim() == 5) {
-    TORCH_CHECK_VALUE(t.size(1) == 1, "physgrad.poisson: a 5-D ", argument,
-                      " must be [B, 1, nz, ny, nx], got shape ", x.sizes());
-    t = t.squeeze(1);
-  } else if (t.dim() == 4 && t.size(1) == 1) {
-    t = t.squeeze(1);
-  }
-  Grid grid{static_cast<int>(t.dim()) - 1, {0, 0, 0}, t};
-  for (int a = 0; a < grid.dims; a++) {
-    grid.shape[a] = t.size(a + 1);
-    TORCH_CHECK_VALUE(grid.shape[a] >= 1, "physgrad.poisson: ", argument,
-                      " must have at least one node per axis, got shape ", x.sizes());
-  }
-  return grid;
-}
 
 struct Options {
   std::array<double, 3> spacing;
@@ -62,36 +35,6 @@ struct Options {
   OnFailure on_failure;
   Solver solver;
 };
-
-// "dirichlet", or one name per axis separated by commas ("neumann,periodic").
-std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims) {
-  std::vector<CPhysBoundary> names;
-  std::string all(text);
-  size_t start = 0;
-  while (true) {
-    const size_t comma = all.find(',', start);
-    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    name.erase(0, name.find_first_not_of(' '));
-    name.erase(name.find_last_not_of(' ') + 1);
-    int found = -1;
-    for (int b = 0; b < 3; b++)
-      if (name == kBoundaryNames[b]) found = b;
-    TORCH_CHECK_VALUE(found >= 0,
-                      "physgrad.poisson: boundary must be 'dirichlet', 'neumann' or 'periodic' (or one ",
-                      "per axis, e.g. 'neumann,periodic'), got '", all, "'");
-    names.push_back(static_cast<CPhysBoundary>(found));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  TORCH_CHECK_VALUE(names.size() == 1 || static_cast<int>(names.size()) == dims,
-                    "physgrad.poisson: boundary '", all, "' names ", names.size(), " axes, but the grid has ",
-                    dims, " (give one boundary for every axis, or one per axis in the order ",
-                    dims == 3 ? "z, y, x)" : "y, x)");
-  std::array<CPhysBoundary, 3> boundary{CPHYS_BOUNDARY_DIRICHLET, CPHYS_BOUNDARY_DIRICHLET,
-                                        CPHYS_BOUNDARY_DIRICHLET};
-  for (int a = 0; a < dims; a++) boundary[a] = names[names.size() == 1 ? 0 : a];
-  return boundary;
-}
 
 Solver parse_solver(c10::string_view solver) {
   if (solver == "auto") return Solver::Auto;
@@ -115,8 +58,13 @@ Options parse_options(const Grid &grid, at::ArrayRef<double> spacing, double rto
                     "physgrad.poisson: rtol must be in (0, 1), got ", rtol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
                     "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
-  Options o{{0.0, 0.0, 0.0}, parse_boundary(boundary, grid.dims), rtol,
-            max_iterations,  parse_on_failure(on_failure, kOp),   parse_solver(solver)};
+  Options o{{0.0, 0.0, 0.0},
+            parse_boundary(boundary, grid.dims, kOp, "'dirichlet', 'neumann' or 'periodic'",
+                           CPHYS_BOUNDARY_DIRICHLET),
+            rtol,
+            max_iterations,
+            parse_on_failure(on_failure, kOp),
+            parse_solver(solver)};
   for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
   return o;
 }
@@ -246,7 +194,7 @@ at::Tensor poisson_forward(const at::Tensor &x, c10::string_view grad_mode, doub
   TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.poisson: y_step must be finite, got ", y_step);
   TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
                     "physgrad.poisson: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
-  const Grid grid = grid_input(x, "x");
+  const Grid grid = grid_input(x, kOp, "x", "node");
   const Options o = parse_options(grid, spacing, rtol, max_iterations, on_failure, boundary, solver);
   return solve(grid, grid.data, o, resolve_solver(grid, o), false).to(x.scalar_type()).view(x.sizes());
 }
@@ -259,7 +207,7 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
                             c10::string_view solver_name) {
   follow_torch_threads();
   const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
-  const Grid g_grid = grid_input(g, "grad_y");
+  const Grid g_grid = grid_input(g, kOp, "grad_y", "node");
   TORCH_CHECK_VALUE(g.sizes() == x.sizes() && y.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y ",
                     g.sizes(), " and y ", y.sizes(), " must have the shape of x ", x.sizes());
   const Options o = parse_options(g_grid, spacing, rtol, max_iterations, on_failure, boundary, solver_name);
@@ -297,8 +245,9 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
         spectral = spectral_solver(g_grid, o);
         check_cphys(CPhysPoissonSpectralGetLeastSquaresProblem(spectral.get(), &problem), kOp);
       }
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, "x").data, grid_input(y, "y").data, gd, y_step,
-                                   lbfgs_iterations, o.on_failure);
+      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, kOp, "x", "node").data,
+                                   grid_input(y, kOp, "y", "node").data, gd, y_step, lbfgs_iterations,
+                                   o.on_failure);
     }
   }
   return dx.to(x.scalar_type()).view(x.sizes());
