@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <sstream>
 
 #include "cphys/environment.h"
@@ -25,14 +26,29 @@ const char *grad_mode_name(GradMode mode) {
   return kGradModeNames[static_cast<int>(mode)];
 }
 
-GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered) {
+namespace {
+GradMode parse_mode(c10::string_view mode, const char *op, const GradMode *offered, size_t count) {
   std::ostringstream names;
-  for (GradMode candidate : offered) {
-    if (mode == grad_mode_name(candidate)) return candidate;
-    names << (names.tellp() > 0 ? ", " : "") << "'" << grad_mode_name(candidate) << "'";
+  for (size_t k = 0; k < count; k++) {
+    if (mode == grad_mode_name(offered[k])) return offered[k];
+    names << (names.tellp() > 0 ? ", " : "") << "'" << grad_mode_name(offered[k]) << "'";
   }
+  TORCH_CHECK_VALUE(count > 0, "physgrad.", op, " has no gradient modes (it is not differentiable)");
   TORCH_CHECK_VALUE(false, "physgrad.", op, ": unknown grad_mode '", std::string(mode), "'; this op offers ",
                     names.str());
+}
+}  // namespace
+
+GradMode parse_grad_mode(c10::string_view mode, const char *op, std::initializer_list<GradMode> offered) {
+  return parse_mode(mode, op, offered.begin(), offered.size());
+}
+
+std::string op_label(const OpDescriptor &op) {
+  return std::string(op.ns) == "physgrad" ? std::string(op.name) : std::string(op.ns) + "." + op.name;
+}
+
+GradMode parse_grad_mode(c10::string_view mode, const OpDescriptor &op) {
+  return parse_mode(mode, op_label(op).c_str(), op.modes.data(), op.modes.size());
 }
 
 OnFailure parse_on_failure(c10::string_view value, const char *op) {
@@ -103,12 +119,11 @@ void check_finite(const at::Tensor &tensor, const char *op, const char *argument
   TORCH_CHECK(false, "physgrad.", op, ": ", argument, index, " = ", value, " is not finite");
 }
 
-at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op,
-                                   const at::Tensor &x, const at::Tensor &y, const at::Tensor &g,
-                                   double y_step, int64_t iterations, OnFailure on_failure) {
-  TORCH_CHECK_VALUE(iterations >= 1 && iterations <= INT32_MAX, "physgrad.", op,
-                    ": lbfgs_iterations must be >= 1, got ", iterations);
-  const std::string prefix = std::string("physgrad_") + op + "_lbfgs_";
+namespace {
+at::Tensor run_lbfgs(const CPhysLeastSquaresProblem &problem, const char *op, const std::string &prefix,
+                     const at::Tensor &x, const at::Tensor &y, const at::Tensor &g, double y_step,
+                     int64_t iterations, OnFailure on_failure) {
+  check_lbfgs_iterations(iterations, op);
   CPhysLeastSquaresConfig config = {};
   config.max_iterations = static_cast<int>(iterations);
   config.options_prefix = prefix.c_str();
@@ -120,6 +135,54 @@ at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, cons
   record_solve_info(op, "lbfgs", info);
   check_cphys(code, op, on_failure);
   return dx;
+}
+}  // namespace
+
+at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const char *op,
+                                   const at::Tensor &x, const at::Tensor &y, const at::Tensor &g,
+                                   double y_step, int64_t iterations, OnFailure on_failure) {
+  return run_lbfgs(problem, op, std::string("physgrad_") + op + "_lbfgs_", x, y, g, y_step, iterations,
+                   on_failure);
+}
+
+at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, const OpDescriptor &op,
+                                   const at::Tensor &x, const at::Tensor &y, const at::Tensor &g,
+                                   double y_step, int64_t iterations, OnFailure on_failure) {
+  return run_lbfgs(problem, op_label(op).c_str(), std::string(op.options_prefix) + "lbfgs_", x, y, g, y_step,
+                   iterations, on_failure);
+}
+
+void check_y_step(double y_step, const char *op) {
+  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.", op, ": y_step must be finite, got ", y_step);
+}
+
+void check_lbfgs_iterations(int64_t iterations, const char *op) {
+  TORCH_CHECK_VALUE(iterations >= 1 && iterations <= INT32_MAX, "physgrad.", op,
+                    ": lbfgs_iterations must be in [1, 2^31), got ", iterations);
+}
+
+std::array<double, 3> parse_spacing(at::ArrayRef<double> spacing, int dims, const char *op) {
+  const char *axes = dims == 3 ? "[dz, dy, dx]" : dims == 2 ? "[dy, dx]" : "one value per axis";
+  TORCH_CHECK_VALUE(spacing.size() == 1 || static_cast<int>(spacing.size()) == dims, "physgrad.", op,
+                    ": spacing must be ", axes, " for this ", dims,
+                    "-D grid (or one value for every axis), got ", spacing);
+  std::array<double, 3> per_axis{0.0, 0.0, 0.0};
+  for (int a = 0; a < dims; a++) {
+    const double h = spacing[spacing.size() == 1 ? 0 : a];
+    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.", op,
+                      ": spacing must be positive and finite, got ", spacing);
+    per_axis[a] = h;
+  }
+  return per_axis;
+}
+
+ModeOptions parse_mode_options(const OpDescriptor &op, c10::string_view grad_mode, double y_step,
+                               int64_t lbfgs_iterations, c10::string_view on_failure) {
+  const std::string label = op_label(op);
+  const GradMode mode = parse_grad_mode(grad_mode, op);
+  check_y_step(y_step, label.c_str());
+  check_lbfgs_iterations(lbfgs_iterations, label.c_str());
+  return ModeOptions{mode, y_step, lbfgs_iterations, parse_on_failure(on_failure, label.c_str())};
 }
 
 namespace {
@@ -337,7 +400,7 @@ TORCH_LIBRARY(physgrad, m) {
 // physgrad's kernels are CPU kernels for strided tensors.  A tensor of another
 // device or layout (meta, CUDA, sparse, ...) would otherwise get the
 // dispatcher's "Could not run ... with arguments from the 'Meta' backend";
-// these kernels say what to do instead.
+// define_op registers these kernels for those keys, which say what to do instead.
 namespace physgrad {
 namespace {
 void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
@@ -353,54 +416,128 @@ void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
     }
   }
   std::string name = op.schema().name();
-  const std::string prefix = "physgrad::";
-  if (name.compare(0, prefix.size(), prefix) == 0) name = name.substr(prefix.size());
+  // The op's label (op_label): "heat", or "<ns>.<name>" for an extension's op.
+  const size_t separator = name.find("::");
+  if (separator != std::string::npos)
+    name = name.compare(0, separator, "physgrad") == 0 ? name.substr(separator + 2)
+                                                       : name.replace(separator, 2, ".");
   TORCH_CHECK_VALUE(false, "physgrad.", name,
                     ": physgrad ops run on the CPU with dense (strided) tensors, got ", found,
                     "; move it with .cpu() (and .to_dense() for a sparse tensor)");
 }
 
-const char *const kTensorOps[] = {"poisson",
-                                  "poisson_backward",
-                                  "heat",
-                                  "heat_backward",
-                                  "fluid",
-                                  "fluid_backward",
-                                  "fluid_sequence",
-                                  "fluid_centre_of_mass",
-                                  "sine",
-                                  "sine_backward",
-                                  "sine_nearest_minimum",
-                                  "wave_packet",
-                                  "wave_packet_backward",
-                                  "wave_packet_fit"};
-
-void register_cpu_only(torch::Library &m) {
-  for (const char *name : kTensorOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cpu_only>());
+// The name in a schema string, "name(...) -> ...".
+std::string schema_name(const char *schema) {
+  const std::string text(schema);
+  return text.substr(0, text.find('('));
 }
 
-// The ops without an autograd kernel: a meta tensor reaches them through the
-// AutogradMeta key, which has no fallthrough.
-void register_cpu_only_not_differentiable(torch::Library &m) {
-  for (const char *name :
-       {"fluid_sequence", "fluid_centre_of_mass", "sine_nearest_minimum", "wave_packet_fit"})
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cpu_only>());
+// Whether a schema string takes a tensor argument.
+bool takes_tensors(const char *schema) {
+  const std::string text(schema);
+  return text.substr(0, text.find("->")).find("Tensor") != std::string::npos;
+}
+
+void guard_devices(torch::Library &m, const std::string &name, bool differentiable) {
+  const c10::DispatchKey keys[] = {c10::DispatchKey::Meta, c10::DispatchKey::CUDA,
+                                   c10::DispatchKey::SparseCPU, c10::DispatchKey::SparseCsrCPU};
+  for (c10::DispatchKey key : keys)
+    m.impl(name.c_str(), torch::dispatch(key, torch::CppFunction::makeFromBoxedFunction<&cpu_only>()));
+  // An op without an autograd kernel: a meta tensor reaches it through the
+  // AutogradMeta key, which has no fallthrough.
+  if (!differentiable)
+    m.impl(name.c_str(), torch::dispatch(c10::DispatchKey::AutogradMeta,
+                                         torch::CppFunction::makeFromBoxedFunction<&cpu_only>()));
+}
+
+struct Catalog {
+  std::mutex mutex;
+  // keyed by "<ns>::<name>"; descriptors own copies of their strings
+  std::map<std::string, std::pair<OpDescriptor, std::array<std::string, 5>>> ops;
+};
+Catalog &catalog() {
+  static Catalog instance;
+  return instance;
+}
+}  // namespace
+
+void define_op(torch::Library &m, const OpDescriptor &op) {
+  TORCH_CHECK(op.ns != nullptr && op.name != nullptr && op.schema != nullptr && op.options_prefix != nullptr,
+              "physgrad.define_op: the descriptor's ns, name, schema and options_prefix must be set");
+  TORCH_CHECK(schema_name(op.schema) == op.name, "physgrad.define_op: the schema '", op.schema,
+              "' does not declare op '", op.name, "'");
+  TORCH_CHECK(
+      op.backward_schema == nullptr || schema_name(op.backward_schema) == std::string(op.name) + "_backward",
+      "physgrad.define_op: the backward schema of '", op.name, "' must declare '", op.name, "_backward'");
+  TORCH_CHECK((op.backward_schema == nullptr) == op.modes.empty(), "physgrad.define_op: op '", op.name,
+              "' needs gradient modes exactly when it has a backward schema");
+  const std::string key = std::string(op.ns) + "::" + op.name;
+  {
+    Catalog &c = catalog();
+    std::lock_guard<std::mutex> guard(c.mutex);
+    TORCH_CHECK(c.ops.find(key) == c.ops.end(), "physgrad.define_op: op '", key, "' is declared twice");
+    auto &entry = c.ops[key];
+    entry.second = {op.ns, op.name, op.schema, op.backward_schema ? op.backward_schema : "",
+                    op.options_prefix};
+    entry.first = OpDescriptor{entry.second[0].c_str(),
+                               entry.second[1].c_str(),
+                               entry.second[2].c_str(),
+                               op.backward_schema ? entry.second[3].c_str() : nullptr,
+                               op.modes,
+                               entry.second[4].c_str()};
+  }
+  m.def(op.schema);
+  const bool differentiable = op.backward_schema != nullptr;
+  if (differentiable) m.def(op.backward_schema);
+  if (takes_tensors(op.schema)) {
+    guard_devices(m, op.name, differentiable);
+    if (differentiable) guard_devices(m, std::string(op.name) + "_backward", true);
+  }
+}
+
+const OpDescriptor &op_descriptor(const std::string &qualified_name) {
+  Catalog &c = catalog();
+  std::lock_guard<std::mutex> guard(c.mutex);
+  auto found = c.ops.find(qualified_name);
+  TORCH_CHECK_VALUE(found != c.ops.end(), "physgrad: no op '", qualified_name, "' is declared");
+  return found->second.first;  // entries are never removed
+}
+
+namespace {
+// Every declared op (built-in, and extensions loaded so far), sorted by
+// qualified name: names, schemas, backward schemas ("" none), modes (comma
+// separated, in declaration order), options prefixes.
+std::tuple<std::vector<std::string>, std::vector<std::string>, std::vector<std::string>,
+           std::vector<std::string>, std::vector<std::string>>
+op_catalog() {
+  Catalog &c = catalog();
+  std::lock_guard<std::mutex> guard(c.mutex);
+  std::tuple<std::vector<std::string>, std::vector<std::string>, std::vector<std::string>,
+             std::vector<std::string>, std::vector<std::string>>
+      rows;
+  for (const auto &entry : c.ops) {
+    const OpDescriptor &op = entry.second.first;
+    std::string modes;
+    for (GradMode mode : op.modes) modes += (modes.empty() ? "" : ",") + std::string(grad_mode_name(mode));
+    std::get<0>(rows).push_back(entry.first);
+    std::get<1>(rows).push_back(op.schema);
+    std::get<2>(rows).push_back(op.backward_schema ? op.backward_schema : "");
+    std::get<3>(rows).push_back(modes);
+    std::get<4>(rows).push_back(op.options_prefix);
+  }
+  return rows;
+}
+
+std::vector<std::string> grad_modes() {
+  std::vector<std::string> names;
+  for (int k = 0; k <= static_cast<int>(GradMode::InverseGradient); k++)
+    names.push_back(grad_mode_name(static_cast<GradMode>(k)));
+  return names;
 }
 }  // namespace
 }  // namespace physgrad
 
-TORCH_LIBRARY_IMPL(physgrad, Meta, m) {
-  physgrad::register_cpu_only(m);
-}
-TORCH_LIBRARY_IMPL(physgrad, CUDA, m) {
-  physgrad::register_cpu_only(m);
-}
-TORCH_LIBRARY_IMPL(physgrad, SparseCPU, m) {
-  physgrad::register_cpu_only(m);
-}
-TORCH_LIBRARY_IMPL(physgrad, SparseCsrCPU, m) {
-  physgrad::register_cpu_only(m);
-}
-TORCH_LIBRARY_IMPL(physgrad, AutogradMeta, m) {
-  physgrad::register_cpu_only_not_differentiable(m);
+TORCH_LIBRARY_FRAGMENT(physgrad, m) {
+  m.def("op_catalog() -> (str[], str[], str[], str[], str[])", &physgrad::op_catalog);
+  m.def("grad_modes() -> str[]", &physgrad::grad_modes);
 }

@@ -27,8 +27,39 @@
 namespace physgrad {
 namespace {
 
+const OpDescriptor kFluid{
+    "physgrad",
+    "fluid",
+    "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
+    "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
+    "pressure_max_iterations=1000, "
+    "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\", float viscosity=0.0) -> Tensor",
+    "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
+    "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
+    "str on_failure, str energy=\"total\", float viscosity=0.0) -> Tensor[]",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
+    "physgrad_fluid_"};
+const OpDescriptor kFluidSequence{
+    "physgrad",
+    "fluid_sequence",
+    "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
+    "int pressure_max_iterations, str energy=\"total\", float viscosity=0.0) -> (Tensor, Tensor)",
+    nullptr,
+    {},
+    "physgrad_fluid_"};
+const OpDescriptor kFluidCentreOfMass{"physgrad",
+                                      "fluid_centre_of_mass",
+                                      "fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor",
+                                      nullptr,
+                                      {},
+                                      ""};
+const OpDescriptor kFluidUnitVortex{"physgrad",
+                                    "fluid_unit_vortex",
+                                    "fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor",
+                                    nullptr,
+                                    {},
+                                    ""};
 constexpr const char *kOp = "fluid";
-const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
 
 struct FluidKey {
   int64_t ny, nx;
@@ -102,10 +133,7 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
   const std::string name = op_name(op);
   TORCH_CHECK_VALUE(steps >= 1 && steps <= 100000, name, ": steps must be in [1, 100000], got ", steps);
   TORCH_CHECK_VALUE(std::isfinite(dt) && dt > 0.0, name, ": dt must be positive and finite, got ", dt);
-  TORCH_CHECK_VALUE(spacing.size() == 2, name, ": spacing must be [dy, dx], got ", spacing);
-  TORCH_CHECK_VALUE(
-      std::isfinite(spacing[0]) && spacing[0] > 0.0 && std::isfinite(spacing[1]) && spacing[1] > 0.0, name,
-      ": spacing must be positive and finite, got ", spacing);
+  const std::array<double, 3> h = parse_spacing(spacing, 2, op);
   TORCH_CHECK_VALUE(std::isfinite(atol) && atol > 0.0, name,
                     ": pressure_atol must be positive and finite, got ", atol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX, name,
@@ -118,7 +146,7 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
                     " needs energy='none': the energy rescale would restore the energy the "
                     "viscosity dissipates (energy is '",
                     std::string(energy), "')");
-  return Options{steps, dt, spacing[0], spacing[1], atol, max_iterations, energy_mode, viscosity};
+  return Options{steps, dt, h[0], h[1], atol, max_iterations, energy_mode, viscosity};
 }
 
 // v0 as contiguous float64 [B, 2, ny, nx] and m0 as [B, ny, nx], checked against each other.
@@ -212,11 +240,10 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
                          at::ArrayRef<double> spacing, c10::string_view grad_mode, double y_step,
                          double pressure_atol, int64_t pressure_max_iterations, int64_t lbfgs_iterations,
                          c10::string_view on_failure, c10::string_view energy, double viscosity) {
-  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
-  const OnFailure failure = parse_on_failure(on_failure, kOp);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
-                    "physgrad.fluid: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
+  const ModeOptions mode_options =
+      parse_mode_options(kFluid, grad_mode, y_step, lbfgs_iterations, on_failure);
+  const GradMode mode = mode_options.mode;
+  const OnFailure failure = mode_options.on_failure;
   // Only the adjoint differentiates the marker (as the sine's a): a marker that
   // requires grad would silently get none.
   TORCH_CHECK_VALUE(
@@ -255,9 +282,10 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
                                        int64_t lbfgs_iterations, c10::string_view on_failure,
                                        c10::string_view energy, double viscosity) {
   constexpr const char *kBackward = "fluid_backward";
-  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
-  const OnFailure failure = parse_on_failure(on_failure, kOp);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.fluid_backward: y_step must be finite, got ", y_step);
+  const ModeOptions mode_options =
+      parse_mode_options(kFluid, grad_mode, y_step, lbfgs_iterations, on_failure);
+  const GradMode mode = mode_options.mode;
+  const OnFailure failure = mode_options.on_failure;
   const Options o =
       parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
   check_call_memory(v0, o, kBackward, /*recorded=*/true, /*extra=*/3.0);
@@ -289,17 +317,14 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
       break;
     }
     default: {
-      TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
-                        "physgrad.fluid_backward: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
       const at::Tensor y_double = as_double(y, kBackward, "y", {3, 4}).reshape({in.batch, in.ny, in.nx});
-      CPhysLeastSquaresConfig config = {};
-      config.max_iterations = static_cast<int>(lbfgs_iterations);
-      config.options_prefix = "physgrad_fluid_lbfgs_";
-      std::vector<CPhysSolveInfo> info(in.batch);
-      code = CPhysFluidLbfgsPhysicalGradient(
-          fluid, &config, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
-          y_double.data_ptr<double>(), g.data_ptr<double>(), y_step, dv0.data_ptr<double>(), info.data());
-      if (code == CPHYS_SUCCESS || code == CPHYS_ERROR_NOT_CONVERGED) record_solve_info(kOp, "lbfgs", info);
+      CPhysLeastSquaresProblem problem;
+      check_cphys(CPhysFluidGetLeastSquaresProblem(fluid, in.batch, in.m0.data_ptr<double>(), &problem), kOp);
+      const int64_t cells = in.ny * in.nx;
+      dv0 = lbfgs_physical_gradient(problem, kFluid, in.v0.reshape({in.batch, 2 * cells}),
+                                    y_double.reshape({in.batch, cells}), g.reshape({in.batch, cells}), y_step,
+                                    lbfgs_iterations, failure)
+                .view(in.v0.sizes());
     }
   }
   check_cphys(code, kOp, failure);
@@ -384,23 +409,12 @@ at::Tensor fluid_unit_vortex(int64_t ny, int64_t nx, at::ArrayRef<double> spacin
 }  // namespace physgrad
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
-  m.def(
-      "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
-      "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
-      "pressure_max_iterations=1000, "
-      "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\", float viscosity=0.0) -> "
-      "Tensor");
-  m.def(
-      "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
-      "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
-      "str on_failure, str energy=\"total\", float viscosity=0.0) -> Tensor[]");
-  m.def(
-      "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
-      "int pressure_max_iterations, str energy=\"total\", float viscosity=0.0) -> (Tensor, Tensor)");
-  m.def("fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor");
-  // No tensor argument to dispatch on: registered with its (only) kernel.
-  m.def("fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor",
-        TORCH_FN(physgrad::fluid_unit_vortex));
+  physgrad::define_op(m, physgrad::kFluid);
+  physgrad::define_op(m, physgrad::kFluidSequence);
+  physgrad::define_op(m, physgrad::kFluidCentreOfMass);
+  physgrad::define_op(m, physgrad::kFluidUnitVortex);
+  // No tensor argument to dispatch on: its (only) kernel serves every backend.
+  m.impl("fluid_unit_vortex", TORCH_FN(physgrad::fluid_unit_vortex));
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

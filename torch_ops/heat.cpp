@@ -18,8 +18,17 @@
 namespace physgrad {
 namespace {
 
+const OpDescriptor kHeat{
+    "physgrad",
+    "heat",
+    "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, float[] spacing=[1.0, "
+    "1.0], "
+    "int lbfgs_iterations=32, str on_failure=\"raise\", str boundary=\"periodic\") -> Tensor",
+    "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
+    "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\") -> Tensor",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
+    "physgrad_heat_"};
 constexpr const char *kOp = "heat";
-const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
 
 struct HeatKey {
   int dims;
@@ -55,41 +64,24 @@ void check_call(int code, const char *argument) {
   check_cphys(code, (std::string(kOp) + ": " + argument).c_str());
 }
 
-struct Options {
-  GradMode mode;
-  double nu_t, y_step;
+struct Options : ModeOptions {
+  double nu_t;
   std::array<double, 3> spacing;
   std::array<CPhysBoundary, 3> boundary;
-  int64_t lbfgs_iterations;
-  OnFailure on_failure;
 };
 
 // Validates every option where the op is called, so a bad one fails in the forward.
 Options parse_options(const Grid &grid, double nu_t, c10::string_view grad_mode, double y_step,
                       at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
                       c10::string_view boundary) {
-  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
+  Options o;
+  static_cast<ModeOptions &>(o) = parse_mode_options(kHeat, grad_mode, y_step, lbfgs_iterations, on_failure);
+  o.nu_t = nu_t;
   TORCH_CHECK_VALUE(std::isfinite(nu_t) && nu_t >= 0.0, "physgrad.heat: nu_t must be finite and >= 0, got ",
                     nu_t);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.heat: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(spacing.size() == 1 || static_cast<int>(spacing.size()) == grid.dims,
-                    "physgrad.heat: spacing must be ", grid.dims == 3 ? "[dz, dy, dx]" : "[dy, dx]",
-                    " for this ", grid.dims, "-D grid (or one value for every axis), got ", spacing);
-  for (double h : spacing)
-    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0, "physgrad.heat: spacing must be positive and finite, got ",
-                      spacing);
-  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
-                    "physgrad.heat: lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
-  const OnFailure failure = parse_on_failure(on_failure, kOp);
-  Options o{mode,
-            nu_t,
-            y_step,
-            {0.0, 0.0, 0.0},
-            parse_boundary(boundary, grid.dims, kOp, "'periodic', 'dirichlet' or 'neumann'",
-                           CPHYS_BOUNDARY_PERIODIC),
-            lbfgs_iterations,
-            failure};
-  for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
+  o.spacing = parse_spacing(spacing, grid.dims, kOp);
+  o.boundary = parse_boundary(boundary, grid.dims, kOp, "'periodic', 'dirichlet' or 'neumann'",
+                              CPHYS_BOUNDARY_PERIODIC);
   return o;
 }
 
@@ -153,7 +145,7 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
     default: {
       CPhysLeastSquaresProblem problem;
       check_call(CPhysHeatGetLeastSquaresProblem(heat.get(), &problem), "x");
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, kOp, "x", "cell").data,
+      dx = lbfgs_physical_gradient(problem, kHeat, grid_input(x, kOp, "x", "cell").data,
                                    grid_input(y, kOp, "y", "cell").data, g_grid, o.y_step, o.lbfgs_iterations,
                                    o.on_failure);
     }
@@ -165,13 +157,7 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
 }  // namespace physgrad
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
-  m.def(
-      "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, "
-      "float[] spacing=[1.0, 1.0], int lbfgs_iterations=32, str on_failure=\"raise\", "
-      "str boundary=\"periodic\") -> Tensor");
-  m.def(
-      "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
-      "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\") -> Tensor");
+  physgrad::define_op(m, physgrad::kHeat);
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

@@ -22,17 +22,28 @@
 namespace physgrad {
 namespace {
 
+const OpDescriptor kPoisson{
+    "physgrad",
+    "poisson",
+    "poisson(Tensor x, str grad_mode=\"physical\", float y_step=1.0, float[] spacing=[1.0], float "
+    "rtol=1e-10, "
+    "int max_iterations=10000, int lbfgs_iterations=32, str on_failure=\"raise\", str "
+    "boundary=\"dirichlet\", "
+    "str solver=\"auto\") -> Tensor",
+    "poisson_backward(Tensor grad_y, Tensor x, Tensor y, str grad_mode, float y_step, float[] spacing, "
+    "float rtol, int max_iterations, int lbfgs_iterations, str on_failure, str boundary=\"dirichlet\", "
+    "str solver=\"auto\") -> Tensor",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
+    "physgrad_poisson_"};
 constexpr const char *kOp = "poisson";
-const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
 
 enum class Solver { Auto, Spectral, Petsc };
 
-struct Options {
+struct Options : ModeOptions {
   std::array<double, 3> spacing;
   std::array<CPhysBoundary, 3> boundary;
   double rtol;
   int64_t max_iterations;
-  OnFailure on_failure;
   Solver solver;
 };
 
@@ -44,28 +55,25 @@ Solver parse_solver(c10::string_view solver) {
                     std::string(solver), "'");
 }
 
-// Every option is checked before a solver cache is consulted (a NaN key would match any).
-Options parse_options(const Grid &grid, at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
-                      c10::string_view on_failure, c10::string_view boundary, c10::string_view solver) {
-  TORCH_CHECK_VALUE(spacing.size() == 1 || static_cast<int>(spacing.size()) == grid.dims,
-                    "physgrad.poisson: spacing must have one value per axis (",
-                    grid.dims == 3 ? "[dz, dy, dx]" : "[dy, dx]", " for this ", grid.dims,
-                    "-D grid) or one for all, got ", spacing);
-  for (double h : spacing)
-    TORCH_CHECK_VALUE(std::isfinite(h) && h > 0.0,
-                      "physgrad.poisson: spacing must be positive and finite, got ", spacing);
+// Every option (the backward's too, so a bad one fails where the op is called)
+// is checked before a solver cache is consulted (a NaN key would match any).
+Options parse_options(const Grid &grid, c10::string_view grad_mode, double y_step,
+                      at::ArrayRef<double> spacing, double rtol, int64_t max_iterations,
+                      int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary,
+                      c10::string_view solver) {
+  Options o;
+  static_cast<ModeOptions &>(o) =
+      parse_mode_options(kPoisson, grad_mode, y_step, lbfgs_iterations, on_failure);
+  o.spacing = parse_spacing(spacing, grid.dims, kOp);
   TORCH_CHECK_VALUE(std::isfinite(rtol) && rtol > 0.0 && rtol < 1.0,
                     "physgrad.poisson: rtol must be in (0, 1), got ", rtol);
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
                     "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
-  Options o{{0.0, 0.0, 0.0},
-            parse_boundary(boundary, grid.dims, kOp, "'dirichlet', 'neumann' or 'periodic'",
-                           CPHYS_BOUNDARY_DIRICHLET),
-            rtol,
-            max_iterations,
-            parse_on_failure(on_failure, kOp),
-            parse_solver(solver)};
-  for (int a = 0; a < grid.dims; a++) o.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
+  o.boundary = parse_boundary(boundary, grid.dims, kOp, "'dirichlet', 'neumann' or 'periodic'",
+                              CPHYS_BOUNDARY_DIRICHLET);
+  o.rtol = rtol;
+  o.max_iterations = max_iterations;
+  o.solver = parse_solver(solver);
   return o;
 }
 
@@ -143,7 +151,8 @@ bool poisson_petsc_options_set() {
   (void)registered;
   int value = known.load();
   if (value < 0) {
-    check_cphys(CPhysHasOptionsWithPrefix("physgrad_poisson_", "physgrad_poisson_lbfgs_", &value), kOp);
+    const std::string lbfgs_prefix = std::string(kPoisson.options_prefix) + "lbfgs_";
+    check_cphys(CPhysHasOptionsWithPrefix(kPoisson.options_prefix, lbfgs_prefix.c_str(), &value), kOp);
     known = value;
   }
   return value != 0;
@@ -189,13 +198,9 @@ at::Tensor poisson_forward(const at::Tensor &x, c10::string_view grad_mode, doub
                            int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary,
                            c10::string_view solver) {
   follow_torch_threads();
-  parse_grad_mode(grad_mode, kOp, kModes);
-  // Backward options are checked here too, so a bad one fails where the op is called.
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.poisson: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
-                    "physgrad.poisson: lbfgs_iterations must be >= 1, got ", lbfgs_iterations);
   const Grid grid = grid_input(x, kOp, "x", "node");
-  const Options o = parse_options(grid, spacing, rtol, max_iterations, on_failure, boundary, solver);
+  const Options o = parse_options(grid, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
+                                  on_failure, boundary, solver);
   return solve(grid, grid.data, o, resolve_solver(grid, o), false).to(x.scalar_type()).view(x.sizes());
 }
 
@@ -206,15 +211,15 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
                             c10::string_view on_failure, c10::string_view boundary,
                             c10::string_view solver_name) {
   follow_torch_threads();
-  const GradMode mode = parse_grad_mode(grad_mode, kOp, kModes);
   const Grid g_grid = grid_input(g, kOp, "grad_y", "node");
   TORCH_CHECK_VALUE(g.sizes() == x.sizes() && y.sizes() == x.sizes(), "physgrad.poisson_backward: grad_y ",
                     g.sizes(), " and y ", y.sizes(), " must have the shape of x ", x.sizes());
-  const Options o = parse_options(g_grid, spacing, rtol, max_iterations, on_failure, boundary, solver_name);
+  const Options o = parse_options(g_grid, grad_mode, y_step, spacing, rtol, max_iterations, lbfgs_iterations,
+                                  on_failure, boundary, solver_name);
   const Solver solver = resolve_solver(g_grid, o);
   const at::Tensor &gd = g_grid.data;
   at::Tensor dx;
-  switch (mode) {
+  switch (o.mode) {
     case GradMode::Adjoint:
       dx = solve(g_grid, gd, o, solver, true);
       break;
@@ -222,10 +227,10 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
       dx = at::empty_like(gd);
       int code;
       if (solver == Solver::Petsc) {
-        code = CPhysPoissonPhysicalGradient(petsc_solver(g_grid, o).get(), gd.size(0), y_step,
+        code = CPhysPoissonPhysicalGradient(petsc_solver(g_grid, o).get(), gd.size(0), o.y_step,
                                             gd.data_ptr<double>(), dx.data_ptr<double>());
       } else {
-        code = CPhysPoissonSpectralPhysicalGradient(spectral_solver(g_grid, o).get(), gd.size(0), y_step,
+        code = CPhysPoissonSpectralPhysicalGradient(spectral_solver(g_grid, o).get(), gd.size(0), o.y_step,
                                                     gd.data_ptr<double>(), dx.data_ptr<double>());
       }
       // cphys checks g in the stencil's pass; a non-finite g is then named as
@@ -245,8 +250,8 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
         spectral = spectral_solver(g_grid, o);
         check_cphys(CPhysPoissonSpectralGetLeastSquaresProblem(spectral.get(), &problem), kOp);
       }
-      dx = lbfgs_physical_gradient(problem, kOp, grid_input(x, kOp, "x", "node").data,
-                                   grid_input(y, kOp, "y", "node").data, gd, y_step, lbfgs_iterations,
+      dx = lbfgs_physical_gradient(problem, kPoisson, grid_input(x, kOp, "x", "node").data,
+                                   grid_input(y, kOp, "y", "node").data, gd, o.y_step, o.lbfgs_iterations,
                                    o.on_failure);
     }
   }
@@ -257,14 +262,7 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
 }  // namespace physgrad
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
-  m.def(
-      "poisson(Tensor x, str grad_mode=\"physical\", float y_step=1.0, float[] spacing=[1.0], "
-      "float rtol=1e-10, int max_iterations=10000, int lbfgs_iterations=32, str on_failure=\"raise\", "
-      "str boundary=\"dirichlet\", str solver=\"auto\") -> Tensor");
-  m.def(
-      "poisson_backward(Tensor grad_y, Tensor x, Tensor y, str grad_mode, float y_step, float[] spacing, "
-      "float rtol, int max_iterations, int lbfgs_iterations, str on_failure, str boundary=\"dirichlet\", "
-      "str solver=\"auto\") -> Tensor");
+  physgrad::define_op(m, physgrad::kPoisson);
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

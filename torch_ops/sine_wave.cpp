@@ -18,9 +18,19 @@ namespace {
 
 // ---- sine: y = sin(a / x) per element ---------------------------------------
 
+const OpDescriptor kSineOp{
+    "physgrad",
+    "sine",
+    "sine(Tensor x, Tensor a, str grad_mode=\"physical\", float y_step=1.0, float adjoint_clip=0.0, "
+    "float step_clip=1.0) -> Tensor",
+    "sine_backward(Tensor grad_y, Tensor x, Tensor a, Tensor y, str grad_mode, float y_step, "
+    "float adjoint_clip, float step_clip) -> Tensor[]",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Newton, GradMode::InverseGradient},
+    ""};
+const OpDescriptor kSineNearestMinimum{
+    "physgrad", "sine_nearest_minimum", "sine_nearest_minimum(Tensor a, Tensor x0) -> Tensor", nullptr, {},
+    ""};
 constexpr const char *kSine = "sine";
-const std::initializer_list<GradMode> kSineModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Newton,
-                                                    GradMode::InverseGradient};
 
 struct SineOptions {
   GradMode mode;
@@ -29,8 +39,7 @@ struct SineOptions {
 
 SineOptions parse_sine_options(c10::string_view grad_mode, double y_step, double adjoint_clip,
                                double step_clip) {
-  const GradMode mode = parse_grad_mode(grad_mode, kSine, kSineModes);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.sine: y_step must be finite, got ", y_step);
+  const GradMode mode = parse_mode_options(kSineOp, grad_mode, y_step).mode;
   TORCH_CHECK_VALUE(std::isfinite(adjoint_clip) && adjoint_clip >= 0.0,
                     "physgrad.sine: adjoint_clip must be >= 0 and finite (0: no clipping), got ",
                     adjoint_clip);
@@ -57,6 +66,13 @@ at::Tensor same_shape_input(const at::Tensor &other, const char *other_name, con
   return converted;
 }
 
+// An explicit formula, no solve: recorded so that solve_stats (and the
+// wrappers' on_failure='warn' check) describe this call, as after any forward.
+void record_explicit_forward(const char *op, int64_t batch) {
+  CPhysSolveInfo explicit_info = {0, 0.0, 1, 0, "EXPLICIT"};
+  record_solve_info(op, "forward", std::vector<CPhysSolveInfo>(batch, explicit_info));
+}
+
 const double *ptr(const at::Tensor &t) {
   return t.data_ptr<double>();
 }
@@ -78,6 +94,7 @@ at::Tensor sine_forward(const at::Tensor &x, const at::Tensor &a, c10::string_vi
   const at::Tensor ad = same_shape_input(a, "a", x, "x", kSine);
   at::Tensor y = at::empty_like(xd);
   check_cphys(CPhysSineForward(xd.numel(), ptr(ad), ptr(xd), mutable_ptr(y)), kSine);
+  record_explicit_forward(kSine, xd.size(0));
   return y.to(x.scalar_type());
 }
 
@@ -129,9 +146,25 @@ at::Tensor sine_nearest_minimum(const at::Tensor &a, const at::Tensor &x0) {
 
 // ---- wave packet: [B, 2] (xi0, A) -> [B, samples] ---------------------------
 
+const OpDescriptor kWavePacket{
+    "physgrad",
+    "wave_packet",
+    "wave_packet(Tensor params, str grad_mode=\"physical\", float y_step=1.0, int samples=256, "
+    "float frequency=4.0, float sigma=20.0, int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor",
+    "wave_packet_backward(Tensor grad_y, Tensor params, Tensor y, str grad_mode, float y_step, int samples, "
+    "float frequency, float sigma, int lbfgs_iterations, str on_failure) -> Tensor",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Newton, GradMode::Lbfgs},
+    "physgrad_wave_packet_"};
+const OpDescriptor kWavePacketFit{
+    "physgrad",
+    "wave_packet_fit",
+    "wave_packet_fit(Tensor target, float[2] initial=[128.0, 2.0], float[2] lower=[25.6, 1.0], "
+    "float[2] upper=[230.4, 4.0], int max_iterations=1000, int samples=256, float frequency=4.0, "
+    "float sigma=20.0, bool bounded=True) -> (Tensor, Tensor)",
+    nullptr,
+    {},
+    "physgrad_wave_packet_fit_"};
 constexpr const char *kPacket = "wave_packet";
-const std::initializer_list<GradMode> kPacketModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Newton,
-                                                      GradMode::Lbfgs};
 
 using PacketKey = std::tuple<int64_t, double, double>;  // samples, frequency, sigma
 
@@ -160,22 +193,6 @@ std::shared_ptr<CPhysWavePacket_private> packet_for(int64_t samples, double freq
   return packets().get(PacketKey{samples, frequency, sigma}, op);
 }
 
-struct PacketOptions {
-  GradMode mode;
-  double y_step;
-  int64_t lbfgs_iterations;
-  OnFailure on_failure;
-};
-
-PacketOptions parse_packet_options(c10::string_view grad_mode, double y_step, int64_t lbfgs_iterations,
-                                   c10::string_view on_failure) {
-  const GradMode mode = parse_grad_mode(grad_mode, kPacket, kPacketModes);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.wave_packet: y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX,
-                    "physgrad.wave_packet: lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
-  return PacketOptions{mode, y_step, lbfgs_iterations, parse_on_failure(on_failure, kPacket)};
-}
-
 at::Tensor params_input(const at::Tensor &params, const char *op) {
   at::Tensor converted = as_double(params, op, "params", {2});
   TORCH_CHECK_VALUE(converted.size(1) == 2, "physgrad.", op, ": params must be [B, 2] (xi0, A), got shape ",
@@ -197,16 +214,13 @@ at::Tensor wave_packet_forward(const at::Tensor &params, c10::string_view grad_m
                                int64_t samples, double frequency, double sigma, int64_t lbfgs_iterations,
                                c10::string_view on_failure) {
   follow_torch_threads();
-  parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
+  parse_mode_options(kWavePacket, grad_mode, y_step, lbfgs_iterations, on_failure);
   // The output [B, samples] is checked before params (perhaps expanded) is copied.
   auto packet = packet_for(samples, frequency, sigma, kPacket, params.dim() == 2 ? params.size(0) : 0);
   const at::Tensor p = params_input(params, kPacket);
   at::Tensor y = at::empty({p.size(0), samples}, p.options());
   check_cphys(CPhysWavePacketForward(packet.get(), p.size(0), ptr(p), mutable_ptr(y)), kPacket);
-  // An explicit formula, no solve; recorded so that solve_stats (and the
-  // wrappers' on_failure='warn' check) see this call.
-  CPhysSolveInfo explicit_info = {0, 0.0, 1, 0, "EXPLICIT"};
-  record_solve_info(kPacket, "forward", std::vector<CPhysSolveInfo>(p.size(0), explicit_info));
+  record_explicit_forward(kPacket, p.size(0));
   return y.to(params.scalar_type());
 }
 
@@ -214,7 +228,7 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
                                 c10::string_view grad_mode, double y_step, int64_t samples, double frequency,
                                 double sigma, int64_t lbfgs_iterations, c10::string_view on_failure) {
   follow_torch_threads();
-  const PacketOptions o = parse_packet_options(grad_mode, y_step, lbfgs_iterations, on_failure);
+  const ModeOptions o = parse_mode_options(kWavePacket, grad_mode, y_step, lbfgs_iterations, on_failure);
   const char *op = "wave_packet_backward";
   const at::Tensor p = params_input(params, op);
   const int64_t batch = p.size(0);
@@ -229,7 +243,8 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
   if (o.mode == GradMode::Lbfgs) {
     CPhysLeastSquaresProblem problem;
     check_cphys(CPhysWavePacketGetLeastSquaresProblem(packet.get(), &problem), kPacket);
-    return lbfgs_physical_gradient(problem, kPacket, p, yd, gd, o.y_step, o.lbfgs_iterations, o.on_failure)
+    return lbfgs_physical_gradient(problem, kWavePacket, p, yd, gd, o.y_step, o.lbfgs_iterations,
+                                   o.on_failure)
         .to(params.scalar_type());
   }
   const at::Tensor target = yd - o.y_step * gd;
@@ -288,26 +303,9 @@ std::tuple<at::Tensor, at::Tensor> wave_packet_fit(const at::Tensor &target, at:
 }  // namespace physgrad
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
-  m.def(
-      "sine(Tensor x, Tensor a, str grad_mode=\"physical\", float y_step=1.0, float adjoint_clip=0.0, "
-      "float step_clip=1.0) -> Tensor");
-  m.def(
-      "sine_backward(Tensor grad_y, Tensor x, Tensor a, Tensor y, str grad_mode, float y_step, float "
-      "adjoint_clip, "
-      "float step_clip) -> Tensor[]");
-  m.def("sine_nearest_minimum(Tensor a, Tensor x0) -> Tensor");
-  m.def(
-      "wave_packet(Tensor params, str grad_mode=\"newton\", float y_step=1.0, int samples=256, float "
-      "frequency=4.0, "
-      "float sigma=20.0, int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
-  m.def(
-      "wave_packet_backward(Tensor grad_y, Tensor params, Tensor y, str grad_mode, float y_step, int "
-      "samples, "
-      "float frequency, float sigma, int lbfgs_iterations, str on_failure) -> Tensor");
-  m.def(
-      "wave_packet_fit(Tensor target, float[2] initial=[128.0, 2.0], float[2] lower=[25.6, 1.0], "
-      "float[2] upper=[230.4, 4.0], int max_iterations=1000, int samples=256, float frequency=4.0, "
-      "float sigma=20.0, bool bounded=True) -> (Tensor, Tensor)");
+  for (const physgrad::OpDescriptor *op : {&physgrad::kSineOp, &physgrad::kSineNearestMinimum,
+                                           &physgrad::kWavePacket, &physgrad::kWavePacketFit})
+    physgrad::define_op(m, *op);
 }
 
 TORCH_LIBRARY_IMPL(physgrad, CPU, m) {

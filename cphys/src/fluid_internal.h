@@ -66,6 +66,15 @@ enum {
   FLUID_WORK_SLOTS = 18
 };
 
+/* The `lbfgs` mode's least-squares problem (fluid_lbfgs.c): the sample being
+ * minimized and its marker. */
+typedef struct {
+  CPhysFluid fluid;
+  const double *markers; /* [batch, ny, nx] */
+  const double *m0;      /* the current sample's */
+  ptrdiff_t batch;
+} FluidSampleProblem;
+
 struct CPhysFluid_private {
   CPhysFluidConfig config;
   char prefix[128];
@@ -95,7 +104,8 @@ struct CPhysFluid_private {
   unsigned char *inverse_record_valid;  /* [batch]: the sample ran to the end, every solve converged */
   CPhysSolveInfo *inverse_record_stats; /* [batch][steps + 1] */
   ptrdiff_t inverse_record_capacity, inverse_record_batch;
-  FluidStats stats[3]; /* by CPhysFluidPass */
+  FluidStats stats[3];               /* by CPhysFluidPass */
+  FluidSampleProblem sample_problem; /* CPhysFluidGetLeastSquaresProblem's context */
   /* The first unconverged pressure solve of the current call (see
    * fluid_failures_begin); the call goes on with the solver's last iterate. */
   int failed;

@@ -296,6 +296,7 @@ static int adjoint_one(void *context, const double *x, const double *dy, double 
 
 int CPhysHeatGetLeastSquaresProblem(CPhysHeat heat, CPhysLeastSquaresProblem *problem) {
   CPhysCheck(heat != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "heat and problem must not be NULL");
+  *problem = (CPhysLeastSquaresProblem){0}; /* select_sample and later members: none */
   problem->n = problem->m = heat->cells;
   problem->forward = forward_one;
   problem->adjoint = adjoint_one;

@@ -366,6 +366,7 @@ static int adjoint_one(void *context, const double *x, const double *dy, double 
 int CPhysPoissonSpectralGetLeastSquaresProblem(CPhysPoissonSpectral poisson,
                                                CPhysLeastSquaresProblem *problem) {
   CPhysCheck(poisson != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "arguments must not be NULL");
+  *problem = (CPhysLeastSquaresProblem){0}; /* select_sample and later members: none */
   problem->n = problem->m = poisson->size;
   problem->forward = forward_one;
   problem->adjoint = adjoint_one;

@@ -28,6 +28,10 @@ int CPhysQuasiNewtonPhysicalGradient(const CPhysLeastSquaresConfig *config,
     memcpy(dxs, xs, sizeof(double) * (size_t)n);
     CPhysSolveInfo sample_info;
     memset(&sample_info, 0, sizeof sample_info);
+    if (problem->select_sample) {
+      ierr = problem->select_sample(problem->context, s);
+      if (ierr) break;
+    }
     const int serr = CPhysLeastSquaresMinimize(config, n, m, problem->forward, problem->adjoint,
                                                problem->context, target, dxs, &sample_info);
     if (serr == CPHYS_ERROR_NOT_CONVERGED) {

@@ -52,6 +52,7 @@ int CPhysWavePacketGetLeastSquaresProblem(CPhysWavePacket packet, CPhysLeastSqua
   CPhysWavePacketConfig shape;
   CPhysCheck(packet != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "packet and problem must not be NULL");
   CPhysCall(CPhysWavePacketGetConfig(packet, &shape));
+  *problem = (CPhysLeastSquaresProblem){0}; /* select_sample and later members: none */
   problem->n = 2, problem->m = shape.n_samples;
   problem->forward = fit_forward, problem->adjoint = fit_adjoint, problem->context = packet;
   return 0;

@@ -146,6 +146,7 @@ static int problem_adjoint(void *context, const double *x, const double *dy, dou
 
 int Diffusion1DGetLeastSquaresProblem(Diffusion1D d, CPhysLeastSquaresProblem *problem) {
   CPhysCheck(d && problem, CPHYS_ERROR_ARGUMENT, "diffusion and problem must not be NULL");
+  *problem = (CPhysLeastSquaresProblem){0}; /* select_sample and later members: none */
   problem->n = problem->m = d->config.n;
   problem->forward = problem_forward;
   problem->adjoint = problem_adjoint;

@@ -18,26 +18,30 @@ namespace {
 
 using physgrad::GradMode;
 
+// The op's one declaration: schemas, modes, options prefix.  physgrad.op_info("pgexample::diffuse")
+// reports it; the lbfgs mode reads PETSc options under -pgexample_diffuse_lbfgs_.
+const physgrad::OpDescriptor kDiffuse{
+    "pgexample",
+    "diffuse",
+    "diffuse(Tensor x, float nu=1.0, int steps=4, str grad_mode=\"physical\", float y_step=1.0, "
+    "int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor",
+    "diffuse_backward(Tensor grad_y, Tensor x, Tensor y, float nu, int steps, str grad_mode, float y_step, "
+    "int lbfgs_iterations, str on_failure) -> Tensor",
+    {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
+    "pgexample_diffuse_"};
 // The op's name in messages ("physgrad.pgexample.diffuse: ...") and in physgrad.solve_stats.
-constexpr const char *kOp = "pgexample.diffuse";
-const std::initializer_list<GradMode> kModes = {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs};
+const std::string kLabel = physgrad::op_label(kDiffuse);
+const char *const kOp = kLabel.c_str();
 
-struct Options {
-  GradMode mode;
-  physgrad::OnFailure on_failure;
-};
-
-Options parse_options(double nu, int64_t steps, c10::string_view grad_mode, double y_step,
-                      int64_t lbfgs_iterations, c10::string_view on_failure) {
+// The shared options (mode, y_step, lbfgs_iterations, on_failure) are checked by
+// physgrad with its messages; the op checks its own.
+physgrad::ModeOptions parse_options(double nu, int64_t steps, c10::string_view grad_mode, double y_step,
+                                    int64_t lbfgs_iterations, c10::string_view on_failure) {
   TORCH_CHECK_VALUE(std::isfinite(nu) && nu >= 0.0, "physgrad.", kOp, ": nu must be finite and >= 0, got ",
                     nu);
   TORCH_CHECK_VALUE(steps >= 1 && steps <= 1000000, "physgrad.", kOp, ": steps must be in [1, 1e6], got ",
                     steps);
-  TORCH_CHECK_VALUE(std::isfinite(y_step), "physgrad.", kOp, ": y_step must be finite, got ", y_step);
-  TORCH_CHECK_VALUE(lbfgs_iterations >= 1 && lbfgs_iterations <= INT32_MAX, "physgrad.", kOp,
-                    ": lbfgs_iterations must be in [1, 2^31), got ", lbfgs_iterations);
-  return Options{physgrad::parse_grad_mode(grad_mode, kOp, kModes),
-                 physgrad::parse_on_failure(on_failure, kOp)};
+  return physgrad::parse_mode_options(kDiffuse, grad_mode, y_step, lbfgs_iterations, on_failure);
 }
 
 using Object = std::unique_ptr<Diffusion1D_private, void (*)(Diffusion1D)>;
@@ -82,7 +86,7 @@ at::Tensor diffuse_forward(const at::Tensor &x, double nu, int64_t steps, c10::s
 at::Tensor diffuse_backward(const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &y, double nu,
                             int64_t steps, c10::string_view grad_mode, double y_step,
                             int64_t lbfgs_iterations, c10::string_view on_failure) {
-  const Options o = parse_options(nu, steps, grad_mode, y_step, lbfgs_iterations, on_failure);
+  const physgrad::ModeOptions o = parse_options(nu, steps, grad_mode, y_step, lbfgs_iterations, on_failure);
   const at::Tensor g = signal(grad_y, "grad_y"), xs = signal(x, "x"), ys = signal(y, "y");
   TORCH_CHECK_VALUE(g.sizes() == xs.sizes() && ys.sizes() == xs.sizes(), "physgrad.", kOp,
                     "_backward: grad_y, x and y must have one shape, got ", g.sizes(), ", ", xs.sizes(), ", ",
@@ -108,7 +112,8 @@ at::Tensor diffuse_backward(const at::Tensor &grad_y, const at::Tensor &x, const
     default: {
       CPhysLeastSquaresProblem problem;
       physgrad::check_cphys(Diffusion1DGetLeastSquaresProblem(diffusion.get(), &problem), kOp);
-      dx = physgrad::lbfgs_physical_gradient(problem, kOp, xs, ys, g, y_step, lbfgs_iterations, o.on_failure);
+      dx = physgrad::lbfgs_physical_gradient(problem, kDiffuse, xs, ys, g, y_step, lbfgs_iterations,
+                                             o.on_failure);
     }
   }
   return dx.to(x.scalar_type());
@@ -117,12 +122,7 @@ at::Tensor diffuse_backward(const at::Tensor &grad_y, const at::Tensor &x, const
 }  // namespace
 
 TORCH_LIBRARY(pgexample, m) {
-  m.def(
-      "diffuse(Tensor x, float nu=1.0, int steps=4, str grad_mode=\"physical\", float y_step=1.0, "
-      "int lbfgs_iterations=32, str on_failure=\"raise\") -> Tensor");
-  m.def(
-      "diffuse_backward(Tensor grad_y, Tensor x, Tensor y, float nu, int steps, str grad_mode, float y_step, "
-      "int lbfgs_iterations, str on_failure) -> Tensor");
+  physgrad::define_op(m, kDiffuse);
 }
 
 TORCH_LIBRARY_IMPL(pgexample, CPU, m) {

@@ -24,6 +24,7 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include <array>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -84,6 +85,70 @@ PHYSGRAD_API at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &
 // physgrad.solve_stats(op) returns in Python.
 PHYSGRAD_API void record_solve_info(const std::string &op, const std::string &phase,
                                     std::vector<CPhysSolveInfo> info);
+
+// ---- One declaration per op ------------------------------------------------
+//
+// Every op, built-in or extension, is declared once by an OpDescriptor: its
+// schemas, the gradient modes it offers and its options prefix.  define_op
+// registers the schemas (and CPU-only guards for other devices and layouts),
+// and records the descriptor in the library's catalog, from which
+// parse_grad_mode checks modes, Python's physgrad.op_info reports them and
+// physgrad.set_solver_options knows the prefixes (docs/adding-an-op.md).
+struct OpDescriptor {
+  // the op namespace ("physgrad" for the built-in ops; an extension's own)
+  const char *ns;
+  // the op's name, as in its schema
+  const char *name;
+  // "name(Tensor x, ..., str grad_mode=\"physical\", float y_step=1.0, ...) -> Tensor"
+  const char *schema;
+  // "name_backward(Tensor grad_y, <the forward's tensors>, Tensor y, <options>) -> Tensor" (or
+  // Tensor[]: one per input), or nullptr for an op without autograd
+  const char *backward_schema;
+  // the gradient modes the op offers (empty for an op without autograd)
+  std::vector<GradMode> modes;
+  // PETSc options prefix of the op's solvers ("physgrad_<op>_" by convention; the
+  // lbfgs mode reads "<prefix>lbfgs_"); "" when the op reads no options
+  const char *options_prefix;
+};
+
+// Declares `op` in the library `m` (call it in TORCH_LIBRARY / TORCH_LIBRARY_FRAGMENT
+// of op.ns).  Registering one qualified name twice is a RuntimeError.
+PHYSGRAD_API void define_op(torch::Library &m, const OpDescriptor &op);
+// The descriptor registered as "<ns>::<name>"; a ValueError for an unknown name.
+PHYSGRAD_API const OpDescriptor &op_descriptor(const std::string &qualified_name);
+// The op's name in messages and in physgrad.solve_stats: "<name>" for the
+// built-in ops, "<ns>.<name>" for an extension's.
+PHYSGRAD_API std::string op_label(const OpDescriptor &op);
+// parse_grad_mode over the modes `op` declares.
+PHYSGRAD_API GradMode parse_grad_mode(c10::string_view mode, const OpDescriptor &op);
+
+// ---- Shared option checks (one message each) -------------------------------
+
+// y_step must be finite: "physgrad.<op>: y_step must be finite, got ...".
+PHYSGRAD_API void check_y_step(double y_step, const char *op);
+// lbfgs_iterations must be in [1, 2^31).
+PHYSGRAD_API void check_lbfgs_iterations(int64_t iterations, const char *op);
+// A grid spacing: one positive finite value for every axis, or one per axis
+// (`dims` of them, in axis order z, y, x); returns it per axis (unused axes 0).
+PHYSGRAD_API std::array<double, 3> parse_spacing(at::ArrayRef<double> spacing, int dims, const char *op);
+
+// The options every physics op shares, checked at once.
+struct ModeOptions {
+  GradMode mode;
+  double y_step;
+  int64_t lbfgs_iterations;
+  OnFailure on_failure;
+};
+PHYSGRAD_API ModeOptions parse_mode_options(const OpDescriptor &op, c10::string_view grad_mode, double y_step,
+                                            int64_t lbfgs_iterations = 32,
+                                            c10::string_view on_failure = "raise");
+
+// The same for a declared op: statistics under op.name, TAO options prefix
+// "<op.options_prefix>lbfgs_".
+PHYSGRAD_API at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem,
+                                                const OpDescriptor &op, const at::Tensor &x,
+                                                const at::Tensor &y, const at::Tensor &g, double y_step,
+                                                int64_t iterations, OnFailure on_failure);
 
 // Autograd for a physics op `name` of the library `m` registers (docs/decisions.md,
 // "one autograd kernel"):

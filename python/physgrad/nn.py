@@ -165,7 +165,7 @@ class WavePacket(_PhysicsModule):
     _settings = ("grad_mode", "y_step", "samples", "frequency", "sigma", "lbfgs_iterations",
                  "on_failure")
 
-    def __init__(self, grad_mode: str = "newton", y_step: float = 1.0, samples: int = 256,
+    def __init__(self, grad_mode: str = "physical", y_step: float = 1.0, samples: int = 256,
                  frequency: float = 4.0, sigma: float = 20.0, lbfgs_iterations: int = 32,
                  on_failure: str = "raise") -> None:
         super().__init__()

@@ -384,10 +384,17 @@ def solve_stats(op: str) -> SolveStats:
     return SolveStats(phase, list(iterations), list(residuals), list(converged), list(reasons))
 
 
-#: the options prefixes of physgrad's PETSc objects (an option under none of them
-#: configures no physgrad solver)
-SOLVER_OPTION_PREFIXES = ("physgrad_poisson_", "physgrad_heat_lbfgs_", "physgrad_fluid_",
-                          "physgrad_wave_packet_lbfgs_", "physgrad_wave_packet_fit_")
+def solver_option_prefixes() -> Tuple[str, ...]:
+    """The options prefixes of the PETSc objects of every declared op (each op's
+    ``OpDescriptor``: ``physgrad_<op>_``, its ``lbfgs`` mode under
+    ``physgrad_<op>_lbfgs_``), the ops of loaded extensions included. An option
+    under none of them configures no solver."""
+    prefixes = torch.ops.physgrad.op_catalog()[4]
+    return tuple(sorted({prefix for prefix in prefixes if prefix}))
+
+
+#: the built-in ops' options prefixes (:func:`solver_option_prefixes` at import)
+SOLVER_OPTION_PREFIXES = solver_option_prefixes()
 
 
 @torch.jit.unused
@@ -395,7 +402,8 @@ def _options_for_no_solver(options: str) -> List[str]:
     """The option names in ``options`` (PETSc's rules: ``-`` or ``--`` and a letter;
     ``-prefix_push``/``-prefix_pop``) that start like a physgrad prefix
     (``physgrad``) or a PETSc solver option (``ksp_``, ``pc_``, ``tao_``) but lie
-    under none of :data:`SOLVER_OPTION_PREFIXES`."""
+    under none of :func:`solver_option_prefixes`."""
+    known = solver_option_prefixes()
     found, prefixes, tokens = [], [""], options.split()
     index = 0
     while index < len(tokens):
@@ -414,7 +422,7 @@ def _options_for_no_solver(options: str) -> List[str]:
             continue
         name = prefixes[-1] + name
         if (name.startswith(("physgrad", "ksp_", "pc_", "tao_"))
-                and not name.startswith(SOLVER_OPTION_PREFIXES)):
+                and not name.startswith(known)):
             found.append("-" + name)
     return found
 
@@ -425,7 +433,7 @@ def set_solver_options(options: str) -> None:
     environment variable ``PETSC_OPTIONS`` is read when PETSc starts.
 
     A call sets all of its options or, raising, none. A name under none of
-    physgrad's prefixes (:data:`SOLVER_OPTION_PREFIXES`) that looks meant for
+    physgrad's prefixes (:func:`solver_option_prefixes`) that looks meant for
     one (``-physgrad_poison_pc_type``, an unprefixed ``-ksp_type``) gives a
     UserWarning; :func:`unused_solver_options` lists every option no solver has
     read. PETSc 3.18 holds at most 512 option names: a call that would add more
@@ -440,7 +448,7 @@ def _warn_options_for_no_solver(options: str) -> None:
     if names:
         warnings.warn(f"physgrad.set_solver_options: {', '.join(names)} configure no physgrad solver: "
                       f"physgrad's solvers read options under the prefixes "
-                      f"{', '.join('-' + p for p in SOLVER_OPTION_PREFIXES)} (a misspelt prefix?); "
+                      f"{', '.join('-' + p for p in solver_option_prefixes())} (a misspelt prefix?); "
                       f"see physgrad.unused_solver_options()", UserWarning, stacklevel=3)
 
 

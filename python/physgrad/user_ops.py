@@ -67,61 +67,93 @@ class OpInfo:
     """What :func:`op_info` tells about an op: its ``name``, the grad ``modes`` it
     offers (empty: not differentiable), the ``default_mode`` of a call that names
     none (None: not differentiable), the first paragraph of its ``doc``, whether it
-    is ``builtin``, and for a user op the :class:`Op` itself."""
+    is ``builtin``, for a user op the :class:`Op` itself, and for an op of the op
+    library or of a C/C++ extension its ``namespace`` (``"physgrad"`` for the
+    built-ins) and ``options_prefix`` (PETSc options of its solvers; "" none)."""
     name: str
     modes: Tuple[str, ...]
     default_mode: Optional[str]
     doc: str
     builtin: bool
     op: Optional["Op"] = None
+    namespace: Optional[str] = None
+    options_prefix: str = ""
 
 
 def _first_paragraph(text: Optional[str]) -> str:
     return inspect.cleandoc(text or "").split("\n\n")[0].replace("\n", " ")
 
 
-# The built-in ops and their modes (torch_ops/*.cpp kModes; the functional default is "physical").
-_BUILTIN_MODES = {
-    "poisson": ("adjoint", "physical", "lbfgs"),
-    "heat": ("adjoint", "physical", "lbfgs"),
-    "fluid": ("adjoint", "physical", "lbfgs"),
-    "sine": ("adjoint", "physical", "newton", "inverse_gradient"),
-    "wave_packet": ("adjoint", "physical", "newton", "lbfgs"),
-    "fluid_sequence": (), "fluid_centre_of_mass": (), "fluid_unit_vortex": (),
-    "sine_nearest_minimum": (), "wave_packet_fit": (),
-}
-_registry: Dict[str, OpInfo] = {
-    name: OpInfo(name, offered, _modes.DEFAULT_GRAD_MODE if offered else None,
-                 _first_paragraph(getattr(ops, name).__doc__), True)
-    for name, offered in _BUILTIN_MODES.items()}
+def _schema_default(qualified: str, argument: str) -> Any:
+    """The default of ``argument`` in the schema of the library op ``qualified`` ("ns::name")."""
+    for schema in torch._C._jit_get_schemas_for_operator(qualified):
+        for declared in schema.arguments:
+            if declared.name == argument:
+                return declared.default_value
+    return None
+
+
+_declared_cache: Dict[Tuple[str, ...], Dict[str, OpInfo]] = {}
+
+
+def _declared_ops() -> Dict[str, OpInfo]:
+    """The ops declared in C++ (each by one ``OpDescriptor``, torch_ops/): the built-ins
+    by name, the ops of extensions loaded with :func:`physgrad.load_library` as
+    ``"namespace::name"``. Modes, default mode and options prefix come from the
+    declaration; a built-in's doc from its Python function."""
+    names, schemas, _, offered, prefixes = torch.ops.physgrad.op_catalog()
+    key = tuple(names)
+    cached = _declared_cache.get(key)
+    if cached is not None:
+        return cached
+    found: Dict[str, OpInfo] = {}
+    for qualified, schema, modes_text, prefix in zip(names, schemas, offered, prefixes):
+        namespace, name = qualified.split("::", 1)
+        builtin = namespace == "physgrad"
+        modes = tuple(modes_text.split(",")) if modes_text else ()
+        default = _schema_default(qualified, "grad_mode") if modes else None
+        function = getattr(ops, name, None) if builtin else None
+        doc = _first_paragraph(function.__doc__) if function is not None else schema
+        found[name if builtin else qualified] = OpInfo(name if builtin else qualified, modes, default, doc,
+                                                       builtin, None, namespace, prefix)
+    _declared_cache.clear()
+    _declared_cache[key] = found
+    return found
+
+
+_registry: Dict[str, OpInfo] = {}  # the user ops (physgrad.Op)
 _registry_lock = threading.Lock()
 
 
 def op_info(name: str) -> OpInfo:
-    """The :class:`OpInfo` of the built-in or user op ``name``; a ValueError lists the known names."""
+    """The :class:`OpInfo` of the built-in, extension (``"namespace::name"``) or user op
+    ``name``; a ValueError lists the known names."""
+    declared = _declared_ops()
     with _registry_lock:
-        info = _registry.get(name)
-        known = sorted(_registry)
+        info = declared.get(name) or _registry.get(name)
+        known = sorted(set(declared) | set(_registry))
     if info is None:
         raise ValueError(f"physgrad.op_info: no op named {name!r}; the ops are {', '.join(known)}")
     return info
 
 
 def registered_ops() -> Tuple[str, ...]:
-    """The names of every op, built-in and user, sorted."""
+    """The names of every op, built-in, extension and user, sorted."""
+    declared = _declared_ops()
     with _registry_lock:
-        return tuple(sorted(_registry))
+        return tuple(sorted(set(declared) | set(_registry)))
 
 
 def unregister_op(name: str) -> None:
     """Removes the user op ``name`` (for tests and notebooks that define an op again).
-    Built-in ops cannot be removed; an unknown name is a ValueError."""
+    Built-in and extension ops cannot be removed; an unknown name is a ValueError."""
+    declared = _declared_ops()
     with _registry_lock:
-        info = _registry.get(name)
-        if info is None:
+        if name in declared:
+            kind = "a built-in op" if declared[name].builtin else "an extension op"
+            raise ValueError(f"physgrad.unregister_op: {name!r} is {kind} and cannot be removed")
+        if name not in _registry:
             raise ValueError(f"physgrad.unregister_op: no op named {name!r} is registered")
-        if info.builtin:
-            raise ValueError(f"physgrad.unregister_op: {name!r} is a built-in op and cannot be removed")
         del _registry[name]
 
 
@@ -133,7 +165,7 @@ def solve_stats(op: str) -> SolveStats:
     (``|P(x') - t|`` after the step; 0 for forward and adjoint), ``converged`` and ``reasons``."""
     with _registry_lock:
         info = _registry.get(op)
-    if info is None or info.builtin:
+    if info is None:
         return ops.solve_stats(op)
     last = recorded(op)
     if last is None or last[0] is not info.op:
@@ -273,12 +305,14 @@ class Op:
         self.doc = _first_paragraph(doc if doc is not None else getattr(forward, "__doc__", None))
         self.options = self._merged(_Options(), options)
         self._inverse_takes_start = self._takes_two_arguments(inverse) if inverse is not None else True
+        declared = _declared_ops()
         with _registry_lock:
-            existing = _registry.get(name)
+            existing = declared.get(name) or _registry.get(name)
             if existing is not None:
-                kind = "a built-in op" if existing.builtin else "already registered"
+                kind = ("a built-in op" if existing.builtin else "an extension op" if existing.op is None
+                        else "already registered")
                 raise ValueError(f"physgrad.Op: the name {name!r} is {kind}; choose another name"
-                                 + ("" if existing.builtin else f" or call physgrad.unregister_op({name!r}) first"))
+                                 + ("" if existing.op is None else f" or call physgrad.unregister_op({name!r}) first"))
             _registry[name] = OpInfo(name, self.modes, self.default_mode, self.doc, False, self)
 
     @property

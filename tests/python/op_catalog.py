@@ -1,6 +1,10 @@
 """Every physgrad op with every gradient mode, as data: small valid inputs, how
 to call it, and which inputs each mode differentiates.
 
+The ops' modes come from their declarations (physgrad.op_info); the inputs,
+options and which inputs each mode differentiates are the tests' own.
+test_op_registry.py checks that every declared op has an entry here.
+
 Shared by test_hostile_inputs.py, test_failure_policy.py and test_threads.py,
 and imported by DataLoader worker processes (so it must stay importable on its
 own: spawn starts a fresh interpreter that imports this module by name).
@@ -65,6 +69,11 @@ class OpSpec:
         return self.call(self.make(1, 99))
 
 
+def _modes(name: str) -> Tuple[str, ...]:
+    """The modes the op declares (its OpDescriptor in torch_ops/, via physgrad.op_info)."""
+    return physgrad.op_info(name).modes
+
+
 def _grid(batch: int, seed: int) -> List[torch.Tensor]:
     return [torch.randn(batch, 5, 6, generator=generator(seed), dtype=F64)]
 
@@ -89,30 +98,33 @@ def _fit_target(batch: int, seed: int) -> List[torch.Tensor]:
     return [physgrad.wave_packet(_packet_params(batch, seed), **PACKET)]
 
 
-POISSON = OpSpec("poisson", ("x",), ("adjoint", "physical", "lbfgs"), _grid, physgrad.poisson,
+POISSON = OpSpec("poisson", ("x",), _modes("poisson"), _grid, physgrad.poisson,
                  mode_options={"lbfgs": dict(lbfgs_iterations=3)},
                  differentiated={"adjoint": (0,), "physical": (0,), "lbfgs": (0,)})
-HEAT = OpSpec("heat", ("x",), ("adjoint", "physical", "lbfgs"), _grid, physgrad.heat,
+HEAT = OpSpec("heat", ("x",), _modes("heat"), _grid, physgrad.heat,
               options=dict(nu_t=2.0), mode_options={"lbfgs": dict(lbfgs_iterations=3)},
               differentiated={"adjoint": (0,), "physical": (0,), "lbfgs": (0,)})
-FLUID = OpSpec("fluid", ("v0", "m0"), ("adjoint", "physical", "lbfgs"), _fluid, physgrad.fluid,
+FLUID = OpSpec("fluid", ("v0", "m0"), _modes("fluid"), _fluid, physgrad.fluid,
                options=dict(steps=2), mode_options={"lbfgs": dict(lbfgs_iterations=2)},
                differentiated={"adjoint": (0, 1), "physical": (0,), "lbfgs": (0,)})
-FLUID_SEQUENCE = OpSpec("fluid_sequence", ("v0", "m0"), (), _fluid, physgrad.fluid_sequence,
-                        options=dict(steps=2))
-SINE = OpSpec("sine", ("x", "a"), ("adjoint", "physical", "newton", "inverse_gradient"), _sine, physgrad.sine,
+FLUID_SEQUENCE = OpSpec("fluid_sequence", ("v0", "m0"), _modes("fluid_sequence"), _fluid,
+                        physgrad.fluid_sequence, options=dict(steps=2))
+CENTRE_OF_MASS = OpSpec("fluid_centre_of_mass", ("marker",), _modes("fluid_centre_of_mass"),
+                        lambda b, s: [uniform((b, 6, 6), 0.0, 1.0, s)], physgrad.ops.fluid_centre_of_mass)
+SINE = OpSpec("sine", ("x", "a"), _modes("sine"), _sine, physgrad.sine,
               differentiated={"adjoint": (0, 1), "physical": (0,), "newton": (0,), "inverse_gradient": (0,)})
-NEAREST_MINIMUM = OpSpec("sine_nearest_minimum", ("a", "x0"), (), lambda b, s: _sine(b, s)[::-1],
-                         physgrad.sine_nearest_minimum)
-WAVE_PACKET = OpSpec("wave_packet", ("params",), ("adjoint", "physical", "newton", "lbfgs"),
+NEAREST_MINIMUM = OpSpec("sine_nearest_minimum", ("a", "x0"), _modes("sine_nearest_minimum"),
+                         lambda b, s: _sine(b, s)[::-1], physgrad.sine_nearest_minimum)
+WAVE_PACKET = OpSpec("wave_packet", ("params",), _modes("wave_packet"),
                      lambda b, s: [_packet_params(b, s)], physgrad.wave_packet, options=dict(PACKET),
                      mode_options={"lbfgs": dict(lbfgs_iterations=3)},
                      differentiated={"adjoint": (0,), "physical": (0,), "newton": (0,), "lbfgs": (0,)})
-WAVE_PACKET_FIT = OpSpec("wave_packet_fit", ("target",), (), _fit_target, physgrad.wave_packet_fit,
+WAVE_PACKET_FIT = OpSpec("wave_packet_fit", ("target",), _modes("wave_packet_fit"), _fit_target,
+                         physgrad.wave_packet_fit,
                          options=dict(PACKET, max_iterations=30, initial=(32.0, 2.0), lower=(0.0, 0.5),
                                       upper=(64.0, 4.0)))
 
-ALL_OPS = (POISSON, HEAT, FLUID, FLUID_SEQUENCE, SINE, NEAREST_MINIMUM, WAVE_PACKET, WAVE_PACKET_FIT)
+ALL_OPS = (POISSON, HEAT, FLUID, FLUID_SEQUENCE, CENTRE_OF_MASS, SINE, NEAREST_MINIMUM, WAVE_PACKET, WAVE_PACKET_FIT)
 DIFFERENTIABLE = tuple(op for op in ALL_OPS if op.modes)
 BY_NAME = {op.name: op for op in ALL_OPS}
 OP_MODES = [(op, mode) for op in DIFFERENTIABLE for mode in op.modes]

@@ -67,8 +67,10 @@ def test_installed_extension_api(built):
     # The public declarations are exported by the installed op library.
     symbols = run(["nm", "-DC", "--defined-only", prefix / "lib" / "libphysgrad_ops.so"]).stdout
     for name in ("register_physics_autograd", "parse_grad_mode", "parse_on_failure", "check_cphys", "as_double",
-                 "check_finite", "record_solve_info", "lbfgs_physical_gradient", "grad_mode_name"):
-        assert re.search(rf"\bT physgrad::{name}\(", symbols), name
+                 "check_finite", "record_solve_info", "lbfgs_physical_gradient", "grad_mode_name", "define_op",
+                 "op_descriptor", "op_label", "parse_mode_options", "check_y_step", "check_lbfgs_iterations",
+                 "parse_spacing"):
+        assert re.search(rf"\bT physgrad::{name}(\[abi:cxx11\])?\(", symbols), name
 
 
 def test_load_library(built, extension):
@@ -140,6 +142,26 @@ def test_physical_is_the_exact_inverse_and_lbfgs_approaches_it(extension):
     torch.testing.assert_close(grads["lbfgs"], grads["physical"], rtol=1e-5, atol=1e-6)
     # float32 in, float32 out
     assert torch.ops.pgexample.diffuse(x.float()).dtype == torch.float32
+
+
+def test_the_declaration_reaches_op_info_and_the_options_check(extension):
+    info = physgrad.op_info("pgexample::diffuse")
+    assert info.modes == ("adjoint", "physical", "lbfgs") and info.default_mode == "physical"
+    assert info.namespace == "pgexample" and not info.builtin and info.op is None
+    assert info.options_prefix == "pgexample_diffuse_"
+    assert "pgexample::diffuse" in physgrad.registered_ops()
+    assert "pgexample_diffuse_" in physgrad.ops.solver_option_prefixes()
+    with pytest.raises(ValueError, match="is an extension op and cannot be removed"):
+        physgrad.unregister_op("pgexample::diffuse")
+    # the shared option checks, with the op's label
+    x = torch.randn(2, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^physgrad\.pgexample\.diffuse: y_step must be finite, got inf"):
+        torch.ops.pgexample.diffuse(x, y_step=float("inf"))
+    with pytest.raises(ValueError, match=r"^physgrad\.pgexample\.diffuse: lbfgs_iterations must be in \[1, 2\^31\)"):
+        torch.ops.pgexample.diffuse(x, lbfgs_iterations=0)
+    # a meta tensor gets physgrad's device message, as the built-ins do
+    with pytest.raises(ValueError, match="physgrad ops run on the CPU"):
+        torch.ops.pgexample.diffuse(x.to("meta"))
 
 
 def test_checks_and_messages(extension):

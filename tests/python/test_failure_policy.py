@@ -110,7 +110,7 @@ def test_fluid_pressure_failure_reports_exactly_the_failing_samples():
     (POISSON, lambda: [torch.zeros(2, 6, 6, dtype=F64)], dict(max_iterations=1, rtol=1e-12),
      "INNER_SOLVE_NOT_CONVERGED"),
     (FLUID, lambda: [torch.ones(2, 2, 6, 6, dtype=F64), torch.rand(2, 6, 6, generator=generator(4), dtype=F64)],
-     dict(steps=2, pressure_atol=1e-12, pressure_max_iterations=1), "PRESSURE_NOT_CONVERGED"),
+     dict(steps=2, pressure_atol=1e-12, pressure_max_iterations=1), "INNER_SOLVE_NOT_CONVERGED"),
 ], ids=["poisson", "fluid"])
 def test_lbfgs_mode_with_failing_inner_solves_raises_or_warns_with_defined_statistics(op, data, options, reason):
     """The forward converges (zero source, uniform flow: nothing to solve), but

@@ -228,7 +228,7 @@ def bad_call(**changes):
     (bad_call(pressure_max_iterations=0), ValueError, "pressure_max_iterations must be in [1, 2^31)"),
     (bad_call(grad_mode="newton"), ValueError, "'adjoint', 'physical', 'lbfgs'"),
     (bad_call(on_failure="ignore"), ValueError, "on_failure"),
-    (bad_call(grad_mode="lbfgs", lbfgs_iterations=0), ValueError, "lbfgs_iterations must be >= 1"),
+    (bad_call(grad_mode="lbfgs", lbfgs_iterations=0), ValueError, "lbfgs_iterations must be in [1, 2^31)"),
     (bad_call(y_step=float("inf")), ValueError, "y_step must be finite"),
     (bad_call(v0=torch.full((2, 2, 6, 6), float("nan"))), RuntimeError, "v0[0] is not finite"),
     (bad_call(m0=torch.full((2, 6, 6), float("inf"))), RuntimeError, "m0[0] is not finite"),

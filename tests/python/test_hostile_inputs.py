@@ -296,6 +296,7 @@ NONFINITE_WORDS = {
     ("fluid", "m0"): ["m0[", "] is not finite"],
     ("fluid_sequence", "v0"): ["v0[", "] is not finite"],
     ("fluid_sequence", "m0"): ["m0[", "] is not finite"],
+    ("fluid_centre_of_mass", "marker"): ["marker[", "is not finite"],
     ("sine", "x"): ["x[", "is not finite"],
     ("sine", "a"): ["a[", "is not finite"],
     ("sine_nearest_minimum", "a"): ["a[", "is not finite"],
@@ -345,8 +346,8 @@ OPTION_CASES = [
     (POISSON, dict(max_iterations=0), "max_iterations must be in [1, 2^31), got 0"),
     (POISSON, dict(max_iterations=-5), "max_iterations must be in [1, 2^31)"),
     (POISSON, dict(max_iterations=2**31), "max_iterations must be in [1, 2^31)"),
-    (POISSON, dict(grad_mode="lbfgs", lbfgs_iterations=0), "lbfgs_iterations must be >= 1, got 0"),
-    (POISSON, dict(lbfgs_iterations=-1), "lbfgs_iterations must be >= 1"),
+    (POISSON, dict(grad_mode="lbfgs", lbfgs_iterations=0), "lbfgs_iterations must be in [1, 2^31), got 0"),
+    (POISSON, dict(lbfgs_iterations=-1), "lbfgs_iterations must be in [1, 2^31), got -1"),
     (POISSON, dict(y_step=NAN), "y_step must be finite, got nan"),
     (POISSON, dict(y_step=math.inf), "y_step must be finite"),
     (HEAT, dict(nu_t=-1.0), "nu_t must be finite and >= 0, got -1"),
@@ -396,7 +397,7 @@ for _fluid in (FLUID, FLUID_SEQUENCE):
         (_fluid, dict(pressure_max_iterations=0), "pressure_max_iterations must be in [1, 2^31), got 0"),
     ]
 OPTION_CASES += [
-    (FLUID, dict(lbfgs_iterations=0), "lbfgs_iterations must be >= 1, got 0"),  # in every mode
+    (FLUID, dict(lbfgs_iterations=0), "lbfgs_iterations must be in [1, 2^31), got 0"),  # in every mode
     (FLUID, dict(y_step=NAN), "y_step must be finite, got nan"),
 ]
 

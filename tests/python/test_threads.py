@@ -196,6 +196,8 @@ def _large_inputs(op: OpSpec) -> List[torch.Tensor]:
     if op.name in ("fluid", "fluid_sequence"):  # ~0.15 us per cell and step
         v0 = 1.0 + 0.5 * torch.randn(24, 2, 16, 16, generator=gen, dtype=F64)
         return [v0, torch.rand(24, 16, 16, generator=gen, dtype=F64)]
+    if op.name == "fluid_centre_of_mass":  # ~10 ns per cell
+        return [torch.rand(256, 64, 64, generator=gen, dtype=F64)]
     if op.name in ("sine", "sine_nearest_minimum"):  # ~30 ns per element
         return [t.repeat(25000 // 3 + 1, 1)[:25000] for t in op.make(3, 7)]
     if op.name in ("wave_packet", "wave_packet_fit"):  # ~1 us per example

@@ -145,17 +145,18 @@ def test_on_failure_warn_is_accepted_by_the_forward():
     assert y.isfinite().all() and physgrad.solve_stats("wave_packet").all_converged
 
 
-def test_module_default_mode_is_newton_and_context_manager_overrides():
+def test_module_default_mode_is_the_declared_one_and_context_manager_overrides():
     layer = physgrad.nn.WavePacket()
+    assert layer.grad_mode == physgrad.op_info("wave_packet").default_mode == "physical"
     target = physgrad.wave_packet(TRUTH)
     start = near(TRUTH, seed=7)
     params = start.clone().requires_grad_()
     physgrad.losses.l2(layer(params), target).backward()
-    torch.testing.assert_close(params.grad, parameter_gradient("newton", start, target))
-    params.grad = None
-    with physgrad.grad_mode("physical"):
-        physgrad.losses.l2(layer(params), target).backward()
     torch.testing.assert_close(params.grad, parameter_gradient("physical", start, target))
+    params.grad = None
+    with physgrad.grad_mode("newton"):
+        physgrad.losses.l2(layer(params), target).backward()
+    torch.testing.assert_close(params.grad, parameter_gradient("newton", start, target))
 
 
 def test_fit_respects_bounds_and_reports_each_example():

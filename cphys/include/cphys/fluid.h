@@ -225,6 +225,14 @@ CPHYS_EXTERN int CPhysFluidPhysicalInverse(CPhysFluid fluid, ptrdiff_t batch, co
                                            const double *m0, const double *target, double *v0_new,
                                            double *dv0);
 
+/* The fluid's least-squares problem for the shared quasi-Newton code
+ * (CPhysQuasiNewtonPhysicalGradient, the op's `lbfgs` mode): x = v0 of one
+ * sample ([2, ny, nx]), y = m_t ([ny, nx]), the marker m0 of the sample
+ * (m0: [batch, ny, nx], borrowed until the problem's last use) held fixed.
+ * The problem's context lives in the object: one problem per object at a time. */
+CPHYS_EXTERN int CPhysFluidGetLeastSquaresProblem(CPhysFluid fluid, ptrdiff_t batch, const double *m0,
+                                                  CPhysLeastSquaresProblem *problem);
+
 /* The `lbfgs` physical gradient (DESIGN section 1) with m0 fixed, per sample s:
  *   dv0[s] = v0[s] - v_n,  v_n = config->max_iterations TAO L-BFGS iterations on
  *   1/2 ||P(v'; m0[s]) - (y[s] - y_step g[s])||^2 from v' = v0[s],

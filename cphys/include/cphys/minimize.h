@@ -41,12 +41,19 @@ CPHYS_EXTERN int CPhysLeastSquaresMinimize(const CPhysLeastSquaresConfig *config
                                            const double *target, double *x, CPhysSolveInfo *info);
 
 /* A least-squares problem for the batched physical gradient below: one
- * sample's forward and adjoint, x in R^n, y in R^m. */
+ * sample's forward and adjoint, x in R^n, y in R^m.  Every op's `lbfgs` mode
+ * describes its problem this way and runs through that one function.
+ * Zero-initialize it before setting members (C: `= {0}`), so that members a
+ * caller does not know of (select_sample) are NULL. */
 typedef struct {
   ptrdiff_t n, m;
   CPhysForwardFn forward;
   CPhysAdjointFn adjoint;
   void *context;
+  /* NULL, or called with the sample's index before each sample is minimized:
+   * for a P that depends on per-sample data besides x (the fluid's marker m0).
+   * Returns 0 or a cphys error code (which ends the call). */
+  int (*select_sample)(void *context, ptrdiff_t sample);
 } CPhysLeastSquaresProblem;
 
 /* The `lbfgs` physical gradient of DESIGN section 1, per sample s:
