@@ -6,6 +6,7 @@
 #include <torch/library.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <sstream>
@@ -150,6 +151,28 @@ at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem, cons
                                    double y_step, int64_t iterations, OnFailure on_failure) {
   return run_lbfgs(problem, op_label(op).c_str(), std::string(op.options_prefix) + "lbfgs_", x, y, g, y_step,
                    iterations, on_failure);
+}
+
+at::Tensor physical_gradient(const CPhysInverseProblem &problem, const OpDescriptor &op, const at::Tensor &x,
+                             const at::Tensor &y, const at::Tensor &g, double y_step, OnFailure on_failure) {
+  const std::string label = op_label(op);
+  const int64_t batch = x.size(0);
+  TORCH_CHECK(
+      x.numel() == batch * problem.n && y.numel() == batch * problem.m && g.numel() == y.numel() &&
+          x.is_contiguous() && y.is_contiguous() && g.is_contiguous() && x.scalar_type() == at::kDouble &&
+          y.scalar_type() == at::kDouble && g.scalar_type() == at::kDouble,
+      "physgrad.", label, ": physical_gradient needs contiguous float64 x [", batch, ", ", problem.n,
+      "], y and grad_y [", batch, ", ", problem.m, "], got ", x.sizes(), ", ", y.sizes(), ", ", g.sizes());
+  at::Tensor dx = at::empty({batch, problem.n}, x.options());
+  std::vector<CPhysSolveInfo> info(batch);
+  const int code =
+      problem.physical_gradient(problem.context, batch, x.data_ptr<double>(), y.data_ptr<double>(),
+                                g.data_ptr<double>(), y_step, dx.data_ptr<double>(), info.data());
+  if (code == CPHYS_SUCCESS || code == CPHYS_ERROR_NOT_CONVERGED) record_solve_info(label, "physical", info);
+  // A non-finite incoming gradient is named as every mode names it (grad_y[b][...] = value).
+  if (code == CPHYS_ERROR_NONFINITE) check_finite(g, label.c_str(), "grad_y");
+  check_cphys(code, label.c_str(), on_failure);
+  return dx;
 }
 
 void check_y_step(double y_step, const char *op) {
@@ -484,7 +507,8 @@ void define_op(torch::Library &m, const OpDescriptor &op) {
                                entry.second[2].c_str(),
                                op.backward_schema ? entry.second[3].c_str() : nullptr,
                                op.modes,
-                               entry.second[4].c_str()};
+                               entry.second[4].c_str(),
+                               op.own_solver_options};
   }
   m.def(op.schema);
   const bool differentiable = op.backward_schema != nullptr;
@@ -506,15 +530,14 @@ const OpDescriptor &op_descriptor(const std::string &qualified_name) {
 namespace {
 // Every declared op (built-in, and extensions loaded so far), sorted by
 // qualified name: names, schemas, backward schemas ("" none), modes (comma
-// separated, in declaration order), options prefixes.
-std::tuple<std::vector<std::string>, std::vector<std::string>, std::vector<std::string>,
-           std::vector<std::string>, std::vector<std::string>>
-op_catalog() {
+// separated, in declaration order), options prefixes, and the prefixes its
+// solvers read (comma separated: the prefix itself and/or "<prefix>lbfgs_").
+using CatalogRows = std::tuple<std::vector<std::string>, std::vector<std::string>, std::vector<std::string>,
+                               std::vector<std::string>, std::vector<std::string>, std::vector<std::string>>;
+CatalogRows op_catalog() {
   Catalog &c = catalog();
   std::lock_guard<std::mutex> guard(c.mutex);
-  std::tuple<std::vector<std::string>, std::vector<std::string>, std::vector<std::string>,
-             std::vector<std::string>, std::vector<std::string>>
-      rows;
+  CatalogRows rows;
   for (const auto &entry : c.ops) {
     const OpDescriptor &op = entry.second.first;
     std::string modes;
@@ -524,6 +547,12 @@ op_catalog() {
     std::get<2>(rows).push_back(op.backward_schema ? op.backward_schema : "");
     std::get<3>(rows).push_back(modes);
     std::get<4>(rows).push_back(op.options_prefix);
+    std::string read;
+    const std::string prefix(op.options_prefix);
+    const bool lbfgs = std::find(op.modes.begin(), op.modes.end(), GradMode::Lbfgs) != op.modes.end();
+    if (!prefix.empty() && op.own_solver_options) read = prefix;
+    if (!prefix.empty() && lbfgs) read += (read.empty() ? "" : ",") + prefix + "lbfgs_";
+    std::get<5>(rows).push_back(read);
   }
   return rows;
 }
@@ -538,6 +567,6 @@ std::vector<std::string> grad_modes() {
 }  // namespace physgrad
 
 TORCH_LIBRARY_FRAGMENT(physgrad, m) {
-  m.def("op_catalog() -> (str[], str[], str[], str[], str[])", &physgrad::op_catalog);
+  m.def("op_catalog() -> (str[], str[], str[], str[], str[], str[])", &physgrad::op_catalog);
   m.def("grad_modes() -> str[]", &physgrad::grad_modes);
 }

@@ -198,33 +198,13 @@ std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, cons
       FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy, o.viscosity}, op);
 }
 
-// Per sample, over the pressure solves of `passes` in the last call: the total
-// CG iterations, the largest final residual, whether all converged, and the
-// first failure's reason (else the last solve's).
+// One CPhysSolveInfo per sample for the passes of the last call (CPhysFluidSummarizeSolves).
 std::vector<CPhysSolveInfo> pass_info(CPhysFluid fluid, std::initializer_list<CPhysFluidPass> passes,
                                       int64_t batch) {
   std::vector<CPhysSolveInfo> summary(batch);
-  for (int64_t s = 0; s < batch; s++) {
-    CPhysSolveInfo &total = summary[s];
-    std::memset(&total, 0, sizeof total);
-    total.converged = 1;
-    for (CPhysFluidPass pass : passes) {
-      ptrdiff_t recorded = 0;
-      int solves = 0;
-      if (CPhysFluidGetSolveCount(fluid, pass, &recorded, &solves) || recorded != batch) continue;
-      for (int solve = 0; solve < solves; solve++) {
-        CPhysSolveInfo info;
-        if (CPhysFluidGetSolveInfo(fluid, pass, s, solve, &info)) continue;
-        total.iterations += info.iterations;
-        total.residual_norm = std::max(total.residual_norm, info.residual_norm);
-        if (total.converged) {
-          total.converged = info.converged;
-          total.reason = info.reason;
-          std::memcpy(total.reason_text, info.reason_text, sizeof total.reason_text);
-        }
-      }
-    }
-  }
+  check_cphys(CPhysFluidSummarizeSolves(fluid, passes.begin(), static_cast<int>(passes.size()), batch,
+                                        summary.data()),
+              kOp);
   return summary;
 }
 
@@ -310,10 +290,13 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
       break;
     case GradMode::Physical: {
       const at::Tensor y_double = as_double(y, kBackward, "y", {3, 4}).reshape({in.batch, in.ny, in.nx});
-      const at::Tensor target = (y_double - y_step * g).contiguous();
-      code = CPhysFluidPhysicalInverse(fluid, in.batch, in.v0.data_ptr<double>(), in.m0.data_ptr<double>(),
-                                       target.data_ptr<double>(), nullptr, dv0.data_ptr<double>());
-      record(code, fluid, "physical", {CPHYS_FLUID_PASS_FORWARD, CPHYS_FLUID_PASS_REVERSE}, in.batch);
+      CPhysInverseProblem problem;
+      check_cphys(CPhysFluidGetInverseProblem(fluid, in.batch, in.m0.data_ptr<double>(), &problem), kOp);
+      const int64_t cells = in.ny * in.nx;
+      dv0 = physical_gradient(problem, kFluid, in.v0.reshape({in.batch, 2 * cells}),
+                              y_double.reshape({in.batch, cells}), g.reshape({in.batch, cells}), y_step,
+                              failure)
+                .view(in.v0.sizes());
       break;
     }
     default: {

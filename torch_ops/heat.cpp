@@ -27,7 +27,8 @@ const OpDescriptor kHeat{
     "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
     "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\") -> Tensor",
     {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
-    "physgrad_heat_"};
+    "physgrad_heat_",
+    /*own_solver_options=*/false};
 constexpr const char *kOp = "heat";
 
 struct HeatKey {
@@ -135,13 +136,13 @@ at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Ten
       check_call(CPhysHeatAdjoint(heat.get(), batch, g_grid.data_ptr<double>(), dx.data_ptr<double>()),
                  "grad_y");
       break;
-    case GradMode::Physical:
-      // The y-space step; P is linear, so the physical gradient needs neither x nor y.
-      // A new tensor: g_grid may be the caller's own.  cphys transforms it in place.
-      dx = g_grid.mul(o.y_step);
-      check_call(CPhysHeatPhysicalGradient(heat.get(), batch, dx.data_ptr<double>(), dx.data_ptr<double>()),
-                 "grad_y");
+    case GradMode::Physical: {
+      CPhysInverseProblem problem;
+      check_call(CPhysHeatGetInverseProblem(heat.get(), &problem), "x");
+      dx = physical_gradient(problem, kHeat, grid_input(x, kOp, "x", "cell").data,
+                             grid_input(y, kOp, "y", "cell").data, g_grid, o.y_step, o.on_failure);
       break;
+    }
     default: {
       CPhysLeastSquaresProblem problem;
       check_call(CPhysHeatGetLeastSquaresProblem(heat.get(), &problem), "x");

@@ -224,19 +224,18 @@ at::Tensor poisson_backward(const at::Tensor &g, const at::Tensor &x, const at::
       dx = solve(g_grid, gd, o, solver, true);
       break;
     case GradMode::Physical: {
-      dx = at::empty_like(gd);
-      int code;
+      CPhysInverseProblem problem;
+      std::shared_ptr<CPhysPoisson_private> petsc;
+      std::shared_ptr<CPhysPoissonSpectral_private> spectral;
       if (solver == Solver::Petsc) {
-        code = CPhysPoissonPhysicalGradient(petsc_solver(g_grid, o).get(), gd.size(0), o.y_step,
-                                            gd.data_ptr<double>(), dx.data_ptr<double>());
+        petsc = petsc_solver(g_grid, o);
+        check_cphys(CPhysPoissonGetInverseProblem(petsc.get(), &problem), kOp);
       } else {
-        code = CPhysPoissonSpectralPhysicalGradient(spectral_solver(g_grid, o).get(), gd.size(0), o.y_step,
-                                                    gd.data_ptr<double>(), dx.data_ptr<double>());
+        spectral = spectral_solver(g_grid, o);
+        check_cphys(CPhysPoissonSpectralGetInverseProblem(spectral.get(), &problem), kOp);
       }
-      // cphys checks g in the stencil's pass; a non-finite g is then named as
-      // every other mode names it (grad_y[b][j][i] = value).
-      if (code == CPHYS_ERROR_NONFINITE) check_finite(gd, kOp, "grad_y");
-      check_cphys(code, kOp);
+      dx = physical_gradient(problem, kPoisson, grid_input(x, kOp, "x", "node").data,
+                             grid_input(y, kOp, "y", "node").data, gd, o.y_step, o.on_failure);
       break;
     }
     default: {

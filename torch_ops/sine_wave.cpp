@@ -4,6 +4,7 @@
 // Both ops share one translation unit to save compile time (docs/decisions.md).
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <utility>
@@ -116,12 +117,18 @@ std::vector<at::Tensor> sine_backward(const at::Tensor &g, const at::Tensor &x, 
     check_cphys(CPhysSineCoefficientAdjoint(n, ptr(ad), ptr(xd), ptr(gd), mutable_ptr(da)), kSine);
     return {dx.to(x.scalar_type()), da.to(a.scalar_type())};
   }
-  // The y-space target of every inverse mode (DESIGN section 1).
-  const at::Tensor target = same_shape_input(y, "y", x, "x", op) - o.y_step * gd;
+  const at::Tensor yd = same_shape_input(y, "y", x, "x", op);
+  if (o.mode == GradMode::Physical) {
+    const int64_t batch = xd.size(0), per_sample = batch > 0 ? n / batch : 1;
+    const CPhysSineData data{ptr(ad), static_cast<ptrdiff_t>(std::max<int64_t>(per_sample, 1))};
+    CPhysInverseProblem problem;
+    check_cphys(CPhysSineGetInverseProblem(&data, &problem), kSine);
+    dx = physical_gradient(problem, kSineOp, xd, yd, gd, o.y_step, OnFailure::Raise);
+    return {dx.to(x.scalar_type()).view(x.sizes()), at::Tensor()};
+  }
+  // The y-space target of the other inverse modes (DESIGN section 1).
+  const at::Tensor target = yd - o.y_step * gd;
   switch (o.mode) {
-    case GradMode::Physical:
-      check_cphys(CPhysSinePhysicalGradient(n, ptr(ad), ptr(xd), ptr(target), mutable_ptr(dx)), kSine);
-      break;
     case GradMode::Newton:
       check_cphys(CPhysSineNewton(n, ptr(ad), ptr(xd), ptr(target), o.step_clip, mutable_ptr(dx)), kSine);
       break;
@@ -154,7 +161,8 @@ const OpDescriptor kWavePacket{
     "wave_packet_backward(Tensor grad_y, Tensor params, Tensor y, str grad_mode, float y_step, int samples, "
     "float frequency, float sigma, int lbfgs_iterations, str on_failure) -> Tensor",
     {GradMode::Adjoint, GradMode::Physical, GradMode::Newton, GradMode::Lbfgs},
-    "physgrad_wave_packet_"};
+    "physgrad_wave_packet_",
+    /*own_solver_options=*/false};
 const OpDescriptor kWavePacketFit{
     "physgrad",
     "wave_packet_fit",
@@ -240,6 +248,12 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
     return dp.to(params.scalar_type());
   }
   const at::Tensor yd = series_input(y, "y", batch, samples, op);
+  if (o.mode == GradMode::Physical) {
+    CPhysInverseProblem problem;
+    check_cphys(CPhysWavePacketGetInverseProblem(packet.get(), &problem), kPacket);
+    return physical_gradient(problem, kWavePacket, p, yd, gd, o.y_step, o.on_failure)
+        .to(params.scalar_type());
+  }
   if (o.mode == GradMode::Lbfgs) {
     CPhysLeastSquaresProblem problem;
     check_cphys(CPhysWavePacketGetLeastSquaresProblem(packet.get(), &problem), kPacket);
@@ -249,14 +263,11 @@ at::Tensor wave_packet_backward(const at::Tensor &g, const at::Tensor &params, c
   }
   const at::Tensor target = yd - o.y_step * gd;
   std::vector<CPhysSolveInfo> info(batch);
-  // Neither a step that cannot lower the objective (its dparams is 0) nor a
-  // solve that spends its 20 steps is an error: the statistics report both.
-  const int code = o.mode == GradMode::Newton
-                       ? CPhysWavePacketGaussNewton(packet.get(), nullptr, batch, ptr(p), ptr(target),
-                                                    mutable_ptr(dp), info.data())
-                       : CPhysWavePacketGaussNewtonSolve(packet.get(), nullptr, batch, ptr(p), ptr(target),
-                                                         mutable_ptr(dp), info.data());
-  record_solve_info(kPacket, grad_mode_name(o.mode), info);
+  // A step that cannot lower the objective (its dparams is 0) is no error: the
+  // statistics report it (as they report a physical solve that spends its steps).
+  const int code = CPhysWavePacketGaussNewton(packet.get(), nullptr, batch, ptr(p), ptr(target),
+                                              mutable_ptr(dp), info.data());
+  record_solve_info(kPacket, "newton", info);
   check_cphys(code, kPacket);
   return dp.to(params.scalar_type());
 }

@@ -2,6 +2,8 @@
  * CPhysCheck / CPhysCall: one pi, and the argument check of a validation
  * helper shared by several entry points. */
 #pragma once
+#include <stddef.h>
+
 #include "cphys/error.h"
 
 /* The double nearest to pi (2 * CPHYS_PI is then the double nearest to 2 pi). */
@@ -14,3 +16,8 @@
   do {                                                                \
     if (!(cond)) return CPhysSetError((code), (caller), __VA_ARGS__); \
   } while (0)
+
+/* The y-space target of the inverse modes, t = y - y_step g (`count` entries),
+ * in a new array the caller frees (physical_gradient.c); errors name `caller`. */
+int cphys_target(const char *caller, ptrdiff_t count, const double *y, const double *g, double y_step,
+                 double **target);

@@ -2,7 +2,7 @@
  * lock where PETSc may run, brackets the deferred pressure failures and hands
  * the work to the numerics below (fluid_internal.h lists the sources).  Not
  * here: CPhysFluidDefaultConfig (fluid_object.c, beside the configuration's
- * checks) and CPhysFluidLbfgsPhysicalGradient (fluid_lbfgs.c). */
+ * checks) and CPhysFluidLbfgsPhysicalGradient (fluid_modes.c). */
 #include <string.h>
 
 #include "fluid_internal.h"

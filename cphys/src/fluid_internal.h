@@ -13,7 +13,8 @@
  *   fluid_adjoint.c   the discrete adjoint of the forward map, from the tape
  *   fluid_inverse.c   the physical inverse: forward and reverse runs, the fit
  *   fluid.c           the public entry points: checks, the library lock, dispatch
- *   fluid_lbfgs.c     the `lbfgs` physical gradient, on the public API only */
+ *   fluid_modes.c     the inverse modes (physical, lbfgs) in the shared contracts, on the
+ *                     public API only */
 #pragma once
 #include <fftw3.h>
 #include <math.h>
@@ -66,7 +67,7 @@ enum {
   FLUID_WORK_SLOTS = 18
 };
 
-/* The `lbfgs` mode's least-squares problem (fluid_lbfgs.c): the sample being
+/* The inverse modes' problems (fluid_modes.c): the markers bound, the sample being
  * minimized and its marker. */
 typedef struct {
   CPhysFluid fluid;

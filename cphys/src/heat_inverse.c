@@ -181,3 +181,25 @@ int CPhysHeatPhysicalGradient(CPhysHeat heat, ptrdiff_t batch, const double *dy,
   return CPhysHeatApplySpectral(heat, batch, dy, dx, apply_stable_inverse, apply_stable_inverse_real, NULL,
                                 __func__);
 }
+
+/* ---- the physical-gradient contract (cphys/physical_gradient.h) ---- */
+
+/* P is linear: the physical gradient is the stable inverse of the step y_step g alone. */
+static int heat_physical_gradient(void *context, ptrdiff_t batch, const double *x, const double *y,
+                                  const double *g, double y_step, double *dx, CPhysSolveInfo *info) {
+  CPhysHeat heat = context;
+  (void)x, (void)y;
+  CPhysCheck(batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
+  CPhysCheck(batch == 0 || (g != NULL && dx != NULL), CPHYS_ERROR_ARGUMENT, "g and dx must not be NULL");
+  CPhysCheck(isfinite(y_step), CPHYS_ERROR_ARGUMENT, "y_step must be finite, got %g", y_step);
+  for (ptrdiff_t k = 0; k < batch * heat->cells; k++) dx[k] = y_step * g[k];
+  CPhysCall(CPhysHeatPhysicalGradient(heat, batch, dx, dx));
+  CPhysSetDirectInfo(info, batch, "DIRECT");
+  return 0;
+}
+
+int CPhysHeatGetInverseProblem(CPhysHeat heat, CPhysInverseProblem *problem) {
+  CPhysCheck(heat != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "heat and problem must not be NULL");
+  *problem = (CPhysInverseProblem){heat->cells, heat->cells, heat_physical_gradient, heat};
+  return 0;
+}

@@ -364,3 +364,21 @@ int CPhysPoissonGetLeastSquaresProblem(CPhysPoisson poisson, CPhysLeastSquaresPr
   problem->context = poisson;
   return 0;
 }
+
+/* ---- the physical-gradient contract (cphys/physical_gradient.h) ---- */
+
+/* P^-1 is the stencil: dx = laplace(y_step g), direct; x and y are not needed. */
+static int poisson_physical_gradient(void *context, ptrdiff_t batch, const double *x, const double *y,
+                                     const double *g, double y_step, double *dx, CPhysSolveInfo *info) {
+  (void)x, (void)y;
+  CPhysCall(CPhysPoissonPhysicalGradient(context, batch, y_step, g, dx));
+  CPhysSetDirectInfo(info, batch, "DIRECT");
+  return 0;
+}
+
+int CPhysPoissonGetInverseProblem(CPhysPoisson poisson, CPhysInverseProblem *problem) {
+  CPhysCheck(poisson != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT,
+             "poisson and problem must not be NULL");
+  *problem = (CPhysInverseProblem){poisson->size, poisson->size, poisson_physical_gradient, poisson};
+  return 0;
+}

@@ -157,3 +157,21 @@ int CPhysPoissonSpectralPhysicalGradient(CPhysPoissonSpectral poisson, ptrdiff_t
              "the physical gradient overflows at dx[%td] (y_step %g times the stencil of g)", bad_dx, y_step);
   return 0;
 }
+
+/* ---- the physical-gradient contract (cphys/physical_gradient.h) ---- */
+
+/* P^-1 is the stencil: dx = laplace(y_step g), direct; x and y are not needed. */
+static int spectral_physical_gradient(void *context, ptrdiff_t batch, const double *x, const double *y,
+                                      const double *g, double y_step, double *dx, CPhysSolveInfo *info) {
+  (void)x, (void)y;
+  CPhysCall(CPhysPoissonSpectralPhysicalGradient(context, batch, y_step, g, dx));
+  CPhysSetDirectInfo(info, batch, "DIRECT");
+  return 0;
+}
+
+int CPhysPoissonSpectralGetInverseProblem(CPhysPoissonSpectral poisson, CPhysInverseProblem *problem) {
+  CPhysCheck(poisson != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT,
+             "poisson and problem must not be NULL");
+  *problem = (CPhysInverseProblem){poisson->size, poisson->size, spectral_physical_gradient, poisson};
+  return 0;
+}

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cphys_internal.h"
 #include "threads.h"
@@ -215,5 +216,27 @@ int CPhysSineInverseGradient(ptrdiff_t n, const double *a, const double *x, cons
     const double slope = fabs(phase / x_eff * cos(phase));
     dx[i] = sign_of(height) * derivative_sign(a[i], phase) * clipped_ratio(fabs(height), slope, clip);
   }
+  return 0;
+}
+
+/* ---- the physical-gradient contract (cphys/physical_gradient.h) ---- */
+
+static int sine_physical_gradient(void *context, ptrdiff_t batch, const double *x, const double *y,
+                                  const double *g, double y_step, double *dx, CPhysSolveInfo *info) {
+  const CPhysSineData *data = context;
+  CPhysCheck(batch >= 0, CPHYS_ERROR_ARGUMENT, "batch must be >= 0, got %td", batch);
+  CPhysCheck(isfinite(y_step), CPHYS_ERROR_ARGUMENT, "y_step must be finite, got %g", y_step);
+  double *target;
+  CPhysCall(cphys_target(__func__, batch * data->n, y, g, y_step, &target));
+  const int ierr = CPhysSinePhysicalGradient(batch * data->n, data->a, x, target, dx);
+  free(target);
+  if (!ierr) CPhysSetDirectInfo(info, batch, "DIRECT");
+  return ierr;
+}
+
+int CPhysSineGetInverseProblem(const CPhysSineData *data, CPhysInverseProblem *problem) {
+  CPhysCheck(data != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "data and problem must not be NULL");
+  CPhysCheck(data->n >= 1, CPHYS_ERROR_ARGUMENT, "data->n must be >= 1, got %td", data->n);
+  *problem = (CPhysInverseProblem){data->n, data->n, sine_physical_gradient, (void *)data};
   return 0;
 }

@@ -298,3 +298,23 @@ int CPhysWavePacketGaussNewtonSolve(CPhysWavePacket packet,
   }
   return 0;
 }
+
+/* ---- the physical-gradient contract (cphys/physical_gradient.h) ---- */
+
+/* The op's inverse solver: Gauss-Newton iterated (default settings) towards y - y_step g. */
+static int packet_physical_gradient(void *context, ptrdiff_t batch, const double *x, const double *y,
+                                    const double *g, double y_step, double *dx, CPhysSolveInfo *info) {
+  CPhysWavePacket packet = context;
+  CPhysCheck(isfinite(y_step), CPHYS_ERROR_ARGUMENT, "y_step must be finite, got %g", y_step);
+  double *target;
+  CPhysCall(cphys_target(__func__, batch * packet->config.n_samples, y, g, y_step, &target));
+  const int ierr = CPhysWavePacketGaussNewtonSolve(packet, NULL, batch, x, target, dx, info);
+  free(target);
+  return ierr;
+}
+
+int CPhysWavePacketGetInverseProblem(CPhysWavePacket packet, CPhysInverseProblem *problem) {
+  CPhysCheck(packet != NULL && problem != NULL, CPHYS_ERROR_ARGUMENT, "packet and problem must not be NULL");
+  *problem = (CPhysInverseProblem){2, packet->config.n_samples, packet_physical_gradient, packet};
+  return 0;
+}

@@ -28,7 +28,8 @@ const physgrad::OpDescriptor kDiffuse{
     "diffuse_backward(Tensor grad_y, Tensor x, Tensor y, float nu, int steps, str grad_mode, float y_step, "
     "int lbfgs_iterations, str on_failure) -> Tensor",
     {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
-    "pgexample_diffuse_"};
+    "pgexample_diffuse_",
+    /*own_solver_options=*/false};
 // The op's name in messages ("physgrad.pgexample.diffuse: ...") and in physgrad.solve_stats.
 const std::string kLabel = physgrad::op_label(kDiffuse);
 const char *const kOp = kLabel.c_str();

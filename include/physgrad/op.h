@@ -31,6 +31,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 #include "physgrad/version.h"
 
 // Exported from libphysgrad_ops.so whatever visibility the library is built with.
@@ -109,6 +110,9 @@ struct OpDescriptor {
   // PETSc options prefix of the op's solvers ("physgrad_<op>_" by convention; the
   // lbfgs mode reads "<prefix>lbfgs_"); "" when the op reads no options
   const char *options_prefix;
+  // whether solvers other than the lbfgs mode's (a forward or inverse solver)
+  // read options under options_prefix itself (false: only "<prefix>lbfgs_" is read)
+  bool own_solver_options = true;
 };
 
 // Declares `op` in the library `m` (call it in TORCH_LIBRARY / TORCH_LIBRARY_FRAGMENT
@@ -143,8 +147,19 @@ PHYSGRAD_API ModeOptions parse_mode_options(const OpDescriptor &op, c10::string_
                                             int64_t lbfgs_iterations = 32,
                                             c10::string_view on_failure = "raise");
 
-// The same for a declared op: statistics under op.name, TAO options prefix
-// "<op.options_prefix>lbfgs_".
+// The `physical` mode over an op's inverse problem (cphys/physical_gradient.h,
+// the one C contract of every op's physical gradient): per sample
+// dx = x - P^-1(y - y_step g | x).  x: [B, n], y and g: [B, m] (any trailing
+// shape of n and m elements), contiguous float64.  Records the statistics
+// (phase "physical") under op_label(op), names a non-finite g
+// ("grad_y[1][2] = nan is not finite"), and follows on_failure for a sample
+// whose inverse solver did not converge.  Returns dx as [B, n].
+PHYSGRAD_API at::Tensor physical_gradient(const CPhysInverseProblem &problem, const OpDescriptor &op,
+                                          const at::Tensor &x, const at::Tensor &y, const at::Tensor &g,
+                                          double y_step, OnFailure on_failure);
+
+// The `lbfgs` mode for a declared op: statistics under op_label(op), TAO options
+// prefix "<op.options_prefix>lbfgs_".
 PHYSGRAD_API at::Tensor lbfgs_physical_gradient(const CPhysLeastSquaresProblem &problem,
                                                 const OpDescriptor &op, const at::Tensor &x,
                                                 const at::Tensor &y, const at::Tensor &g, double y_step,

@@ -389,8 +389,8 @@ def solver_option_prefixes() -> Tuple[str, ...]:
     ``OpDescriptor``: ``physgrad_<op>_``, its ``lbfgs`` mode under
     ``physgrad_<op>_lbfgs_``), the ops of loaded extensions included. An option
     under none of them configures no solver."""
-    prefixes = torch.ops.physgrad.op_catalog()[4]
-    return tuple(sorted({prefix for prefix in prefixes if prefix}))
+    read = torch.ops.physgrad.op_catalog()[5]
+    return tuple(sorted({prefix for prefixes in read for prefix in prefixes.split(",") if prefix}))
 
 
 #: the built-in ops' options prefixes (:func:`solver_option_prefixes` at import)

@@ -69,7 +69,9 @@ class OpInfo:
     none (None: not differentiable), the first paragraph of its ``doc``, whether it
     is ``builtin``, for a user op the :class:`Op` itself, and for an op of the op
     library or of a C/C++ extension its ``namespace`` (``"physgrad"`` for the
-    built-ins) and ``options_prefix`` (PETSc options of its solvers; "" none)."""
+    built-ins), ``options_prefix`` (``"physgrad_<op>_"``; "" none) and the
+    ``options_prefixes`` its PETSc solvers read (the prefix and/or
+    ``"<prefix>lbfgs_"``)."""
     name: str
     modes: Tuple[str, ...]
     default_mode: Optional[str]
@@ -78,6 +80,7 @@ class OpInfo:
     op: Optional["Op"] = None
     namespace: Optional[str] = None
     options_prefix: str = ""
+    options_prefixes: Tuple[str, ...] = ()
 
 
 def _first_paragraph(text: Optional[str]) -> str:
@@ -101,13 +104,13 @@ def _declared_ops() -> Dict[str, OpInfo]:
     by name, the ops of extensions loaded with :func:`physgrad.load_library` as
     ``"namespace::name"``. Modes, default mode and options prefix come from the
     declaration; a built-in's doc from its Python function."""
-    names, schemas, _, offered, prefixes = torch.ops.physgrad.op_catalog()
+    names, schemas, _, offered, prefixes, read = torch.ops.physgrad.op_catalog()
     key = tuple(names)
     cached = _declared_cache.get(key)
     if cached is not None:
         return cached
     found: Dict[str, OpInfo] = {}
-    for qualified, schema, modes_text, prefix in zip(names, schemas, offered, prefixes):
+    for qualified, schema, modes_text, prefix, read_text in zip(names, schemas, offered, prefixes, read):
         namespace, name = qualified.split("::", 1)
         builtin = namespace == "physgrad"
         modes = tuple(modes_text.split(",")) if modes_text else ()
@@ -115,7 +118,8 @@ def _declared_ops() -> Dict[str, OpInfo]:
         function = getattr(ops, name, None) if builtin else None
         doc = _first_paragraph(function.__doc__) if function is not None else schema
         found[name if builtin else qualified] = OpInfo(name if builtin else qualified, modes, default, doc,
-                                                       builtin, None, namespace, prefix)
+                                                       builtin, None, namespace, prefix,
+                                                       tuple(p for p in read_text.split(",") if p))
     _declared_cache.clear()
     _declared_cache[key] = found
     return found

@@ -149,8 +149,9 @@ def test_the_declaration_reaches_op_info_and_the_options_check(extension):
     assert info.modes == ("adjoint", "physical", "lbfgs") and info.default_mode == "physical"
     assert info.namespace == "pgexample" and not info.builtin and info.op is None
     assert info.options_prefix == "pgexample_diffuse_"
+    assert info.options_prefixes == ("pgexample_diffuse_lbfgs_",)
     assert "pgexample::diffuse" in physgrad.registered_ops()
-    assert "pgexample_diffuse_" in physgrad.ops.solver_option_prefixes()
+    assert "pgexample_diffuse_lbfgs_" in physgrad.ops.solver_option_prefixes()
     with pytest.raises(ValueError, match="is an extension op and cannot be removed"):
         physgrad.unregister_op("pgexample::diffuse")
     # the shared option checks, with the op's label

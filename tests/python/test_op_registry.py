@@ -14,7 +14,7 @@ from physgrad import ops
 
 import op_catalog
 
-NAMES, SCHEMAS, BACKWARD_SCHEMAS, MODES, PREFIXES = torch.ops.physgrad.op_catalog()
+NAMES, SCHEMAS, BACKWARD_SCHEMAS, MODES, PREFIXES, READ = torch.ops.physgrad.op_catalog()
 BUILTIN = [name.split("::", 1)[1] for name in NAMES if name.startswith("physgrad::")]
 DIFFERENTIABLE = [name for name in BUILTIN if physgrad.op_info(name).modes]
 MODULES = {"poisson": physgrad.nn.Poisson, "heat": physgrad.nn.Heat, "sine": physgrad.nn.Sine,
@@ -93,6 +93,9 @@ def test_op_info_reports_the_declaration(name):
     assert info.builtin and info.namespace == "physgrad"
     assert info.modes == (tuple(MODES[index].split(",")) if MODES[index] else ())
     assert info.options_prefix == PREFIXES[index]
+    assert info.options_prefixes == tuple(p for p in READ[index].split(",") if p)
+    if "lbfgs" in info.modes:
+        assert info.options_prefix + "lbfgs_" in info.options_prefixes
     assert info.default_mode == (schema_defaults(name).get("grad_mode") if info.modes else None)
     assert info.doc  # the first paragraph of the Python function's docstring
     with pytest.raises(ValueError, match="built-in op"):
@@ -121,8 +124,11 @@ def test_mode_names_are_the_librarys():
 
 def test_options_prefixes_come_from_the_declarations():
     # loaded extensions (test_custom_op) add theirs
-    assert ops.solver_option_prefixes() == tuple(sorted({p for p in torch.ops.physgrad.op_catalog()[4] if p}))
-    assert set(p for p in PREFIXES if p) <= set(ops.SOLVER_OPTION_PREFIXES)
+    read = {p for text in torch.ops.physgrad.op_catalog()[5] for p in text.split(",") if p}
+    assert ops.solver_option_prefixes() == tuple(sorted(read))
+    assert ops.SOLVER_OPTION_PREFIXES == ("physgrad_fluid_", "physgrad_fluid_lbfgs_", "physgrad_heat_lbfgs_",
+                                          "physgrad_poisson_", "physgrad_poisson_lbfgs_", "physgrad_wave_packet_fit_",
+                                          "physgrad_wave_packet_lbfgs_")
     assert all(p == f"physgrad_{n.split('::')[1]}_" for n, p in zip(NAMES, PREFIXES) if p and "sequence" not in n)
     physgrad.clear_solver_options()
     try:
@@ -130,11 +136,12 @@ def test_options_prefixes_come_from_the_declarations():
             warnings.simplefilter("error")
             # every lbfgs mode reads <prefix>lbfgs_: a declared prefix, no warning
             for name in DIFFERENTIABLE:
-                prefix = physgrad.op_info(name).options_prefix
-                if "lbfgs" in physgrad.op_info(name).modes:
-                    physgrad.set_solver_options(f"-{prefix}lbfgs_tao_lmvm_recycle")
+                for prefix in physgrad.op_info(name).options_prefixes:
+                    physgrad.set_solver_options(f"-{prefix}tao_lmvm_recycle")
         with pytest.warns(UserWarning, match="configure no physgrad solver"):
             physgrad.set_solver_options("-physgrad_sine_ksp_type cg")  # the sine solves nothing with PETSc
+        with pytest.warns(UserWarning, match="configure no physgrad solver"):
+            physgrad.set_solver_options("-physgrad_heat_tao_type lmvm")  # only the heat's lbfgs reads options
     finally:
         physgrad.clear_solver_options()
 

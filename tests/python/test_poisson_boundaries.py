@@ -269,7 +269,7 @@ def test_module_settings_script_and_state_dict():
 @pytest.mark.parametrize("bad, error, words", [
     (dict(boundary="robin"), ValueError, "boundary must be 'dirichlet', 'neumann' or 'periodic'"),
     (dict(boundary="neumann,periodic,dirichlet"), ValueError, "names 3 axes, but the grid has 2"),
-    (dict(spacing=(1.0, 1.0, 1.0)), ValueError, "spacing must have one value per axis ([dy, dx]"),
+    (dict(spacing=(1.0, 1.0, 1.0)), ValueError, "spacing must be [dy, dx] for this 2-D grid"),
     (dict(solver="multigrid"), ValueError, "solver must be 'auto', 'spectral' or 'petsc'"),
     (dict(solver="petsc", boundary="periodic"), ValueError, "solver='petsc' solves 2-D grids with zero Dirichlet"),
     (dict(spacing=(1e-300, 1.0), boundary="neumann"), ValueError, "spacing [1e-300, 1] is out of range"),

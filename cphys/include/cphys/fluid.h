@@ -60,6 +60,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 
 typedef struct CPhysFluid_private *CPhysFluid;
 
@@ -257,6 +258,23 @@ CPHYS_EXTERN int CPhysFluidGetSolveInfo(CPhysFluid fluid, CPhysFluidPass pass, p
 /* Batch and solves per sample recorded for `pass` (0, 0 when none). */
 CPHYS_EXTERN int CPhysFluidGetSolveCount(CPhysFluid fluid, CPhysFluidPass pass, ptrdiff_t *batch,
                                          int *solves);
+
+/* One CPhysSolveInfo per sample for the last call's solves of the `count`
+ * passes: the CG iterations summed, the largest final residual, converged when
+ * all converged, and the first failure's reason (else the last solve's).
+ * Passes recorded for another batch size are skipped.  info: [batch]. */
+CPHYS_EXTERN int CPhysFluidSummarizeSolves(CPhysFluid fluid, const CPhysFluidPass *passes, int count,
+                                           ptrdiff_t batch, CPhysSolveInfo *info);
+
+/* The `physical` mode in the contract of cphys/physical_gradient.h: x = v0 of a
+ * sample ([2, ny, nx]), y = m_t ([ny, nx]), dx = v0 - CPhysFluidPhysicalInverse's
+ * estimate for the target y - y_step g, the markers m0 ([batch, ny, nx],
+ * borrowed until the problem's last use) bound; info sums the forward and
+ * reverse pressure solves per sample (CPhysFluidSummarizeSolves).  The
+ * context lives in the object (shared with CPhysFluidGetLeastSquaresProblem):
+ * one problem per object at a time. */
+CPHYS_EXTERN int CPhysFluidGetInverseProblem(CPhysFluid fluid, ptrdiff_t batch, const double *m0,
+                                             CPhysInverseProblem *problem);
 
 /* State k (0..steps) of the recorded forward pass of `sample`: the staggered
  * velocity at the start of step k + 1 (k = 0: the projected v0; k = steps: the

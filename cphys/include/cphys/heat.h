@@ -54,6 +54,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 #include "cphys/poisson_spectral.h" /* CPhysBoundary */
 
 typedef struct CPhysHeat_private *CPhysHeat;
@@ -100,6 +101,10 @@ CPHYS_EXTERN int CPhysHeatInverseExact(CPhysHeat heat, ptrdiff_t batch, const do
  * dy = y_step * dL/dy.  dy: borrowed [batch, ny, nx]; dx: written [batch, ny, nx].
  * A sample with dy == 0 gives dx == 0. */
 CPHYS_EXTERN int CPhysHeatPhysicalGradient(CPhysHeat heat, ptrdiff_t batch, const double *dy, double *dx);
+
+/* The `physical` mode in the contract of cphys/physical_gradient.h: x and y
+ * are not needed (P is linear), dx = CPhysHeatPhysicalGradient(y_step g). */
+CPHYS_EXTERN int CPhysHeatGetInverseProblem(CPhysHeat heat, CPhysInverseProblem *problem);
 
 /* One sample of the forward map as a least-squares problem (n = m = ny*nx), for
  * the `lbfgs` mode; the adjoint callback ignores x (P is linear).  The problem

@@ -20,6 +20,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 
 typedef struct CPhysPoisson_private *CPhysPoisson;
 
@@ -73,4 +74,8 @@ CPHYS_EXTERN int CPhysPoissonGetConfig(CPhysPoisson poisson, CPhysPoissonConfig 
 
 /* One sample of the forward map as a least-squares problem (n = m = ny*nx), for
  * the `lbfgs` mode.  The problem borrows the object: keep it alive while used. */
+/* The `physical` mode in the contract of cphys/physical_gradient.h (direct:
+ * dx = CPhysPoissonPhysicalGradient's laplace(y_step g); x and y not needed). */
+CPHYS_EXTERN int CPhysPoissonGetInverseProblem(CPhysPoisson poisson, CPhysInverseProblem *problem);
+
 CPHYS_EXTERN int CPhysPoissonGetLeastSquaresProblem(CPhysPoisson poisson, CPhysLeastSquaresProblem *problem);

@@ -47,6 +47,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 
 typedef enum {
   CPHYS_BOUNDARY_DIRICHLET = 0, /* zero value one spacing beyond the outermost node */
@@ -112,5 +113,10 @@ CPHYS_EXTERN int CPhysPoissonSpectralPhysicalGradient(CPhysPoissonSpectral poiss
 
 /* One sample of the forward map as a least-squares problem (n = m = nodes), for
  * the `lbfgs` mode.  The problem borrows the object: keep it alive while used. */
+/* The `physical` mode in the contract of cphys/physical_gradient.h (direct:
+ * dx = laplace(y_step g) as CPhysPoissonSpectralPhysicalGradient; x, y not needed). */
+CPHYS_EXTERN int CPhysPoissonSpectralGetInverseProblem(CPhysPoissonSpectral poisson,
+                                                       CPhysInverseProblem *problem);
+
 CPHYS_EXTERN int CPhysPoissonSpectralGetLeastSquaresProblem(CPhysPoissonSpectral poisson,
                                                             CPhysLeastSquaresProblem *problem);

@@ -38,6 +38,7 @@
 #include <stddef.h>
 
 #include "cphys/error.h"
+#include "cphys/physical_gradient.h"
 
 /* The largest |a/x| ever evaluated (see the floor above).  At this phase the
  * rounding of a/x alone is ~1e-8 rad, still far below the spacing of minima. */
@@ -127,3 +128,14 @@ CPHYS_EXTERN int CPhysSineNewton(ptrdiff_t n, const double *a, const double *x, 
  *   a: [n], x: [n], y_target: [n], dx: [n]. */
 CPHYS_EXTERN int CPhysSineInverseGradient(ptrdiff_t n, const double *a, const double *x,
                                           const double *y_target, double clip, double *dx);
+
+/* The sine's data for the contract of cphys/physical_gradient.h: the
+ * coefficients a, [batch, n] (n elements per sample), borrowed. */
+typedef struct {
+  const double *a;
+  ptrdiff_t n;
+} CPhysSineData;
+
+/* The `physical` mode in that contract (CPhysSinePhysicalGradient towards
+ * y - y_step g, per element; direct).  The problem borrows `data`. */
+CPHYS_EXTERN int CPhysSineGetInverseProblem(const CPhysSineData *data, CPhysInverseProblem *problem);

@@ -23,6 +23,7 @@
 
 #include "cphys/error.h"
 #include "cphys/minimize.h"
+#include "cphys/physical_gradient.h"
 
 typedef struct CPhysWavePacket_private *CPhysWavePacket;
 
@@ -115,6 +116,11 @@ CPHYS_EXTERN int CPhysWavePacketGaussNewtonSolve(CPhysWavePacket packet,
                                                  const CPhysWavePacketGaussNewtonSolveConfig *config,
                                                  ptrdiff_t batch, const double *params, const double *target,
                                                  double *dparams, CPhysSolveInfo *info);
+
+/* The `physical` mode in the contract of cphys/physical_gradient.h:
+ * CPhysWavePacketGaussNewtonSolve (default settings) towards y - y_step g;
+ * x = (xi0, A), y the [n_samples] series. */
+CPHYS_EXTERN int CPhysWavePacketGetInverseProblem(CPhysWavePacket packet, CPhysInverseProblem *problem);
 
 /* Options of the per-example L-BFGS-B fitter (the paper's baseline). */
 typedef struct {
