@@ -100,8 +100,9 @@ int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, cons
   const int groups = fluid_energy_groups(f, begin, end);
   for (int g = 0; g < groups; g++) energy0[g] = sum_squares(v_in, begin[g], end[g]);
   for (int c = 0; c < 2; c++) {
-    fluid_node_velocity(f, c == 0 ? FLUID_XFACE : FLUID_YFACE, v_in, ux, uy);
-    fluid_maccormack(f, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
+    const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;
+    fluid_node_velocity(f, kind, v_in, ux, uy);
+    fluid_maccormack(f, kind, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
   }
   if (viscous && f->config.viscosity > 0.0) fluid_diffuse(f, w_out);
   CPhysCall(fluid_project_locked(f, w_out, p, info, "forward", sample, step));
@@ -113,7 +114,7 @@ int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, cons
   }
   if (groups == 0 && v_out != w_out) memcpy(v_out, w_out, (size_t)(2 * n) * sizeof *v_out);
   fluid_node_velocity(f, FLUID_CENTRED, v_out, ux, uy);
-  fluid_maccormack(f, m_in, ux, uy, semi, m_out, branches ? branches + 2 * n : NULL);
+  fluid_maccormack(f, FLUID_CENTRED, m_in, ux, uy, semi, m_out, branches ? branches + 2 * n : NULL);
   return 0;
 }
 

@@ -85,6 +85,18 @@ typedef enum {
   CPHYS_FLUID_ENERGY_NONE = 2
 } CPhysFluidEnergy;
 
+/* What bounds the box along one axis (CPhysFluidConfig.boundary). */
+typedef enum {
+  /* The two ends are the same place (the paper's box). */
+  CPHYS_FLUID_PERIODIC = 0,
+  /* Closed walls at both ends: no flow through them, the tangential velocity slides along them
+   * (its ghost value mirrors: zero normal derivative). */
+  CPHYS_FLUID_FREE_SLIP = 1,
+  /* Closed walls at both ends: no flow through them, the tangential velocity is zero on them
+   * (its ghost value is the negative mirror). */
+  CPHYS_FLUID_NO_SLIP = 2
+} CPhysFluidBoundary;
+
 /* Which pressure solves CPhysFluidGetSolveInfo reports. */
 typedef enum {
   CPHYS_FLUID_PASS_FORWARD = 0, /* steps + 1 solves: index 0 the initial projection, k the step k */
@@ -121,6 +133,9 @@ typedef struct {
                                    carries the marker's centre in time T (the paper's data: the box
                                    centre) */
   int destination_from_target;  /* 1: the destination is the target's centre of mass instead */
+  /* The box's sides, per axis [y, x] (see "Walls" above); the default, periodic on both axes,
+   * gives bitwise the results of the periodic code. */
+  CPhysFluidBoundary boundary[2];
 } CPhysFluidConfig;
 
 /* The paper's setup: 64 x 64 cells of size 2, 8 steps of 0.25, atol 1e-4, rtol 0,
