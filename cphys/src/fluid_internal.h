@@ -85,7 +85,13 @@ struct CPhysFluid_private {
   /* The viscosity stage (nu > 0 only): FFTW plans of one [ny, nx] grid (unaligned, so any
    * arrays of that layout) and the implicit step's gain per mode, 1 / ((1 + nu dt k_h^2) n). */
   fftw_plan diffusion_r2c, diffusion_c2r;
-  double *diffusion_gain;   /* [ny, nx / 2 + 1] */
+  double *diffusion_gain; /* [ny, nx / 2 + 1] */
+  /* With walls: per velocity component an in-place real-to-real plan pair (DFT halfcomplex along a
+   * periodic axis, DST-I on the faces between the walls of the normal component, DCT-II / DST-II
+   * for the tangential one, free-slip / no-slip) and its gains, normalization included. */
+  fftw_plan diffusion_walls_forward[2], diffusion_walls_backward[2];
+  double *diffusion_walls_gain[2]; /* [modes_y, modes_x] of the component's transform */
+  ptrdiff_t diffusion_walls_offset[2], diffusion_walls_modes[2], diffusion_walls_columns[2];
   double *unit_vortex;      /* [2, ny, nx] cell-centred, (x, y) */
   double unit_vortex_norm2; /* <W, W> */
   /* Tape of the last recorded forward pass (layout: fluid_tape.c). */
@@ -267,8 +273,9 @@ int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]);
  * FFTW's planner is not thread-safe: both run under the library lock. */
 int fluid_diffusion_create_locked(CPhysFluid f);
 void fluid_diffusion_destroy_locked(CPhysFluid f);
-/* The viscosity stage, v [2n] = (I - nu dt L)^-1 v per component (L the periodic
- * 5-point Laplacian), by FFT.  Symmetric: it is its own adjoint.  Needs nu > 0.
+/* The viscosity stage, v [2n] = (I - nu dt L)^-1 v per component (L the 5-point
+ * Laplacian of the component's nodes with the box's boundary rules), by FFT (periodic)
+ * or real-to-real transforms (walls).  Symmetric: it is its own adjoint.  Needs nu > 0.
  * Uses slots UX and UY (together: the spectrum). */
 void fluid_diffuse(CPhysFluid f, double *v);
 /* One step for one sample, with the viscosity stage when `viscous` (0 for the

@@ -96,9 +96,6 @@ static int check_config(const CPhysFluidConfig *c) {
                CPHYS_ERROR_ARGUMENT,
                "unknown boundary %d on axis %d ([y, x]): periodic (0), free-slip (1) or no-slip (2)",
                (int)c->boundary[axis], axis);
-  CPhysCheck(c->viscosity == 0.0 ||
-                 (c->boundary[0] == CPHYS_FLUID_PERIODIC && c->boundary[1] == CPHYS_FLUID_PERIODIC),
-             CPHYS_ERROR_ARGUMENT, "viscosity > 0 with walls is not implemented yet");
   return 0;
 }
 

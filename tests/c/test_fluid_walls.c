@@ -274,6 +274,49 @@ static void test_adjoint(void) {
   CPhysFluidConfig plain = walled_config(8, 6, CPHYS_FLUID_NO_SLIP, CPHYS_FLUID_FREE_SLIP);
   plain.limiter = CPHYS_FLUID_LIMITER_NONE, plain.energy = CPHYS_FLUID_ENERGY_PER_COMPONENT;
   gradient_check(plain, 1e-5);
+  /* Viscosity between walls (its transforms are their own adjoint). */
+  for (int t = 0; t < kCaseCount; t++) {
+    CPhysFluidConfig viscous = walled_config(7, 9, kCases[t][0], kCases[t][1]);
+    viscous.energy = CPHYS_FLUID_ENERGY_NONE, viscous.viscosity = 0.6;
+    gradient_check(viscous, 1e-5);
+  }
+}
+
+/* Viscosity between walls, analytic: a shear flow along the walls, v_t = A s((k + 1/2) / n) with
+ * s = sin (no-slip) or cos (free-slip) of pi times it, is an eigenmode of the walls' Laplacian
+ * that advection and projection leave alone, so one step multiplies it by 1 / (1 + nu dt k^2),
+ * k^2 = (2 / h sin(pi / (2 n)))^2. */
+static void test_viscous_shear(void) {
+  const ptrdiff_t ny = 10, nx = 12, n = ny * nx;
+  double v[2 * 120], m[120] = {0}, expected[2 * 120];
+  for (int along_x = 0; along_x < 2; along_x++)
+    for (int slip = 0; slip < 2; slip++) {
+      const CPhysFluidBoundary wall = slip ? CPHYS_FLUID_FREE_SLIP : CPHYS_FLUID_NO_SLIP;
+      /* along_x: walls at the bottom and top, vx(y); else walls left and right, vy(x). */
+      CPhysFluidConfig config =
+          walled_config(ny, nx, along_x ? wall : CPHYS_FLUID_PERIODIC, along_x ? CPHYS_FLUID_PERIODIC : wall);
+      config.energy = CPHYS_FLUID_ENERGY_NONE, config.viscosity = 2.5, config.dt = 0.3;
+      CPhysFluid fluid = NULL;
+      CHECK_OK(CPhysFluidCreate(&config, &fluid));
+      if (!fluid) continue;
+      const ptrdiff_t cells = along_x ? ny : nx;
+      const double h = along_x ? config.spacing[0] : config.spacing[1];
+      const double s = 2.0 / h * sin(3.141592653589793 / (2.0 * (double)cells));
+      const double factor = 1.0 / (1.0 + config.viscosity * config.dt * s * s);
+      for (ptrdiff_t j = 0; j < ny; j++)
+        for (ptrdiff_t i = 0; i < nx; i++) {
+          const double phase = 3.141592653589793 * ((double)(along_x ? j : i) + 0.5) / (double)cells;
+          const double mode = 1.7 * (slip ? cos(phase) : sin(phase));
+          v[j * nx + i] = along_x ? mode : 0.0, v[n + j * nx + i] = along_x ? 0.0 : mode;
+        }
+      for (ptrdiff_t k = 0; k < 2 * n; k++) expected[k] = factor * v[k];
+      CHECK_OK(CPhysFluidStep(fluid, 1, v, m, NULL));
+      const double error = max_abs_diff(v, expected, 2 * n);
+      printf("viscous shear %s along %s: decay factor %.6f, max error %.2e\n", boundary_name(wall),
+             along_x ? "x" : "y", factor, error);
+      CHECK(error < 1e-12, "the shear mode decayed wrongly: max error %g (factor %g)", error, factor);
+      CPhysFluidDestroy(&fluid);
+    }
 }
 
 /* Between walls the centre of mass is the plain mean: two cells at the two walls balance in
@@ -356,6 +399,7 @@ int main(void) {
   test_uniform_flow();
   test_marker_stays_inside();
   test_adjoint();
+  test_viscous_shear();
   test_centre_of_mass();
   test_inverse();
   test_errors();
