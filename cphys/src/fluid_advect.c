@@ -38,6 +38,7 @@ typedef struct {
   double factor[4];         /* corner k's value is factor[k] times the node's: 1 inside, the ghost
                                factor beyond a wall, 0 on a wall */
   double sx, sy;            /* 1, or 0 where the position was clamped to the walls (no derivative) */
+  int periodic;             /* both axes periodic: factors and slopes are all 1 and are skipped */
 } Stencil;
 
 /* Floor of s wrapped into [0, n) and the fraction.  A non-finite or absurdly
@@ -88,6 +89,14 @@ static inline void locate_axis(const AxisRule *r, double s, ptrdiff_t *k0, ptrdi
 
 static inline Stencil locate(const AxisRule *rx, const AxisRule *ry, double sx, double sy) {
   Stencil st;
+  st.periodic = !rx->closed && !ry->closed;
+  if (st.periodic) { /* the periodic box's hot path: no factors */
+    st.i0 = wrap_floor(sx, rx->n, &st.wx);
+    st.j0 = wrap_floor(sy, ry->n, &st.wy);
+    st.i1 = st.i0 + 1 == rx->n ? 0 : st.i0 + 1;
+    st.j1 = st.j0 + 1 == ry->n ? 0 : st.j0 + 1;
+    return st;
+  }
   double fx0, fx1, fy0, fy1;
   locate_axis(rx, sx, &st.i0, &st.i1, &st.wx, &fx0, &fx1, &st.sx);
   locate_axis(ry, sy, &st.j0, &st.j1, &st.wy, &fy0, &fy1, &st.sy);
@@ -96,6 +105,13 @@ static inline Stencil locate(const AxisRule *rx, const AxisRule *ry, double sx, 
 }
 
 static inline void corners(const double *g, ptrdiff_t nx, const Stencil *st, double c[4]) {
+  if (st->periodic) {
+    c[0] = g[st->j0 * nx + st->i0];
+    c[1] = g[st->j0 * nx + st->i1];
+    c[2] = g[st->j1 * nx + st->i0];
+    c[3] = g[st->j1 * nx + st->i1];
+    return;
+  }
   c[0] = st->factor[0] * g[st->j0 * nx + st->i0];
   c[1] = st->factor[1] * g[st->j0 * nx + st->i1];
   c[2] = st->factor[2] * g[st->j1 * nx + st->i0];
@@ -109,6 +125,13 @@ static inline double bilerp(const double c[4], const Stencil *st) {
 
 /* g[corners] += weight * value, the transpose of bilerp. */
 static inline void scatter(double *g, ptrdiff_t nx, const Stencil *st, double value) {
+  if (st->periodic) {
+    g[st->j0 * nx + st->i0] += (1.0 - st->wy) * (1.0 - st->wx) * value;
+    g[st->j0 * nx + st->i1] += (1.0 - st->wy) * st->wx * value;
+    g[st->j1 * nx + st->i0] += st->wy * (1.0 - st->wx) * value;
+    g[st->j1 * nx + st->i1] += st->wy * st->wx * value;
+    return;
+  }
   g[st->j0 * nx + st->i0] += (1.0 - st->wy) * (1.0 - st->wx) * (st->factor[0] * value);
   g[st->j0 * nx + st->i1] += (1.0 - st->wy) * st->wx * (st->factor[1] * value);
   g[st->j1 * nx + st->i0] += st->wy * (1.0 - st->wx) * (st->factor[2] * value);
@@ -132,8 +155,69 @@ static inline void face_add(CPhysFluid f, double *g_v, int c, ptrdiff_t j, ptrdi
   g_v[c * f->n + k] += factor * value;
 }
 
+/* The periodic box's node velocities: the same values as the general loops below, without the
+ * walls' index rules (the kernels run several times per step). */
+static void periodic_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, double *ux,
+                                   double *uy) {
+  const ptrdiff_t nx = f->nx, ny = f->ny;
+  const double *vx = v, *vy = v + f->n;
+  for (ptrdiff_t j = 0; j < ny; j++) {
+    const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1, jp = j == ny - 1 ? 0 : j + 1;
+    for (ptrdiff_t i = 0; i < nx; i++) {
+      const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, ip = i == nx - 1 ? 0 : i + 1, p = j * nx + i;
+      switch (kind) {
+        case FLUID_CENTRED:
+          ux[p] = 0.5 * (vx[p] + vx[j * nx + ip]);
+          uy[p] = 0.5 * (vy[p] + vy[jp * nx + i]);
+          break;
+        case FLUID_XFACE:
+          ux[p] = vx[p];
+          uy[p] = 0.25 * (vy[j * nx + im] + vy[p] + vy[jp * nx + im] + vy[jp * nx + i]);
+          break;
+        case FLUID_YFACE:
+          ux[p] = 0.25 * (vx[jm * nx + i] + vx[jm * nx + ip] + vx[p] + vx[j * nx + ip]);
+          uy[p] = vy[p];
+          break;
+      }
+    }
+  }
+}
+
+static void periodic_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux,
+                                           const double *g_uy, double *g_v) {
+  const ptrdiff_t nx = f->nx, ny = f->ny;
+  double *gx = g_v, *gy = g_v + f->n;
+  for (ptrdiff_t j = 0; j < ny; j++) {
+    const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1, jp = j == ny - 1 ? 0 : j + 1;
+    for (ptrdiff_t i = 0; i < nx; i++) {
+      const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, ip = i == nx - 1 ? 0 : i + 1, p = j * nx + i;
+      const double a = g_ux[p], b = g_uy[p];
+      switch (kind) {
+        case FLUID_CENTRED:
+          gx[p] += 0.5 * a, gx[j * nx + ip] += 0.5 * a;
+          gy[p] += 0.5 * b, gy[jp * nx + i] += 0.5 * b;
+          break;
+        case FLUID_XFACE:
+          gx[p] += a;
+          gy[j * nx + im] += 0.25 * b, gy[p] += 0.25 * b;
+          gy[jp * nx + im] += 0.25 * b, gy[jp * nx + i] += 0.25 * b;
+          break;
+        case FLUID_YFACE:
+          gx[jm * nx + i] += 0.25 * a, gx[jm * nx + ip] += 0.25 * a;
+          gx[p] += 0.25 * a, gx[j * nx + ip] += 0.25 * a;
+          gy[p] += b;
+          break;
+      }
+    }
+  }
+}
+
 void fluid_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, double *ux, double *uy) {
   const ptrdiff_t nx = f->nx, ny = f->ny;
+  if (!f->any_walls) {
+    periodic_node_velocity(f, kind, v, ux, uy);
+    return;
+  }
   for (ptrdiff_t j = 0; j < ny; j++)
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t p = j * nx + i;
@@ -159,6 +243,10 @@ void fluid_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, doub
 void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux, const double *g_uy,
                                  double *g_v) {
   const ptrdiff_t nx = f->nx, ny = f->ny;
+  if (!f->any_walls) {
+    periodic_node_velocity_adjoint(f, kind, g_ux, g_uy, g_v);
+    return;
+  }
   for (ptrdiff_t j = 0; j < ny; j++)
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t p = j * nx + i;
@@ -188,18 +276,19 @@ void fluid_maccormack(CPhysFluid f, FluidGridKind kind, const double *field, con
   const double cx = f->config.dt / f->dx, cy = f->config.dt / f->dy;
   const CPhysFluidLimiter limiter = f->config.limiter;
   const AxisRule rx = axis_rule(f, kind, 1), ry = axis_rule(f, kind, 0);
+  const int walls = f->any_walls;
   double c[4];
   for (ptrdiff_t j = 0; j < ny; j++)
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t p = j * nx + i;
       Stencil st = locate(&rx, &ry, (double)i - ux[p] * cx, (double)j - uy[p] * cy);
       corners(field, nx, &st, c);
-      semi[p] = fluid_wall_node(f, kind, j, i) ? 0.0 : bilerp(c, &st);
+      semi[p] = (walls && fluid_wall_node(f, kind, j, i)) ? 0.0 : bilerp(c, &st);
     }
   for (ptrdiff_t j = 0; j < ny; j++)
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t p = j * nx + i;
-      if (fluid_wall_node(f, kind, j, i)) {
+      if (walls && fluid_wall_node(f, kind, j, i)) {
         out[p] = 0.0;
         if (branches) branches[p] = FLUID_BRANCH_CORRECTED;
         continue;
@@ -232,8 +321,9 @@ void fluid_maccormack(CPhysFluid f, FluidGridKind kind, const double *field, con
 
 /* d bilerp / d s (index units) along x and y; 0 along an axis where the position was clamped. */
 static inline void bilerp_gradient(const double c[4], const Stencil *st, double *dsx, double *dsy) {
-  *dsx = ((1.0 - st->wy) * (c[1] - c[0]) + st->wy * (c[3] - c[2])) * st->sx;
-  *dsy = ((1.0 - st->wx) * (c[2] - c[0]) + st->wx * (c[3] - c[1])) * st->sy;
+  *dsx = (1.0 - st->wy) * (c[1] - c[0]) + st->wy * (c[3] - c[2]);
+  *dsy = (1.0 - st->wx) * (c[2] - c[0]) + st->wx * (c[3] - c[1]);
+  if (!st->periodic) *dsx *= st->sx, *dsy *= st->sy;
 }
 
 void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *field, const double *ux,
@@ -242,6 +332,7 @@ void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *fi
   const ptrdiff_t nx = f->nx, ny = f->ny;
   const double cx = f->config.dt / f->dx, cy = f->config.dt / f->dy;
   const AxisRule rx = axis_rule(f, kind, 1), ry = axis_rule(f, kind, 0);
+  const int walls = f->any_walls;
   double *semi = fluid_slot(f, FLUID_SLOT_SEMI), *g_semi = fluid_slot(f, FLUID_SLOT_GSEMI);
   double c[4], dsx, dsy;
   /* The backward-lookup field is cheaper to recompute than to keep on the tape. */
@@ -250,7 +341,7 @@ void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *fi
       const ptrdiff_t p = j * nx + i;
       Stencil st = locate(&rx, &ry, (double)i - ux[p] * cx, (double)j - uy[p] * cy);
       corners(field, nx, &st, c);
-      semi[p] = fluid_wall_node(f, kind, j, i) ? 0.0 : bilerp(c, &st);
+      semi[p] = (walls && fluid_wall_node(f, kind, j, i)) ? 0.0 : bilerp(c, &st);
     }
   memset(g_semi, 0, (size_t)f->n * sizeof *g_semi);
   /* Pass 1: the limiter and the correction; g_semi collects from every node's
@@ -260,7 +351,7 @@ void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *fi
       const ptrdiff_t p = j * nx + i;
       const double g = g_out[p];
       const unsigned char branch = branches[p];
-      if (g == 0.0 || fluid_wall_node(f, kind, j, i)) continue;
+      if (g == 0.0 || (walls && fluid_wall_node(f, kind, j, i))) continue;
       if (branch == FLUID_BRANCH_SEMI) {
         g_semi[p] += g;
         continue;
@@ -268,7 +359,7 @@ void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *fi
       if (branch != FLUID_BRANCH_CORRECTED) {
         /* The bound is a grid value; which one depends on u only piecewise-constantly. */
         Stencil bwd = locate(&rx, &ry, (double)i - ux[p] * cx, (double)j - uy[p] * cy);
-        g_field[corner_index(nx, &bwd, branch - 1)] += bwd.factor[branch - 1] * g;
+        g_field[corner_index(nx, &bwd, branch - 1)] += bwd.periodic ? g : bwd.factor[branch - 1] * g;
         continue;
       }
       g_semi[p] += g;
@@ -286,7 +377,7 @@ void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *fi
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t p = j * nx + i;
       const double g = g_semi[p];
-      if (g == 0.0 || fluid_wall_node(f, kind, j, i)) continue;
+      if (g == 0.0 || (walls && fluid_wall_node(f, kind, j, i))) continue;
       Stencil bwd = locate(&rx, &ry, (double)i - ux[p] * cx, (double)j - uy[p] * cy);
       scatter(g_field, nx, &bwd, g);
       corners(field, nx, &bwd, c);
