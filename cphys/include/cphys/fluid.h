@@ -304,7 +304,7 @@ CPHYS_EXTERN int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, d
 
 /* ---- building blocks (for tests, diagnostics and the glue) ---- */
 
-/* Face values = averages of the two neighbouring cell centres, and its adjoint.
+/* Face values = averages of the two neighbouring cell centres (0 on wall faces), and its adjoint.
  *   centred: [batch, 2, ny, nx]   staggered: [batch, 2, ny, nx] */
 CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch, const double *centred,
                                               double *staggered);
