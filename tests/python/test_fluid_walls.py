@@ -100,6 +100,24 @@ def test_free_slip_box_is_the_mirror_symmetric_half_of_a_periodic_box(viscosity)
     assert (closed - physgrad.fluid(v0, m0, **options)).abs().max() > 1e-3  # the walls matter
 
 
+def test_no_slip_holds_the_flow_at_the_walls_where_free_slip_lets_it_slide():
+    # Inviscid, so only the advection's ghost differs: near the walls no-slip samples a tangential
+    # velocity that tends to 0 on the wall, free-slip one that keeps its value; far from them the two agree.
+    v0 = smooth_velocity(1, 12, 12, seed=11, mean=(0.0, 0.0))
+    m0 = torch.rand(1, 12, 12, generator=generator(12), dtype=torch.float64)
+    options = dict(steps=1, spacing=(1.0, 1.0), pressure_atol=1e-12, energy="none")
+    _, free = physgrad.fluid_sequence(v0, m0, boundary="free_slip", **options)
+    _, held = physgrad.fluid_sequence(v0, m0, boundary="no_slip", **options)
+    assert torch.equal(free[:, 0], held[:, 0])  # the same projected v0
+    assert (free[:, 1] - held[:, 1]).abs().max() > 1e-3
+
+    def tangential_speed_at_walls(v: torch.Tensor) -> torch.Tensor:
+        """vx in the bottom and top rows plus vy in the outer columns, after the step."""
+        return v[0, 1, 0, [0, -1], :].abs().sum() + v[0, 1, 1, :, [0, -1]].abs().sum()
+
+    assert tangential_speed_at_walls(held) < tangential_speed_at_walls(free)
+
+
 @pytest.mark.parametrize("boundary", ["free_slip", "no_slip"])
 def test_marker_stays_in_the_box(boundary):
     ny = nx = 24
