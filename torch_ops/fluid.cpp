@@ -1,7 +1,7 @@
 // physgrad::fluid: schema and CPU kernels (forward, backward of every mode),
 // physgrad::fluid_sequence (the states of a run, for plots), and the centre of
 // mass and unit vortex of the physical inverse (for the data generator).
-//   m_t = P(v0; m0): incompressible flow on a periodic MAC grid transports the
+//   m_t = P(v0; m0): incompressible flow on a MAC grid (periodic, or walls) transports the
 //   marker m0 [B, ny, nx] (or [B, 1, ny, nx]) with the initial cell-centred
 //   velocity v0 [B, 2, ny, nx] (channel 0 = vx, 1 = vy); see cphys/fluid.h.
 //
@@ -33,26 +33,29 @@ const OpDescriptor kFluid{
     "fluid(Tensor v0, Tensor m0, int steps=8, float dt=0.25, float[2] spacing=[2.0, 2.0], "
     "str grad_mode=\"physical\", float y_step=1.0, float pressure_atol=1e-4, int "
     "pressure_max_iterations=1000, "
-    "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\", float viscosity=0.0) -> Tensor",
+    "int lbfgs_iterations=32, str on_failure=\"raise\", str energy=\"total\", float viscosity=0.0, "
+    "str boundary=\"periodic\") -> Tensor",
     "fluid_backward(Tensor grad_y, Tensor v0, Tensor m0, Tensor y, int steps, float dt, float[2] spacing, "
     "str grad_mode, float y_step, float pressure_atol, int pressure_max_iterations, int lbfgs_iterations, "
-    "str on_failure, str energy=\"total\", float viscosity=0.0) -> Tensor[]",
+    "str on_failure, str energy=\"total\", float viscosity=0.0, str boundary=\"periodic\") -> Tensor[]",
     {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
     "physgrad_fluid_"};
 const OpDescriptor kFluidSequence{
     "physgrad",
     "fluid_sequence",
     "fluid_sequence(Tensor v0, Tensor m0, int steps, float dt, float[2] spacing, float pressure_atol, "
-    "int pressure_max_iterations, str energy=\"total\", float viscosity=0.0) -> (Tensor, Tensor)",
+    "int pressure_max_iterations, str energy=\"total\", float viscosity=0.0, str boundary=\"periodic\") -> "
+    "(Tensor, Tensor)",
     nullptr,
     {},
     "physgrad_fluid_"};
-const OpDescriptor kFluidCentreOfMass{"physgrad",
-                                      "fluid_centre_of_mass",
-                                      "fluid_centre_of_mass(Tensor marker, float[2] spacing) -> Tensor",
-                                      nullptr,
-                                      {},
-                                      ""};
+const OpDescriptor kFluidCentreOfMass{
+    "physgrad",
+    "fluid_centre_of_mass",
+    "fluid_centre_of_mass(Tensor marker, float[2] spacing, str boundary=\"periodic\") -> Tensor",
+    nullptr,
+    {},
+    ""};
 const OpDescriptor kFluidUnitVortex{"physgrad",
                                     "fluid_unit_vortex",
                                     "fluid_unit_vortex(int ny, int nx, float[2] spacing) -> Tensor",
@@ -69,9 +72,11 @@ struct FluidKey {
   int64_t max_iterations;
   int energy;  // CPhysFluidEnergy
   double viscosity;
+  int boundary_y, boundary_x;  // CPhysFluidBoundary
   bool operator<(const FluidKey &o) const {
-    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations, energy, viscosity) <
-           std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy, o.viscosity);
+    return std::tie(ny, nx, dy, dx, dt, steps, atol, max_iterations, energy, viscosity, boundary_y,
+                    boundary_x) < std::tie(o.ny, o.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations,
+                                           o.energy, o.viscosity, o.boundary_y, o.boundary_x);
   }
 };
 
@@ -93,6 +98,8 @@ ObjectCache<FluidKey, FluidSolver *> &solvers() {
         config.max_iterations = static_cast<int>(k.max_iterations);
         config.energy = static_cast<CPhysFluidEnergy>(k.energy);
         config.viscosity = k.viscosity;
+        config.boundary[0] = static_cast<CPhysFluidBoundary>(k.boundary_y);
+        config.boundary[1] = static_cast<CPhysFluidBoundary>(k.boundary_x);
         std::unique_ptr<FluidSolver> solver(new FluidSolver);
         const int code = CPhysFluidCreate(&config, &solver->fluid);
         if (code == CPHYS_SUCCESS) *out = solver.release();
@@ -113,6 +120,7 @@ struct Options {
   int64_t max_iterations;
   int energy;  // CPhysFluidEnergy
   double viscosity;
+  int boundary[2];  // CPhysFluidBoundary per axis [y, x]
 };
 
 // The energy-rescale convention of every step (cphys/fluid.h, CPhysFluidEnergy).
@@ -128,8 +136,37 @@ std::string op_name(const char *op) {
   return std::string("physgrad.") + op;
 }
 
+// The box's sides (cphys/fluid.h, CPhysFluidBoundary): one name for both axes, or one per axis
+// in the order y, x ("free_slip,periodic": walls at the bottom and top, periodic in x).
+void parse_fluid_boundary(c10::string_view text, const std::string &name, int boundary[2]) {
+  static const char *const kNames[3] = {"periodic", "free_slip", "no_slip"};
+  const std::string all(text);
+  std::vector<int> axes;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = all.find(',', start);
+    std::string word = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    word.erase(0, word.find_first_not_of(' '));
+    word.erase(word.find_last_not_of(' ') + 1);
+    int found = -1;
+    for (int b = 0; b < 3; b++)
+      if (word == kNames[b]) found = b;
+    TORCH_CHECK_VALUE(found >= 0, name,
+                      ": boundary must be 'periodic', 'free_slip' or 'no_slip', or one per axis in the "
+                      "order y, x (e.g. 'free_slip,periodic'), got '",
+                      all, "'");
+    axes.push_back(found);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  TORCH_CHECK_VALUE(axes.size() <= 2, name, ": boundary '", all, "' names ", axes.size(),
+                    " axes, but the fluid's grid has 2 (y, x)");
+  boundary[0] = axes[0], boundary[1] = axes[axes.size() - 1];
+}
+
 Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<double> spacing, double atol,
-                      int64_t max_iterations, c10::string_view energy, double viscosity) {
+                      int64_t max_iterations, c10::string_view energy, double viscosity,
+                      c10::string_view boundary) {
   const std::string name = op_name(op);
   TORCH_CHECK_VALUE(steps >= 1 && steps <= 100000, name, ": steps must be in [1, 100000], got ", steps);
   TORCH_CHECK_VALUE(std::isfinite(dt) && dt > 0.0, name, ": dt must be positive and finite, got ", dt);
@@ -146,7 +183,9 @@ Options parse_options(const char *op, int64_t steps, double dt, at::ArrayRef<dou
                     " needs energy='none': the energy rescale would restore the energy the "
                     "viscosity dissipates (energy is '",
                     std::string(energy), "')");
-  return Options{steps, dt, h[0], h[1], atol, max_iterations, energy_mode, viscosity};
+  Options o{steps, dt, h[0], h[1], atol, max_iterations, energy_mode, viscosity, {0, 0}};
+  parse_fluid_boundary(boundary, name, o.boundary);
+  return o;
 }
 
 // v0 as contiguous float64 [B, 2, ny, nx] and m0 as [B, ny, nx], checked against each other.
@@ -194,8 +233,9 @@ void check_call_memory(const at::Tensor &v0, const Options &o, const char *op, b
 }
 
 std::shared_ptr<FluidSolver> solver_for(const Inputs &in, const Options &o, const char *op) {
-  return solvers().get(
-      FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy, o.viscosity}, op);
+  return solvers().get(FluidKey{in.ny, in.nx, o.dy, o.dx, o.dt, o.steps, o.atol, o.max_iterations, o.energy,
+                                o.viscosity, o.boundary[0], o.boundary[1]},
+                       op);
 }
 
 // One CPhysSolveInfo per sample for the passes of the last call (CPhysFluidSummarizeSolves).
@@ -219,7 +259,8 @@ void record(int code, CPhysFluid fluid, const char *phase, std::initializer_list
 at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t steps, double dt,
                          at::ArrayRef<double> spacing, c10::string_view grad_mode, double y_step,
                          double pressure_atol, int64_t pressure_max_iterations, int64_t lbfgs_iterations,
-                         c10::string_view on_failure, c10::string_view energy, double viscosity) {
+                         c10::string_view on_failure, c10::string_view energy, double viscosity,
+                         c10::string_view boundary) {
   const ModeOptions mode_options =
       parse_mode_options(kFluid, grad_mode, y_step, lbfgs_iterations, on_failure);
   const GradMode mode = mode_options.mode;
@@ -231,8 +272,8 @@ at::Tensor fluid_forward(const at::Tensor &v0, const at::Tensor &m0, int64_t ste
       "physgrad.fluid: m0 requires grad, but m0 is data: only grad_mode='adjoint' differentiates "
       "m0 (grad_mode is '",
       std::string(grad_mode), "'); pass m0.detach()");
-  const Options o =
-      parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
+  const Options o = parse_options(kOp, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy,
+                                  viscosity, boundary);
   check_call_memory(v0, o, kOp, mode == GradMode::Adjoint);
   const Inputs in = parse_inputs(v0, m0, kOp);
   auto solver = solver_for(in, o, kOp);
@@ -260,14 +301,14 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
                                        at::ArrayRef<double> spacing, c10::string_view grad_mode,
                                        double y_step, double pressure_atol, int64_t pressure_max_iterations,
                                        int64_t lbfgs_iterations, c10::string_view on_failure,
-                                       c10::string_view energy, double viscosity) {
+                                       c10::string_view energy, double viscosity, c10::string_view boundary) {
   constexpr const char *kBackward = "fluid_backward";
   const ModeOptions mode_options =
       parse_mode_options(kFluid, grad_mode, y_step, lbfgs_iterations, on_failure);
   const GradMode mode = mode_options.mode;
   const OnFailure failure = mode_options.on_failure;
-  const Options o =
-      parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
+  const Options o = parse_options(kBackward, steps, dt, spacing, pressure_atol, pressure_max_iterations,
+                                  energy, viscosity, boundary);
   check_call_memory(v0, o, kBackward, /*recorded=*/true, /*extra=*/3.0);
   const Inputs in = parse_inputs(v0, m0, kBackward);
   TORCH_CHECK_VALUE(grad_y.sizes() == m0.sizes(), "physgrad.fluid_backward: grad_y has shape ",
@@ -321,10 +362,11 @@ std::vector<at::Tensor> fluid_backward(const at::Tensor &grad_y, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at::Tensor &m0, int64_t steps,
                                                   double dt, at::ArrayRef<double> spacing,
                                                   double pressure_atol, int64_t pressure_max_iterations,
-                                                  c10::string_view energy, double viscosity) {
+                                                  c10::string_view energy, double viscosity,
+                                                  c10::string_view boundary) {
   constexpr const char *kSequence = "fluid_sequence";
-  const Options o =
-      parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations, energy, viscosity);
+  const Options o = parse_options(kSequence, steps, dt, spacing, pressure_atol, pressure_max_iterations,
+                                  energy, viscosity, boundary);
   check_call_memory(v0, o, kSequence, /*recorded=*/true, 3.0 * (static_cast<double>(steps) + 1.0));
   const Inputs in = parse_inputs(v0, m0, kSequence);
   auto solver = solver_for(in, o, kSequence);
@@ -357,20 +399,22 @@ std::tuple<at::Tensor, at::Tensor> fluid_sequence(const at::Tensor &v0, const at
 
 // The fluid object of a grid with the op's default step settings (the centre
 // of mass and the unit vortex depend on the grid only).
-std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing,
-                                         const char *op) {
-  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total", 0.0);
+std::shared_ptr<FluidSolver> grid_solver(int64_t ny, int64_t nx, at::ArrayRef<double> spacing, const char *op,
+                                         c10::string_view boundary = "periodic") {
+  const Options o = parse_options(op, 8, 0.25, spacing, 1e-4, 1000, "total", 0.0, boundary);
   TORCH_CHECK_VALUE(ny >= 3 && nx >= 3, op_name(op), ": the grid needs at least 3 cells per axis, got [", ny,
                     ", ", nx, "]");
   return solver_for(Inputs{at::Tensor(), at::Tensor(), 0, ny, nx}, o, op);
 }
 
-// The circular-mean centre of mass [B, 2] (x, y) that the physical inverse
-// uses, for data generators that must agree with it.  Not differentiable.
-at::Tensor fluid_centre_of_mass(const at::Tensor &marker, at::ArrayRef<double> spacing) {
+// The centre of mass [B, 2] (x, y) that the physical inverse uses (circular
+// mean on a periodic axis, plain mean between walls), for data generators that
+// must agree with it.  Not differentiable.
+at::Tensor fluid_centre_of_mass(const at::Tensor &marker, at::ArrayRef<double> spacing,
+                                c10::string_view boundary) {
   constexpr const char *kCentre = "fluid_centre_of_mass";
   const at::Tensor m = as_double(marker, kCentre, "marker", {3});
-  auto solver = grid_solver(m.size(1), m.size(2), spacing, kCentre);
+  auto solver = grid_solver(m.size(1), m.size(2), spacing, kCentre, boundary);
   at::Tensor centre = at::empty({m.size(0), 2}, m.options());
   std::lock_guard<std::mutex> guard(solver->mutex);
   check_cphys(CPhysFluidCentreOfMass(solver->fluid, m.size(0), m.data_ptr<double>(),

@@ -75,7 +75,7 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
   /* 6. marker advection with V_{k+1} */
   fluid_node_velocity(f, FLUID_CENTRED, vk1, ux, uy);
   zero(g_mk, n), zero(gux, n), zero(guy, n);
-  fluid_maccormack_adjoint(f, mk, ux, uy, branches + 2 * n, g_m, g_mk, gux, guy);
+  fluid_maccormack_adjoint(f, FLUID_CENTRED, mk, ux, uy, branches + 2 * n, g_m, g_mk, gux, guy);
   fluid_node_velocity_adjoint(f, FLUID_CENTRED, gux, guy, g_v);
   /* 5. energy rescale */
   zero(g_vk, 2 * n);
@@ -89,7 +89,8 @@ static int step_adjoint_locked(CPhysFluid f, ptrdiff_t s, int k, double *g_v, co
     const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;
     fluid_node_velocity(f, kind, vk, ux, uy);
     zero(gux, n), zero(guy, n);
-    fluid_maccormack_adjoint(f, vk + c * n, ux, uy, branches + c * n, g_w + c * n, g_vk + c * n, gux, guy);
+    fluid_maccormack_adjoint(f, kind, vk + c * n, ux, uy, branches + c * n, g_w + c * n, g_vk + c * n, gux,
+                             guy);
     fluid_node_velocity_adjoint(f, kind, gux, guy, g_vk);
   }
   return 0;

@@ -36,9 +36,89 @@ static double stencil_k2(ptrdiff_t m, ptrdiff_t n, double h) {
   return s * s;
 }
 
+/* One axis of a component's transform between walls or periodic: FFTW's kinds, the size, the
+ * first node, the eigenvalue of -(second difference) per mode and the normalization. */
+typedef struct {
+  fftw_r2r_kind forward, backward;
+  ptrdiff_t size, offset;
+  double normalization;
+} DiffusionAxis;
+
+static DiffusionAxis diffusion_axis(CPhysFluid f, int c, int axis) {
+  const ptrdiff_t n = axis == 0 ? f->ny : f->nx;
+  DiffusionAxis a = {FFTW_R2HC, FFTW_HC2R, n, 0, (double)n};
+  if (!f->walls[axis]) return a;
+  a.normalization = 2.0 * (double)n;
+  if (axis == (c == 0 ? 1 : 0)) { /* the normal component: 0 on the wall faces 0 and n (odd about them) */
+    a.forward = a.backward = FFTW_RODFT00, a.size = n - 1, a.offset = 1;
+  } else if (f->config.boundary[axis] == CPHYS_FLUID_FREE_SLIP) { /* even about the walls */
+    a.forward = FFTW_REDFT10, a.backward = FFTW_REDFT01;
+  } else { /* no-slip: odd about the walls */
+    a.forward = FFTW_RODFT10, a.backward = FFTW_RODFT01;
+  }
+  return a;
+}
+
+/* -(second difference) of mode m of the axis's transform, spacing h over n cells. */
+static double diffusion_axis_k2(CPhysFluid f, const DiffusionAxis *a, int axis, ptrdiff_t m) {
+  const ptrdiff_t n = axis == 0 ? f->ny : f->nx;
+  const double h = axis == 0 ? f->dy : f->dx;
+  /* R2HC: entry m and n - m are the cosine and sine of frequency min(m, n - m), same eigenvalue. */
+  if (a->forward == FFTW_R2HC) return stencil_k2(m, n, h);
+  const double s = 2.0 / h * sin(CPHYS_PI * (double)(a->forward == FFTW_REDFT10 ? m : m + 1) / (2.0 * n));
+  return s * s;
+}
+
+static int diffusion_walls_create_locked(CPhysFluid f) {
+  const double nu = f->config.viscosity, dt = f->config.dt;
+  double *scratch = malloc((size_t)f->n * sizeof *scratch);
+  CPhysCheck(scratch != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the viscosity's work array");
+  int ierr = 0;
+  for (int c = 0; c < 2 && !ierr; c++) {
+    const DiffusionAxis ay = diffusion_axis(f, c, 0), ax = diffusion_axis(f, c, 1);
+    const ptrdiff_t modes = ay.size * ax.size;
+    f->diffusion_walls_offset[c] = ay.offset * f->nx + ax.offset;
+    f->diffusion_walls_modes[c] = modes, f->diffusion_walls_columns[c] = ax.size;
+    f->diffusion_walls_gain[c] = malloc((size_t)modes * sizeof *f->diffusion_walls_gain[c]);
+    if (!f->diffusion_walls_gain[c]) {
+      ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate the viscosity's gains");
+      break;
+    }
+    for (ptrdiff_t j = 0; j < ay.size; j++)
+      for (ptrdiff_t i = 0; i < ax.size; i++) {
+        const double k2 = diffusion_axis_k2(f, &ay, 0, j) + diffusion_axis_k2(f, &ax, 1, i);
+        f->diffusion_walls_gain[c][j * ax.size + i] =
+            (k2 > 0.0 ? 1.0 / (1.0 + nu * dt * k2) : 1.0) / (ay.normalization * ax.normalization);
+      }
+    /* In place on the component's nodes (row stride nx), from its first node off the walls. */
+    const fftw_iodim dims[2] = {{(int)ay.size, (int)f->nx, (int)f->nx}, {(int)ax.size, 1, 1}};
+    const fftw_r2r_kind forward[2] = {ay.forward, ax.forward}, backward[2] = {ay.backward, ax.backward};
+    const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+    double *first = scratch + f->diffusion_walls_offset[c];
+    f->diffusion_walls_forward[c] = fftw_plan_guru_r2r(2, dims, 0, NULL, first, first, forward, flags);
+    f->diffusion_walls_backward[c] = fftw_plan_guru_r2r(2, dims, 0, NULL, first, first, backward, flags);
+    if (!f->diffusion_walls_forward[c] || !f->diffusion_walls_backward[c])
+      ierr = CPhysSetError(CPHYS_ERROR_FFTW, __func__, "FFTW could not plan the viscosity's wall transforms");
+  }
+  free(scratch);
+  return ierr;
+}
+
+static void diffuse_walls(CPhysFluid f, double *v) {
+  for (int c = 0; c < 2; c++) {
+    double *first = v + c * f->n + f->diffusion_walls_offset[c];
+    const double *gain = f->diffusion_walls_gain[c];
+    const ptrdiff_t nx = f->nx, modes = f->diffusion_walls_modes[c], columns = f->diffusion_walls_columns[c];
+    fftw_execute_r2r(f->diffusion_walls_forward[c], first, first);
+    for (ptrdiff_t k = 0; k < modes; k++) first[k / columns * nx + k % columns] *= gain[k];
+    fftw_execute_r2r(f->diffusion_walls_backward[c], first, first);
+  }
+}
+
 int fluid_diffusion_create_locked(CPhysFluid f) {
   const double nu = f->config.viscosity, dt = f->config.dt;
   if (!(nu > 0.0)) return 0;
+  if (f->any_walls) return diffusion_walls_create_locked(f);
   const ptrdiff_t half = f->nx / 2 + 1, modes = f->ny * half;
   f->diffusion_gain = malloc((size_t)modes * sizeof *f->diffusion_gain);
   double *real = malloc((size_t)f->n * sizeof *real);
@@ -72,9 +152,20 @@ void fluid_diffusion_destroy_locked(CPhysFluid f) {
   f->diffusion_r2c = f->diffusion_c2r = NULL;
   free(f->diffusion_gain);
   f->diffusion_gain = NULL;
+  for (int c = 0; c < 2; c++) {
+    if (f->diffusion_walls_forward[c]) fftw_destroy_plan(f->diffusion_walls_forward[c]);
+    if (f->diffusion_walls_backward[c]) fftw_destroy_plan(f->diffusion_walls_backward[c]);
+    f->diffusion_walls_forward[c] = f->diffusion_walls_backward[c] = NULL;
+    free(f->diffusion_walls_gain[c]);
+    f->diffusion_walls_gain[c] = NULL;
+  }
 }
 
 void fluid_diffuse(CPhysFluid f, double *v) {
+  if (f->any_walls) {
+    diffuse_walls(f, v);
+    return;
+  }
   const ptrdiff_t modes = f->ny * (f->nx / 2 + 1);
   /* Slots UX and UY are consecutive: 2 n doubles >= ny (nx + 2), the half spectrum. */
   fftw_complex *spectrum = (fftw_complex *)fluid_slot(f, FLUID_SLOT_UX);
@@ -100,8 +191,9 @@ int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, cons
   const int groups = fluid_energy_groups(f, begin, end);
   for (int g = 0; g < groups; g++) energy0[g] = sum_squares(v_in, begin[g], end[g]);
   for (int c = 0; c < 2; c++) {
-    fluid_node_velocity(f, c == 0 ? FLUID_XFACE : FLUID_YFACE, v_in, ux, uy);
-    fluid_maccormack(f, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
+    const FluidGridKind kind = c == 0 ? FLUID_XFACE : FLUID_YFACE;
+    fluid_node_velocity(f, kind, v_in, ux, uy);
+    fluid_maccormack(f, kind, v_in + c * n, ux, uy, semi, w_out + c * n, branches ? branches + c * n : NULL);
   }
   if (viscous && f->config.viscosity > 0.0) fluid_diffuse(f, w_out);
   CPhysCall(fluid_project_locked(f, w_out, p, info, "forward", sample, step));
@@ -113,7 +205,7 @@ int fluid_step_sample_locked(CPhysFluid f, int viscous, const double *v_in, cons
   }
   if (groups == 0 && v_out != w_out) memcpy(v_out, w_out, (size_t)(2 * n) * sizeof *v_out);
   fluid_node_velocity(f, FLUID_CENTRED, v_out, ux, uy);
-  fluid_maccormack(f, m_in, ux, uy, semi, m_out, branches ? branches + 2 * n : NULL);
+  fluid_maccormack(f, FLUID_CENTRED, m_in, ux, uy, semi, m_out, branches ? branches + 2 * n : NULL);
   return 0;
 }
 

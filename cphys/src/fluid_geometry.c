@@ -1,5 +1,5 @@
-/* Measurements on the fluid's periodic box: the circular-mean centre of mass
- * of a marker and the unit vortex of the physical inverse's prior. */
+/* Measurements on the fluid's box: the centre of mass of a marker (circular mean on a
+ * periodic axis, plain mean between walls) and the unit vortex of the physical inverse's prior. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +17,8 @@ int fluid_unit_vortex_create(CPhysFluid f) {
   double norm2 = 0.0;
   for (ptrdiff_t j = 0; j < ny; j++)
     for (ptrdiff_t i = 0; i < nx; i++) {
-      const double rx = fluid_periodic_delta(((double)i + 0.5) * f->dx - cx, lx);
-      const double ry = fluid_periodic_delta(((double)j + 0.5) * f->dy - cy, ly);
+      const double rx = fluid_box_delta(f, 0, ((double)i + 0.5) * f->dx - cx);
+      const double ry = fluid_box_delta(f, 1, ((double)j + 0.5) * f->dy - cy);
       /* r = 0 must not meet a 1 / sigma^2 that overflowed (0 * inf); W is 0 there anyway. */
       const double r2 = rx * rx + ry * ry, falloff = r2 == 0.0 ? 1.0 : exp(-r2 * inv_two_sigma2);
       const double wx = -falloff * ry, wy = falloff * rx;
@@ -48,6 +48,21 @@ static double circular_axis(const double *weights, ptrdiff_t count, double spaci
   return position < 0.0 ? position + period : position;
 }
 
+/* One axis between walls: the plain mean of the cell centres (k + 1/2) spacing, in [0, L]; undefined
+ * when the weights sum to (almost) zero. */
+static double plain_axis(const double *weights, ptrdiff_t count, double spacing, double total, int *defined) {
+  double mass = 0.0, moment = 0.0;
+  for (ptrdiff_t k = 0; k < count; k++) {
+    mass += weights[k];
+    moment += weights[k] * ((double)k + 0.5) * spacing;
+  }
+  if (!(fabs(mass) > 1e-12 * total)) {
+    *defined = 0;
+    return 0.5 * (double)count * spacing;
+  }
+  return moment / mass;
+}
+
 void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], int *defined) {
   const ptrdiff_t nx = f->nx, ny = f->ny;
   /* Column and row sums: nx + ny trigonometric calls instead of 2 n. */
@@ -63,7 +78,7 @@ void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], 
     rows[j] = row;
   }
   *defined = 1;
-  centre[0] = circular_axis(columns, nx, f->dx, total, defined);
-  centre[1] = circular_axis(rows, ny, f->dy, total, defined);
+  centre[0] = (f->walls[1] ? plain_axis : circular_axis)(columns, nx, f->dx, total, defined);
+  centre[1] = (f->walls[0] ? plain_axis : circular_axis)(rows, ny, f->dy, total, defined);
   if (!*defined) centre[0] = 0.5 * (double)nx * f->dx, centre[1] = 0.5 * (double)ny * f->dy;
 }

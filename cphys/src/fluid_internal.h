@@ -5,9 +5,9 @@
  *   fluid_object.c    the object: configuration, memory, argument checks, statistics,
  *                     work slots and the loop over the samples of a batch
  *   fluid_tape.c      the recordings of a forward run: the tape and the inverse's record
- *   fluid_advect.c    periodic resampling and MacCormack advection, with adjoints
+ *   fluid_advect.c    resampling and MacCormack advection (periodic or walls), with adjoints
  *   fluid_pressure.c  the pressure projection (PETSc CG) and its deferred failures
- *   fluid_geometry.c  the periodic box: minimal images, centre of mass, unit vortex
+ *   fluid_geometry.c  the box (periodic or closed): centre of mass, unit vortex
  *   fluid_forward.c   one step (its viscosity stage's FFTs too) and the forward map, recording
  *                     what is asked
  *   fluid_adjoint.c   the discrete adjoint of the forward map, from the tape
@@ -81,6 +81,10 @@ struct CPhysFluid_private {
   char prefix[128];
   ptrdiff_t nx, ny, n; /* n = nx ny */
   double dx, dy;
+  /* Per axis [y, x]: walls[a] 1 where the axis is closed (CPhysFluidBoundary), and the factor of the
+   * tangential velocity's ghost value beyond those walls (+1 free-slip, -1 no-slip; 1 if periodic). */
+  int walls[2], any_walls;
+  double tangential_ghost[2];
   /* PETSc: -Laplacian (SPD on the complement of the constants), its solver. */
   Mat laplacian;
   MatNullSpace nullspace;
@@ -91,7 +95,13 @@ struct CPhysFluid_private {
   /* The viscosity stage (nu > 0 only): FFTW plans of one [ny, nx] grid (unaligned, so any
    * arrays of that layout) and the implicit step's gain per mode, 1 / ((1 + nu dt k_h^2) n). */
   fftw_plan diffusion_r2c, diffusion_c2r;
-  double *diffusion_gain;   /* [ny, nx / 2 + 1] */
+  double *diffusion_gain; /* [ny, nx / 2 + 1] */
+  /* With walls: per velocity component an in-place real-to-real plan pair (DFT halfcomplex along a
+   * periodic axis, DST-I on the faces between the walls of the normal component, DCT-II / DST-II
+   * for the tangential one, free-slip / no-slip) and its gains, normalization included. */
+  fftw_plan diffusion_walls_forward[2], diffusion_walls_backward[2];
+  double *diffusion_walls_gain[2]; /* [modes_y, modes_x] of the component's transform */
+  ptrdiff_t diffusion_walls_offset[2], diffusion_walls_modes[2], diffusion_walls_columns[2];
   double *unit_vortex;      /* [2, ny, nx] cell-centred, (x, y) */
   double unit_vortex_norm2; /* <W, W> */
   /* Tape of the last recorded forward pass (layout: fluid_tape.c). */
@@ -147,6 +157,36 @@ static inline double *fluid_slot(CPhysFluid f, int slot) {
 typedef int (*FluidSampleFunction)(CPhysFluid f, ptrdiff_t s, void *context);
 int fluid_for_samples_locked(CPhysFluid f, ptrdiff_t batch, FluidSampleFunction sample, void *context);
 
+/* Node (j, i), j in [-1, ny], i in [-1, nx], of the faces of staggered component c (0: vx, 1: vy)
+ * as factor * v[c n + index]: a periodic axis wraps; on a closed axis the component normal to the
+ * walls is 0 on the wall faces (index 0 and n: not degrees of freedom, whatever is stored there) and
+ * the tangential one's ghost beyond the walls (index -1 or n) is tangential_ghost times its mirror. */
+static inline ptrdiff_t fluid_face_node(CPhysFluid f, int c, ptrdiff_t j, ptrdiff_t i, double *factor) {
+  const int normal = c == 0 ? 1 : 0; /* the axis [y, x] the component points along */
+  ptrdiff_t index[2] = {j, i};
+  const ptrdiff_t size[2] = {f->ny, f->nx};
+  double s = 1.0;
+  for (int a = 0; a < 2; a++) {
+    ptrdiff_t k = index[a];
+    const ptrdiff_t n = size[a];
+    if (!f->walls[a]) {
+      k = k < 0 ? k + n : k >= n ? k - n : k;
+    } else if (a == normal) {
+      if (k <= 0 || k >= n) s = 0.0, k = 0;
+    } else if (k < 0 || k >= n) {
+      s *= f->tangential_ghost[a], k = k < 0 ? 0 : n - 1;
+    }
+    index[a] = k;
+  }
+  *factor = s;
+  return index[0] * f->nx + index[1];
+}
+
+/* 1 where node (j, i) of `kind` is a face on a wall (its value is always 0). */
+static inline int fluid_wall_node(CPhysFluid f, FluidGridKind kind, ptrdiff_t j, ptrdiff_t i) {
+  return (kind == FLUID_XFACE && f->walls[1] && i == 0) || (kind == FLUID_YFACE && f->walls[0] && j == 0);
+}
+
 /* ---- fluid_tape.c ---- */
 /* Room for the tape of `batch` samples; the tape is invalid until the caller sets tape_valid. */
 int fluid_tape_reserve(CPhysFluid f, ptrdiff_t batch);
@@ -174,22 +214,23 @@ void fluid_inverse_record_finish(CPhysFluid f, ptrdiff_t s, const double *v0, co
 int fluid_inverse_record_lookup(CPhysFluid f, ptrdiff_t s, const double *v0, const double *m0,
                                 double *velocity, double *centres, int *defined);
 
-/* ---- fluid_advect.c: periodic resampling and MacCormack (no PETSc) ---- */
+/* ---- fluid_advect.c: resampling and MacCormack, periodic or between walls (no PETSc) ---- */
 /* Staggered velocity v [2, n] sampled at the nodes of `kind`: ux, uy [n]. */
 void fluid_node_velocity(CPhysFluid f, FluidGridKind kind, const double *v, double *ux, double *uy);
 /* Adds the transpose: g_v [2, n] += S^T (g_ux, g_uy). */
 void fluid_node_velocity_adjoint(CPhysFluid f, FluidGridKind kind, const double *g_ux, const double *g_uy,
                                  double *g_v);
-/* out [n] = MacCormack(field [n]) with node velocities ux, uy [n]; semi [n] is
- * work; branches [n] (may be NULL) records the limiter's choices. */
-void fluid_maccormack(CPhysFluid f, const double *field, const double *ux, const double *uy, double *semi,
-                      double *out, unsigned char *branches);
+/* out [n] = MacCormack(field [n]) on the nodes of `kind` (which says how the field continues
+ * beyond walls) with node velocities ux, uy [n]; semi [n] is work; branches [n] (may be NULL)
+ * records the limiter's choices.  Wall nodes (fluid_wall_node) get 0. */
+void fluid_maccormack(CPhysFluid f, FluidGridKind kind, const double *field, const double *ux,
+                      const double *uy, double *semi, double *out, unsigned char *branches);
 /* Adds the adjoint of fluid_maccormack for the recorded branches:
  * g_field [n] += (d out / d field)^T g_out, g_ux, g_uy [n] += (d out / d u)^T g_out.
  * Uses slots SEMI and GSEMI. */
-void fluid_maccormack_adjoint(CPhysFluid f, const double *field, const double *ux, const double *uy,
-                              const unsigned char *branches, const double *g_out, double *g_field,
-                              double *g_ux, double *g_uy);
+void fluid_maccormack_adjoint(CPhysFluid f, FluidGridKind kind, const double *field, const double *ux,
+                              const double *uy, const unsigned char *branches, const double *g_out,
+                              double *g_field, double *g_ux, double *g_uy);
 /* staggered [2, n] = S centred [2, n] and the transpose (overwrites). */
 void fluid_centred_to_staggered(CPhysFluid f, const double *centred, double *staggered);
 void fluid_centred_to_staggered_adjoint(CPhysFluid f, const double *g_staggered, double *g_centred);
@@ -224,9 +265,16 @@ int fluid_failures_end(CPhysFluid f, int ierr);
 static inline double fluid_periodic_delta(double d, double period) {
   return d - period * round(d / period);
 }
+/* Offset d of two positions along physical axis xy (0: x, 1: y): the minimal image on a periodic
+ * axis, d itself between walls. */
+static inline double fluid_box_delta(CPhysFluid f, int xy, double d) {
+  if (f->walls[1 - xy]) return d;
+  return fluid_periodic_delta(d, xy == 0 ? (double)f->nx * f->dx : (double)f->ny * f->dy);
+}
 /* Fills f->unit_vortex and f->unit_vortex_norm2 from the configuration. */
 int fluid_unit_vortex_create(CPhysFluid f);
-/* Circular-mean centre (x, y) of marker [n] (see CPhysFluidCentreOfMass).  Uses slots COLUMNS and ROWS. */
+/* Centre (x, y) of marker [n]: circular mean on a periodic axis, plain mean between walls (see
+ * CPhysFluidCentreOfMass).  Uses slots COLUMNS and ROWS. */
 void fluid_centre_of_mass(CPhysFluid f, const double *marker, double centre[2], int *defined);
 
 /* ---- fluid_forward.c ---- */
@@ -236,8 +284,9 @@ int fluid_energy_groups(CPhysFluid f, ptrdiff_t begin[2], ptrdiff_t end[2]);
  * FFTW's planner is not thread-safe: both run under the library lock. */
 int fluid_diffusion_create_locked(CPhysFluid f);
 void fluid_diffusion_destroy_locked(CPhysFluid f);
-/* The viscosity stage, v [2n] = (I - nu dt L)^-1 v per component (L the periodic
- * 5-point Laplacian), by FFT.  Symmetric: it is its own adjoint.  Needs nu > 0.
+/* The viscosity stage, v [2n] = (I - nu dt L)^-1 v per component (L the 5-point
+ * Laplacian of the component's nodes with the box's boundary rules), by FFT (periodic)
+ * or real-to-real transforms (walls).  Symmetric: it is its own adjoint.  Needs nu > 0.
  * Uses slots UX and UY (together: the spectrum). */
 void fluid_diffuse(CPhysFluid f, double *v);
 /* One step for one sample, with the viscosity stage when `viscous` (0 for the

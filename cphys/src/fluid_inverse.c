@@ -7,11 +7,11 @@
 
 #include "fluid_internal.h"
 
-/* cross(a, b) = a_x b_y - a_y b_x of minimal-image differences a = p - q, b = q - c. */
-static double periodic_cross(CPhysFluid f, const double p[2], const double q[2], const double c[2]) {
-  const double lx = (double)f->nx * f->dx, ly = (double)f->ny * f->dy;
-  const double ax = fluid_periodic_delta(p[0] - q[0], lx), ay = fluid_periodic_delta(p[1] - q[1], ly);
-  const double bx = fluid_periodic_delta(q[0] - c[0], lx), by = fluid_periodic_delta(q[1] - c[1], ly);
+/* cross(a, b) = a_x b_y - a_y b_x of the differences a = p - q, b = q - c (minimal images on
+ * periodic axes). */
+static double box_cross(CPhysFluid f, const double p[2], const double q[2], const double c[2]) {
+  const double ax = fluid_box_delta(f, 0, p[0] - q[0]), ay = fluid_box_delta(f, 1, p[1] - q[1]);
+  const double bx = fluid_box_delta(f, 0, q[0] - c[0]), by = fluid_box_delta(f, 1, q[1] - c[1]);
   return ax * by - ay * bx;
 }
 
@@ -71,9 +71,10 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
     destination[0] = rev[0], destination[1] = rev[1];
     has_destination = has_destination && rev_ok[0];
   }
+  /* Between walls a uniform flow along the axis is no flow at all (the projection removes it): 0. */
   if (has_destination) {
-    u[0] = fluid_periodic_delta(destination[0] - fwd[0], lx) / time;
-    u[1] = fluid_periodic_delta(destination[1] - fwd[1], ly) / time;
+    u[0] = f->walls[1] ? 0.0 : fluid_box_delta(f, 0, destination[0] - fwd[0]) / time;
+    u[1] = f->walls[0] ? 0.0 : fluid_box_delta(f, 1, destination[1] - fwd[1]) / time;
   }
   /* 3. current vortex strength: least-squares fit of v0 less its mean */
   double strength = 0.0;
@@ -95,7 +96,7 @@ static int inverse_sample_locked(CPhysFluid f, ptrdiff_t s, const double *v0, co
     const double t = k * f->config.dt;
     const double centre[2] = {f->config.vortex_center[0] * lx + u[0] * t,
                               f->config.vortex_center[1] * ly + u[1] * t};
-    mismatch += periodic_cross(f, fwd + 2 * k, rev + 2 * r, centre);
+    mismatch += box_cross(f, fwd + 2 * k, rev + 2 * r, centre);
     terms++;
   }
   if (terms) strength += f->config.vortex_gain * mismatch / terms;

@@ -83,6 +83,19 @@ static int check_config(const CPhysFluidConfig *c) {
   CPhysCheck(isfinite(c->vortex_center[0]) && isfinite(c->vortex_center[1]) && isfinite(c->vortex_gain) &&
                  isfinite(c->marker_destination[0]) && isfinite(c->marker_destination[1]),
              CPHYS_ERROR_ARGUMENT, "vortex_center, vortex_gain and marker_destination must be finite");
+  /* Between walls a fraction is not wrapped: a huge one would overflow the prior's offsets. */
+  for (int xy = 0; xy < 2; xy++)
+    CPhysCheck(c->boundary[1 - xy] == CPHYS_FLUID_PERIODIC ||
+                   (fabs(c->vortex_center[xy]) <= 1e6 && fabs(c->marker_destination[xy]) <= 1e6),
+               CPHYS_ERROR_ARGUMENT,
+               "vortex_center and marker_destination along a walled axis must be within 1e6 box lengths, got "
+               "%g and %g",
+               c->vortex_center[xy], c->marker_destination[xy]);
+  for (int axis = 0; axis < 2; axis++)
+    CPhysCheck(c->boundary[axis] >= CPHYS_FLUID_PERIODIC && c->boundary[axis] <= CPHYS_FLUID_NO_SLIP,
+               CPHYS_ERROR_ARGUMENT,
+               "unknown boundary %d on axis %d ([y, x]): periodic (0), free-slip (1) or no-slip (2)",
+               (int)c->boundary[axis], axis);
   return 0;
 }
 
@@ -94,11 +107,18 @@ int fluid_object_create(const CPhysFluidConfig *config, CPhysFluid *fluid) {
   f->config = *config;
   strcpy(f->prefix, config->options_prefix ? config->options_prefix : "physgrad_fluid_");
   f->config.options_prefix = f->prefix;
-  /* The box is periodic: a fraction names the same point as its wrapped value in
-   * [0, 1], and wrapping keeps a huge fraction times the box length finite. */
   for (int axis = 0; axis < 2; axis++) {
-    f->config.vortex_center[axis] -= floor(f->config.vortex_center[axis]);
-    f->config.marker_destination[axis] -= floor(f->config.marker_destination[axis]);
+    f->walls[axis] = config->boundary[axis] != CPHYS_FLUID_PERIODIC;
+    f->tangential_ghost[axis] = config->boundary[axis] == CPHYS_FLUID_NO_SLIP ? -1.0 : 1.0;
+  }
+  f->any_walls = f->walls[0] || f->walls[1];
+  /* Along a periodic axis a fraction names the same point as its wrapped value in [0, 1], and
+   * wrapping keeps a huge fraction times the box length finite.  (Between walls it is a position
+   * as given: a vortex centre outside the box is only far away.) */
+  for (int xy = 0; xy < 2; xy++) {
+    if (f->walls[1 - xy]) continue;
+    f->config.vortex_center[xy] -= floor(f->config.vortex_center[xy]);
+    f->config.marker_destination[xy] -= floor(f->config.marker_destination[xy]);
   }
   f->ny = config->shape[0], f->nx = config->shape[1], f->n = f->nx * f->ny;
   f->dy = config->spacing[0], f->dx = config->spacing[1];

@@ -1,10 +1,14 @@
-/* Pressure projection on the periodic MAC grid with PETSc CG.
+/* Pressure projection on the MAC grid with PETSc CG.
  *
  * With D the face-to-centre divergence and G the centre-to-face gradient,
- * G = -D^T on the periodic MAC grid, so A = -D G = D D^T is the symmetric
- * positive semi-definite 5-point -Laplacian whose null space is the constants,
- * and the projection v - G A^+ D v = (I - D^T (D D^T)^+ D) v is an orthogonal
- * projector: its adjoint is itself.  The entry points (CPhysFluidProject,
+ * G = -D^T on the MAC grid, so A = -D G = D D^T is the symmetric positive
+ * semi-definite 5-point -Laplacian whose null space is the constants, and the
+ * projection v - G A^+ D v = (I - D^T (D D^T)^+ D) v is an orthogonal
+ * projector: its adjoint is itself.  Walls: D reads the faces on them as 0 and
+ * G is 0 there, so A drops the neighbour across a wall (Neumann, dp/dn = 0) and
+ * the projection, Z + D^T (D D^T)^+ D with Z zeroing the wall faces, is still
+ * an orthogonal projector (its range: divergence-free fields with v_n = 0 on
+ * the walls).  The entry points (CPhysFluidProject,
  * CPhysFluidDivergence) are in fluid.c. */
 #include <math.h>
 #include <stdio.h>
@@ -19,15 +23,26 @@ static int assemble_locked(CPhysFluid f) {
   for (PetscInt j = 0; j < ny; j++)
     for (PetscInt i = 0; i < nx; i++) {
       const PetscInt row = j * nx + i;
-      const PetscInt columns[5] = {row, j * nx + (i + nx - 1) % nx, j * nx + (i + 1) % nx,
-                                   ((j + ny - 1) % ny) * nx + i, ((j + 1) % ny) * nx + i};
-      const PetscScalar values[5] = {2.0 * (wx + wy), -wx, -wx, -wy, -wy};
-      CPhysPetscCall(MatSetValues(f->laplacian, 1, &row, 5, columns, values, INSERT_VALUES));
+      /* Neighbours across a wall face are absent (zero flux: Neumann). */
+      const int has[4] = {!f->walls[1] || i > 0, !f->walls[1] || i < nx - 1, !f->walls[0] || j > 0,
+                          !f->walls[0] || j < ny - 1};
+      const PetscInt neighbours[4] = {j * nx + (i + nx - 1) % nx, j * nx + (i + 1) % nx,
+                                      ((j + ny - 1) % ny) * nx + i, ((j + 1) % ny) * nx + i};
+      const double weights[4] = {wx, wx, wy, wy};
+      PetscInt columns[5] = {row};
+      PetscScalar values[5] = {has[0] && has[1] && has[2] && has[3]
+                                   ? 2.0 * (wx + wy)
+                                   : (has[0] + has[1]) * wx + (has[2] + has[3]) * wy};
+      int count = 1;
+      for (int k = 0; k < 4; k++)
+        if (has[k]) columns[count] = neighbours[k], values[count++] = -weights[k];
+      CPhysPetscCall(MatSetValues(f->laplacian, 1, &row, count, columns, values, INSERT_VALUES));
     }
   CPhysPetscCall(MatAssemblyBegin(f->laplacian, MAT_FINAL_ASSEMBLY));
   CPhysPetscCall(MatAssemblyEnd(f->laplacian, MAT_FINAL_ASSEMBLY));
   CPhysPetscCall(MatSetOption(f->laplacian, MAT_SYMMETRIC, PETSC_TRUE));
-  /* Periodic: the constants are the null space; CG stays in its complement. */
+  /* Periodic or walls (no Dirichlet anywhere): the constants are the null space; CG stays in
+   * its complement. */
   CPhysPetscCall(MatNullSpaceCreate(PETSC_COMM_SELF, PETSC_TRUE, 0, NULL, &f->nullspace));
   CPhysPetscCall(MatSetNullSpace(f->laplacian, f->nullspace));
   return 0;
@@ -76,15 +91,27 @@ void fluid_pressure_destroy_locked(CPhysFluid f) {
 }
 
 void fluid_divergence(CPhysFluid f, const double *v, double *divergence) {
-  const ptrdiff_t nx = f->nx, ny = f->ny;
-  const double *vx = v, *vy = v + f->n;
-  for (ptrdiff_t j = 0; j < ny; j++) {
-    const ptrdiff_t jp = j == ny - 1 ? 0 : j + 1;
-    for (ptrdiff_t i = 0; i < nx; i++) {
-      const ptrdiff_t ip = i == nx - 1 ? 0 : i + 1, p = j * nx + i;
-      divergence[p] = (vx[j * nx + ip] - vx[p]) / f->dx + (vy[jp * nx + i] - vy[p]) / f->dy;
+  const ptrdiff_t nx = f->nx, ny = f->ny, n = f->n;
+  if (!f->any_walls) { /* the same values without the walls' index rules */
+    const double *vx = v, *vy = v + n;
+    for (ptrdiff_t j = 0; j < ny; j++) {
+      const ptrdiff_t jp = j == ny - 1 ? 0 : j + 1;
+      for (ptrdiff_t i = 0; i < nx; i++) {
+        const ptrdiff_t ip = i == nx - 1 ? 0 : i + 1, p = j * nx + i;
+        divergence[p] = (vx[j * nx + ip] - vx[p]) / f->dx + (vy[jp * nx + i] - vy[p]) / f->dy;
+      }
     }
+    return;
   }
+  double a, b, c, d;
+  for (ptrdiff_t j = 0; j < ny; j++)
+    for (ptrdiff_t i = 0; i < nx; i++) {
+      const ptrdiff_t p = j * nx + i;
+      /* Faces on walls count as 0 (fluid_face_node). */
+      const ptrdiff_t right = fluid_face_node(f, 0, j, i + 1, &a), left = fluid_face_node(f, 0, j, i, &b);
+      const ptrdiff_t top = fluid_face_node(f, 1, j + 1, i, &c), bottom = fluid_face_node(f, 1, j, i, &d);
+      divergence[p] = (a * v[right] - b * v[left]) / f->dx + (c * v[n + top] - d * v[n + bottom]) / f->dy;
+    }
 }
 
 /* The PETSc part of a projection: solve A p = b from the warm start p.  One
@@ -110,7 +137,7 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
   KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
   double *b = fluid_slot(f, FLUID_SLOT_RHS);
   fluid_divergence(f, v, b);
-  /* The divergence of a periodic field sums to zero up to rounding; removing
+  /* The divergence sums to zero up to rounding (periodic or closed box); removing
    * the rounding keeps the singular system consistent. */
   double mean = 0.0;
   for (ptrdiff_t k = 0; k < n; k++) mean += b[k];
@@ -142,8 +169,15 @@ int fluid_project_locked(CPhysFluid f, double *v, double *p, CPhysSolveInfo *inf
     const ptrdiff_t jm = j == 0 ? ny - 1 : j - 1;
     for (ptrdiff_t i = 0; i < nx; i++) {
       const ptrdiff_t im = i == 0 ? nx - 1 : i - 1, q = j * nx + i;
-      vx[q] -= (p[q] - p[j * nx + im]) / f->dx;
-      vy[q] -= (p[q] - p[jm * nx + i]) / f->dy;
+      /* A face on a wall is set to 0: v_n = 0 there (the projection stays symmetric). */
+      if (fluid_wall_node(f, FLUID_XFACE, j, i))
+        vx[q] = 0.0;
+      else
+        vx[q] -= (p[q] - p[j * nx + im]) / f->dx;
+      if (fluid_wall_node(f, FLUID_YFACE, j, i))
+        vy[q] = 0.0;
+      else
+        vy[q] -= (p[q] - p[jm * nx + i]) / f->dy;
     }
   }
   /* The projection is converged when the divergence left, not KSP's residual,

@@ -188,12 +188,13 @@ class Fluid(_PhysicsModule):
     """Marker transport by Navier-Stokes flow (see :func:`physgrad.fluid`); call as ``layer(v0, m0)``."""
 
     _settings = ("steps", "dt", "spacing", "grad_mode", "y_step", "pressure_atol",
-                 "pressure_max_iterations", "lbfgs_iterations", "on_failure", "energy", "viscosity")
+                 "pressure_max_iterations", "lbfgs_iterations", "on_failure", "energy", "viscosity", "boundary")
 
     def __init__(self, steps: int = 8, dt: float = 0.25, spacing: Tuple[float, float] = (2.0, 2.0),
                  grad_mode: str = "physical", y_step: float = 1.0, pressure_atol: float = 1e-4,
                  pressure_max_iterations: int = 1000, lbfgs_iterations: int = 32,
-                 on_failure: str = "raise", energy: str = "total", viscosity: float = 0.0) -> None:
+                 on_failure: str = "raise", energy: str = "total", viscosity: float = 0.0,
+                 boundary: str = "periodic") -> None:
         super().__init__()
         self.steps = steps
         self.dt = dt
@@ -206,12 +207,13 @@ class Fluid(_PhysicsModule):
         self.on_failure = on_failure
         self.energy = energy
         self.viscosity = viscosity
+        self.boundary = ops._fluid_boundary(boundary)  # "periodic", "free_slip", "no_slip", or "y,x"
 
     def forward(self, v0: torch.Tensor, m0: torch.Tensor) -> torch.Tensor:
         y = torch.ops.physgrad.fluid(v0, m0, self.steps, self.dt, [self.spacing[0], self.spacing[1]],
                                      ops._mode(None, self.grad_mode), self.y_step, self.pressure_atol,
                                      self.pressure_max_iterations, self.lbfgs_iterations, self.on_failure,
-                                     self.energy, self.viscosity)
+                                     self.energy, self.viscosity, self.boundary)
         ops._after_forward("fluid", self.on_failure)
         return y
 

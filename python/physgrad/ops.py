@@ -283,11 +283,19 @@ def wave_packet_fit(target: torch.Tensor, initial: Tuple[float, float] = (128.0,
                                               sigma, bool(bounded))
 
 
+def _fluid_boundary(boundary: str) -> str:
+    """The fluid's ``boundary``; in eager mode also a sequence of names, one per axis (y, x)."""
+    if torch.jit.is_scripting():
+        return boundary
+    return _eager_boundary(boundary)
+
+
 def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
           spacing: Tuple[float, float] = (2.0, 2.0), grad_mode: Optional[str] = None, y_step: float = 1.0,
           pressure_atol: float = 1e-4, pressure_max_iterations: int = 1000, lbfgs_iterations: int = 32,
-          on_failure: str = "raise", energy: str = "total", viscosity: float = 0.0) -> torch.Tensor:
-    """Transports a marker with incompressible Navier-Stokes flow on a periodic MAC grid.
+          on_failure: str = "raise", energy: str = "total", viscosity: float = 0.0,
+          boundary: str = "periodic") -> torch.Tensor:
+    """Transports a marker with incompressible Navier-Stokes flow on a MAC grid (periodic or walled box).
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
     length units per time unit; m0: ``[B, ny, nx]`` initial marker. Runs ``steps``
@@ -312,6 +320,15 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     adjoint includes the term; the physical mode's reverse run is inviscid
     (reverse diffusion is ill-posed), its forward run not.
 
+    boundary: the box's sides, ``"periodic"`` (the default, the paper's box),
+    ``"free_slip"`` or ``"no_slip"`` walls, for both axes or one per axis in the
+    order (y, x) (``"free_slip,periodic"`` or ``("free_slip", "periodic")``: walls
+    at the bottom and top, periodic in x). Walls stop the flow through them
+    (the projection is Neumann there); free-slip lets the velocity slide along
+    them, no-slip holds it at zero on them; the marker cannot cross them. The
+    physical mode fits no uniform flow across walls (a closed box has none) and
+    measures centres by the plain mean along walled axes (see the user guide).
+
     Backward modes: ``"adjoint"`` (the discrete adjoint, gradients for v0 and m0),
     ``"physical"`` (reverse-simulation estimate of v0, paper B.5), ``"lbfgs"``.
     Only the adjoint differentiates m0: in the other modes m0 is data, and one
@@ -320,7 +337,7 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
     y = torch.ops.physgrad.fluid(v0, m0, steps, _number(dt, "fluid", "dt"), _spacing(spacing, "fluid"),
                                  _mode(grad_mode), y_step, pressure_atol, pressure_max_iterations,
                                  lbfgs_iterations, on_failure, energy,
-                                 _number(viscosity, "fluid", "viscosity"))
+                                 _number(viscosity, "fluid", "viscosity"), _fluid_boundary(boundary))
     _after_forward("fluid", on_failure)
     return y
 
@@ -328,7 +345,7 @@ def fluid(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
 def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float = 0.25,
                    spacing: Tuple[float, float] = (2.0, 2.0), pressure_atol: float = 1e-4,
                    pressure_max_iterations: int = 1000, energy: str = "total",
-                   viscosity: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                   viscosity: float = 0.0, boundary: str = "periodic") -> Tuple[torch.Tensor, torch.Tensor]:
     """Every state of the run :func:`fluid` makes, for plots (not differentiable).
 
     v0: ``[B, 2, ny, nx]`` initial cell-centred velocity (channel 0: x, channel 1: y),
@@ -342,14 +359,19 @@ def fluid_sequence(v0: torch.Tensor, m0: torch.Tensor, steps: int = 8, dt: float
     """
     return torch.ops.physgrad.fluid_sequence(v0, m0, steps, dt, _spacing(spacing, "fluid_sequence"),
                                              pressure_atol, pressure_max_iterations, energy,
-                                             _number(viscosity, "fluid_sequence", "viscosity"))
+                                             _number(viscosity, "fluid_sequence", "viscosity"),
+                                             _fluid_boundary(boundary))
 
 
-def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:
-    """The circular-mean centre of mass ``[B, 2]`` (x, y, length units in ``[0, L)``) of
-    markers ``[B, ny, nx]``, as the fluid's physical inverse computes it (cphys); the
-    box centre where a marker has no first Fourier component.  Not differentiable."""
-    return torch.ops.physgrad.fluid_centre_of_mass(marker, _spacing(spacing, "fluid_centre_of_mass"))
+def fluid_centre_of_mass(marker: torch.Tensor, spacing: Tuple[float, float] = (2.0, 2.0),
+                         boundary: str = "periodic") -> torch.Tensor:
+    """The centre of mass ``[B, 2]`` (x, y, length units in ``[0, L)``) of markers
+    ``[B, ny, nx]``, as the fluid's physical inverse computes it (cphys): the circular
+    mean along a periodic axis (the box centre where a marker has no first Fourier
+    component), the plain mean along an axis between walls (``boundary`` as in
+    :func:`fluid`).  Not differentiable."""
+    return torch.ops.physgrad.fluid_centre_of_mass(marker, _spacing(spacing, "fluid_centre_of_mass"),
+                                                   _fluid_boundary(boundary))
 
 
 def fluid_unit_vortex(shape: Tuple[int, int], spacing: Tuple[float, float] = (2.0, 2.0)) -> torch.Tensor:

@@ -1,11 +1,32 @@
 /* Incompressible 2-D fluid with a passive marker (paper section 3.4, appendix B.5).
  *
- * Grid.  A periodic MAC (staggered) grid of [ny, nx] cells of size [dy, dx]
+ * Grid.  A MAC (staggered) grid of [ny, nx] cells of size [dy, dx], periodic
+ * (the default) or closed by walls along either axis (see Walls below),
  * (length units; the paper: 64 x 64 cells of size 2 over a 128 x 128 box).
  * Cell (j, i) has its centre at ((i + 1/2) dx, (j + 1/2) dy).  Marker and
  * pressure live at cell centres.  The staggered velocity is stored as
  * [2, ny, nx]: channel 0 holds vx on the x-faces (i dx, (j + 1/2) dy),
  * channel 1 holds vy on the y-faces ((i + 1/2) dx, j dy).
+ *
+ * Walls (CPhysFluidConfig.boundary, per axis [y, x]: CPHYS_FLUID_PERIODIC,
+ * CPHYS_FLUID_FREE_SLIP, CPHYS_FLUID_NO_SLIP).  A closed axis has walls on the
+ * outer cell faces at 0 and L.  The faces on them (vx at i = 0 for walls in x,
+ * vy at j = 0 for walls in y) hold the normal velocity, 0 always (not degrees
+ * of freedom: whatever an input stores there is ignored and outputs hold 0).
+ * Beyond a wall every field continues by a ghost rule, used by the
+ * interpolation, the stencils and the viscosity: the normal velocity is 0 on
+ * the wall; the tangential velocity's ghost half a cell beyond it is its
+ * mirror (free-slip: zero normal derivative) or minus its mirror (no-slip: 0
+ * on the wall); the marker's ghost is its mirror (no flux: it cannot leave).
+ * Advection clamps a departure point beyond a wall onto the wall (no
+ * derivative along that axis there).  The projection is Neumann at walls
+ * (dp/dn = 0: no neighbour across them), so the normal velocity stays 0 and
+ * the null space is still the constants.  Viscosity uses per axis the DFT
+ * (periodic), DST-I (normal component, between walls), DCT-II (free-slip) or
+ * DST-II (no-slip tangential component): exact, implicit, symmetric.  The
+ * adjoint follows every step.  The physical inverse: see its notes below.
+ * Periodic on both axes is bitwise the code before walls existed
+ * (tests/c/test_fluid_walls.c).
  *
  * Conventions.  Extents of arrays follow C order, [y, x] (shape, spacing).
  * Physical vectors follow (x, y): velocity channel 0 is the x-component, in
@@ -19,11 +40,12 @@
  *      its own faces, the velocity sampled there bilinearly);
  *   3. viscosity (skipped entirely when nu = `viscosity` is 0, the paper's
  *      inviscid case): one implicit (backward Euler) diffusion step
- *      v = (I - nu dt L)^-1 v of each face component, L the periodic 5-point
- *      Laplacian (the Navier-Stokes term nu laplace(v); each component's faces
- *      form a periodic grid, so the solve is exact by FFT: mode k is multiplied
- *      by 1 / (1 + nu dt k_h^2), k_h^2 = sum over the axes of (2/h sin(pi m/n))^2);
- *   4. pressure projection: PETSc CG on the periodic 5-point Poisson equation
+ *      v = (I - nu dt L)^-1 v of each face component, L the 5-point Laplacian
+ *      (the Navier-Stokes term nu laplace(v); each component's faces form a
+ *      periodic grid, so the solve is exact by FFT: mode k is multiplied by
+ *      1 / (1 + nu dt k_h^2), k_h^2 = sum over the axes of (2/h sin(pi m/n))^2;
+ *      between walls the sine and cosine transforms of Walls above);
+ *   4. pressure projection: PETSc CG on the 5-point Poisson equation (Neumann at walls)
  *      (constant null space attached, warm-started from the previous step's
  *      pressure, absolute tolerance `atol` on the residual ||div v||_2);
  *   5. rescale to the energy E0 (see CPhysFluidEnergy; a zero velocity is left
@@ -36,8 +58,8 @@
  *
  * MacCormack (Selle et al. 2008), per node p of the advected grid with the
  * velocity u(p):  semi = f(p - u dt),  back = semi(p + u dt),
- * corrected = semi + (f(p) - back) / 2, all by periodic bilinear
- * interpolation; the limiter (CPhysFluidLimiter) bounds `corrected` by the
+ * corrected = semi + (f(p) - back) / 2, all by bilinear interpolation
+ * (periodic, or with the walls' ghost rules); the limiter (CPhysFluidLimiter) bounds `corrected` by the
  * four values of f around p - u dt.
  *
  * Failures.  A pressure solve that does not converge does not stop a call: its
@@ -86,6 +108,18 @@ typedef enum {
   CPHYS_FLUID_ENERGY_NONE = 2
 } CPhysFluidEnergy;
 
+/* What bounds the box along one axis (CPhysFluidConfig.boundary). */
+typedef enum {
+  /* The two ends are the same place (the paper's box). */
+  CPHYS_FLUID_PERIODIC = 0,
+  /* Closed walls at both ends: no flow through them, the tangential velocity slides along them
+   * (its ghost value mirrors: zero normal derivative). */
+  CPHYS_FLUID_FREE_SLIP = 1,
+  /* Closed walls at both ends: no flow through them, the tangential velocity is zero on them
+   * (its ghost value is the negative mirror). */
+  CPHYS_FLUID_NO_SLIP = 2
+} CPhysFluidBoundary;
+
 /* Which pressure solves CPhysFluidGetSolveInfo reports. */
 typedef enum {
   CPHYS_FLUID_PASS_FORWARD = 0, /* steps + 1 solves: index 0 the initial projection, k the step k */
@@ -115,13 +149,17 @@ typedef struct {
   /* Physical inverse (CPhysFluidPhysicalInverse). */
   double vortex_sigma;          /* Gaussian falloff exp(-r^2 / (2 sigma^2)), length units (SIP: 20) */
   double vortex_center[2];      /* (x, y) of the vortex at t = 0, as fractions of the box (0.5, 0.5);
-                                   periodic: any finite value, taken modulo 1 */
+                                   periodic: any finite value, taken modulo 1;
+                                   walled axis: |.| <= 1e6, not wrapped */
   double vortex_gain;           /* strength correction per unit cross product, 1 / (length^2 time)
                                    (SIP: 1e-3) */
   double marker_destination[2]; /* (x, y), fractions of the box (modulo 1), where the uniform flow
                                    carries the marker's centre in time T (the paper's data: the box
                                    centre) */
   int destination_from_target;  /* 1: the destination is the target's centre of mass instead */
+  /* The box's sides, per axis [y, x] (see "Walls" above); the default, periodic on both axes,
+   * gives bitwise the results of the periodic code. */
+  CPhysFluidBoundary boundary[2];
 } CPhysFluidConfig;
 
 /* The paper's setup: 64 x 64 cells of size 2, 8 steps of 0.25, atol 1e-4, rtol 0,
@@ -189,14 +227,15 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  *     CPhysFluidForward with CPHYS_FLUID_RECORD_INVERSE where it ran on the same
  *     inputs: the result and the statistics are the same).
  *  2. Uniform part u = d(c(m0), D) / T with d the periodic minimal-image
- *     displacement: the uniform velocity that carries the marker's centre to
- *     its destination D in the simulated time.  D = marker_destination, by
- *     default the box centre: the paper's data set moves every marker there
- *     (SIP: u = (64 - c(m0)) / T).  With destination_from_target, D = c(target):
- *     no knowledge of the data is needed, but the vortex's own displacement of
- *     the centre is then mistaken for uniform flow (and the truth is no longer
- *     a fixed point).  The com mismatch cannot tell translation from rotation;
- *     the prior is what lets the vortex estimate below see the rotation.
+ *     displacement (the plain one between walls; along a walled axis u = 0: a
+ *     uniform flow towards walls is no flow of the closed box, so the prior
+ *     does not hold there and only the vortex can move the centre): the uniform velocity that carries the
+ * marker's centre to its destination D in the simulated time.  D = marker_destination, by default the box
+ * centre: the paper's data set moves every marker there (SIP: u = (64 - c(m0)) / T).  With
+ * destination_from_target, D = c(target): no knowledge of the data is needed, but the vortex's own
+ * displacement of the centre is then mistaken for uniform flow (and the truth is no longer a fixed point).
+ * The com mismatch cannot tell translation from rotation; the prior is what lets the vortex estimate below
+ * see the rotation.
  *  3. Current vortex strength s = <v0 - mean(v0), W> / <W, W>: the least-squares
  *     fit by the unit vortex W(x) = exp(-|r|^2 / (2 sigma^2)) (-r_y, r_x), r the
  *     minimal-image offset of the cell centre x from the vortex centre c0
@@ -216,6 +255,12 @@ CPHYS_EXTERN int CPhysFluidAdjoint(CPhysFluid fluid, ptrdiff_t batch, const doub
  * Centre of mass: the circular mean per axis, c_x = Lx / (2 pi) arg(sum_cells
  * m exp(2 pi i x / Lx)), in [0, Lx) (see CPhysFluidCentreOfMass); on a periodic
  * domain the plain mean depends on where the box is cut, this does not.
+ * Between walls: the plain mean along the walled axis, plain offsets (no
+ * minimal image) in W and the cross products, fractions not wrapped.  The
+ * reverse run obeys the walls.  Where the prior no longer holds: no uniform
+ * flow along walled axes (step 2), and a vortex whose Gaussian reaches the
+ * walls is reshaped by the projection (W is not tangential there), which
+ * biases the fitted strength; the lbfgs mode does not depend on the prior.
  *   v0: [batch, 2, ny, nx]   m0, target: [batch, ny, nx] (target = y - y_step g)
  *   v0_new: [batch, 2, ny, nx] (output, may be NULL)
  *   dv0:    [batch, 2, ny, nx] (output, may be NULL) = v0 - v0_new, the physical gradient
@@ -285,7 +330,7 @@ CPHYS_EXTERN int CPhysFluidGetState(CPhysFluid fluid, ptrdiff_t sample, int k, d
 
 /* ---- building blocks (for tests, diagnostics and the glue) ---- */
 
-/* Face values = averages of the two neighbouring cell centres, and its adjoint.
+/* Face values = averages of the two neighbouring cell centres (0 on wall faces), and its adjoint.
  *   centred: [batch, 2, ny, nx]   staggered: [batch, 2, ny, nx] */
 CPHYS_EXTERN int CPhysFluidCentredToStaggered(CPhysFluid fluid, ptrdiff_t batch, const double *centred,
                                               double *staggered);
@@ -308,10 +353,12 @@ CPHYS_EXTERN int CPhysFluidProject(CPhysFluid fluid, ptrdiff_t batch, double *st
  *   pressure: [batch, ny, nx] warm start and result (in/out; NULL: zero guess) */
 CPHYS_EXTERN int CPhysFluidStep(CPhysFluid fluid, ptrdiff_t batch, double *velocity, double *marker,
                                 double *pressure);
-/* Circular-mean centre of mass (x, y), length units in [0, L).  A marker whose
- * first Fourier coefficient on an axis vanishes (|.| <= 1e-12 sum |m|), e.g. a
- * uniform or zero one, has no centre: defined[s] = 0 and the centre is the box
- * centre.  Exact under periodic translation by whole cells.
+/* Centre of mass (x, y), length units in [0, L): the circular mean along a
+ * periodic axis, the plain mean of the cell centres along a walled one.  A
+ * marker whose first Fourier coefficient on a periodic axis (its sum on a
+ * walled axis) vanishes (|.| <= 1e-12 sum |m|), e.g. a uniform (periodic) or
+ * zero one, has no centre: defined[s] = 0 and the centre is the box centre.
+ * Exact under periodic translation by whole cells.
  *   marker: [batch, ny, nx]   centre: [batch, 2] (output)   defined: [batch] (output, may be NULL) */
 CPHYS_EXTERN int CPhysFluidCentreOfMass(CPhysFluid fluid, ptrdiff_t batch, const double *marker,
                                         double *centre, int *defined);
