@@ -362,6 +362,8 @@ void cpu_only(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
 
 const char *const kTensorOps[] = {"poisson",
                                   "poisson_backward",
+                                  "poisson_boundary_lift",
+                                  "poisson_boundary_lift_backward",
                                   "heat",
                                   "heat_backward",
                                   "fluid",

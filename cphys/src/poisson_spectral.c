@@ -21,7 +21,7 @@ CPhysPoissonSpectralConfig CPhysPoissonSpectralDefaultConfig(void) {
   return config;
 }
 
-static int check_config(const CPhysPoissonSpectralConfig *c) {
+int CPhysPoissonSpectralCheckConfig(const CPhysPoissonSpectralConfig *c) {
   CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
   CPhysCheck(c->dims == 2 || c->dims == 3, CPHYS_ERROR_ARGUMENT, "dims must be 2 or 3, got %d", c->dims);
   ptrdiff_t nodes = 1;
@@ -114,7 +114,7 @@ static int fill_tables(CPhysPoissonSpectral p) {
 int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPoissonSpectral *poisson) {
   CPhysCheck(poisson != NULL, CPHYS_ERROR_ARGUMENT, "poisson (the output handle) must not be NULL");
   *poisson = NULL;
-  CPhysCall(check_config(config));
+  CPhysCall(CPhysPoissonSpectralCheckConfig(config));
   CPhysPoissonSpectral p = calloc(1, sizeof *p);
   CPhysCheck(p != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the spectral Poisson object");
   p->config = *config;

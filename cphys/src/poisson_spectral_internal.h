@@ -50,6 +50,8 @@ ptrdiff_t CPhysPoissonSpectralPadSize(const CPhysPoissonSpectral p);
 void CPhysPoissonSpectralInnerForward(const CPhysPoissonSpectral p, double *w, double *pad);
 void CPhysPoissonSpectralInnerBackward(const CPhysPoissonSpectral p, double *w, double *pad);
 
+/* The configuration's validation (Create's), shared with poisson_boundary.c. */
+int CPhysPoissonSpectralCheckConfig(const CPhysPoissonSpectralConfig *config);
 /* Validation shared with the stencil functions: object, batch and pointers. */
 int CPhysPoissonSpectralCheckBatch(CPhysPoissonSpectral p, ptrdiff_t batch, const void *in, const void *out,
                                    const char *caller);

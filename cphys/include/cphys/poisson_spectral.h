@@ -48,11 +48,24 @@
 #include "cphys/error.h"
 #include "cphys/minimize.h"
 
+/* An axis's boundary: one condition for both ends, or (Poisson only) one per
+ * end, lower end (index -1) first. */
 typedef enum {
-  CPHYS_BOUNDARY_DIRICHLET = 0, /* zero value one spacing beyond the outermost node */
-  CPHYS_BOUNDARY_NEUMANN = 1,   /* zero flux through a wall half a spacing beyond it */
-  CPHYS_BOUNDARY_PERIODIC = 2   /* the grid repeats with period n h */
+  CPHYS_BOUNDARY_DIRICHLET = 0,         /* zero value one spacing beyond the outermost node */
+  CPHYS_BOUNDARY_NEUMANN = 1,           /* zero flux through a wall half a spacing beyond it */
+  CPHYS_BOUNDARY_PERIODIC = 2,          /* the grid repeats with period n h */
+  CPHYS_BOUNDARY_DIRICHLET_NEUMANN = 3, /* Dirichlet at the lower end, Neumann at the upper */
+  CPHYS_BOUNDARY_NEUMANN_DIRICHLET = 4  /* Neumann at the lower end, Dirichlet at the upper */
 } CPhysBoundary;
+
+/* The condition (DIRICHLET, NEUMANN or PERIODIC) at one end of an axis: upper 0 the lower end, 1 the upper. */
+static inline CPhysBoundary CPhysBoundaryOfSide(CPhysBoundary axis, int upper) {
+  if (axis == CPHYS_BOUNDARY_DIRICHLET_NEUMANN)
+    return upper ? CPHYS_BOUNDARY_NEUMANN : CPHYS_BOUNDARY_DIRICHLET;
+  if (axis == CPHYS_BOUNDARY_NEUMANN_DIRICHLET)
+    return upper ? CPHYS_BOUNDARY_DIRICHLET : CPHYS_BOUNDARY_NEUMANN;
+  return axis;
+}
 
 typedef struct CPhysPoissonSpectral_private *CPhysPoissonSpectral;
 
