@@ -60,7 +60,7 @@ Options parse_options(const Grid &grid, at::ArrayRef<double> spacing, double rto
                     "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
   Options o{{0.0, 0.0, 0.0},
             parse_boundary(boundary, grid.dims, kOp, "'dirichlet', 'neumann' or 'periodic'",
-                           CPHYS_BOUNDARY_DIRICHLET),
+                           CPHYS_BOUNDARY_DIRICHLET, true),
             rtol,
             max_iterations,
             parse_on_failure(on_failure, kOp),

@@ -45,7 +45,7 @@ Lift parse(const at::Tensor &x, const at::Tensor &values, at::ArrayRef<double> s
   CPhysPoissonSpectralConfig &c = lift.config;
   c.dims = g.dims;
   const std::array<CPhysBoundary, 3> kinds = parse_boundary(
-      boundary, g.dims, "poisson", "'dirichlet', 'neumann' or 'periodic'", CPHYS_BOUNDARY_DIRICHLET);
+      boundary, g.dims, "poisson", "'dirichlet', 'neumann' or 'periodic'", CPHYS_BOUNDARY_DIRICHLET, true);
   for (int a = 0; a < g.dims; a++) {
     c.shape[a] = g.shape[a];
     c.spacing[a] = spacing[spacing.size() == 1 ? 0 : a];
