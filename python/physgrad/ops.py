@@ -216,9 +216,12 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     the outermost nodes; the default), ``"neumann"`` (zero flux through a wall
     half a spacing beyond them) or ``"periodic"``, for every axis, or one per
     axis in axis order (``("neumann", "periodic")`` or ``"neumann,periodic"``
-    for (y, x)). Without a Dirichlet axis the Laplacian has the constants as
-    null space: y is then the zero-mean solution, and the mean of x, which no y
-    can produce, is projected away (``laplace(y) = x - mean(x)``).
+    for (y, x)), or one per side of an axis, the end before index 0 first
+    (``"dirichlet/neumann,periodic"``: Dirichlet below y's first node, Neumann
+    beyond its last; periodic only at both ends). Without a Dirichlet side the
+    Laplacian has the constants as null space: y is then the zero-mean
+    solution, and the mean of x, which no y can produce, is projected away
+    (``laplace(y) = x - mean(x)``).
 
     solver: ``"spectral"`` (FFTW transforms: direct, exact up to rounding, every
     boundary and dimension), ``"petsc"`` (CG to relative tolerance ``rtol``,
