@@ -6,6 +6,9 @@
 //   of 1 as x).  A separate op (physgrad.poisson composes the two) so that every
 //   solver and mode of poisson stays as it is: the lift is linear, its backward
 //   passes the gradient of rhs to x unchanged and -B^T of it to the values.
+//   grad_mode: that of the poisson call the lift feeds; values that require
+//   grad are refused unless it is "adjoint" (the inverse solvers of the other
+//   modes hold the boundary fixed).
 #include "cphys/poisson_boundary.h"
 
 #include <torch/library.h>
