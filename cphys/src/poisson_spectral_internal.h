@@ -34,8 +34,9 @@ struct CPhysPoissonSpectral_private {
   fftw_plan axis0_forward, axis0_backward; /* the first axis, every mode (not when eliminating) */
   /* An axis after the first with different conditions at its ends (Dirichlet at
    * one, Neumann at the other) has no FFTW transform in this grid's conventions:
-   * its orthonormal eigenvectors, mixed[a][j * n + p] = v_p[j], applied as a
-   * dense transform (NULL for the other axes). */
+   * its orthonormal eigenvectors, mixed[a][j * n + p] = v_p[j], then the
+   * transpose (n * n doubles each), applied as a dense transform (NULL for the
+   * other axes). */
   double *mixed[3];
 };
 

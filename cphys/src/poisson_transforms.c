@@ -49,7 +49,7 @@ int CPhysPoissonSpectralMakeMixedBases(CPhysPoissonSpectral p) {
   for (int a = 1; a < c->dims; a++) {
     if (!is_mixed(c->boundary[a])) continue;
     const ptrdiff_t n = c->shape[a];
-    double *v = malloc((size_t)(n * n) * sizeof(double));
+    double *v = malloc((size_t)(2 * n * n) * sizeof(double)); /* V, then V^T */
     CPhysCheck(v != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the %td x %td basis of axis %d", n, n, a);
     p->mixed[a] = v;
     for (ptrdiff_t mode = 0; mode < n; mode++) {
@@ -61,7 +61,7 @@ int CPhysPoissonSpectralMakeMixedBases(CPhysPoissonSpectral p) {
         norm += v[j * n + mode] * v[j * n + mode];
       }
       const double scale = 1.0 / sqrt(norm);
-      for (ptrdiff_t j = 0; j < n; j++) v[j * n + mode] *= scale;
+      for (ptrdiff_t j = 0; j < n; j++) v[j * n + mode] *= scale, v[n * n + mode * n + j] = v[j * n + mode];
     }
   }
   return 0;
@@ -87,13 +87,23 @@ static void dense_transform(const double *v, ptrdiff_t n, ptrdiff_t inner, ptrdi
   }
 }
 
-/* Along the last axis (rows) or, in 3-D, the middle one (per slice). */
+/* Along the last axis: each row times V (forward) or V^T (backward), as
+ * contiguous row updates. */
 static void mixed_x(const CPhysPoissonSpectral p, double *w, double *pad, int forward) {
   const ptrdiff_t n = p->nx;
-  for (ptrdiff_t r = 0; r < p->rows; r++)
-    dense_transform(p->mixed[p->config.dims - 1], n, 1, 1, 0, forward, w + r * n, pad);
+  const double *m = p->mixed[p->config.dims - 1] + (forward ? 0 : n * n);
+  for (ptrdiff_t r = 0; r < p->rows; r++) {
+    double *restrict row = w + r * n;
+    memcpy(pad, row, (size_t)n * sizeof(double));
+    memset(row, 0, (size_t)n * sizeof(double));
+    for (ptrdiff_t j = 0; j < n; j++) {
+      const double in = pad[j], *restrict line = m + j * n;
+      for (ptrdiff_t k = 0; k < n; k++) row[k] += in * line[k];
+    }
+  }
 }
 
+/* Along the middle axis of a 3-D grid, per slice (rows of nx at once). */
 static void mixed_y(const CPhysPoissonSpectral p, double *w, double *pad, int forward) {
   const ptrdiff_t ny = p->config.shape[1], nx = p->nx;
   dense_transform(p->mixed[1], ny, nx, p->n0, ny * nx, forward, w, pad);
