@@ -153,11 +153,9 @@ def _side_conditions(boundary: str, dims: int) -> List[str]:
 @torch.jit.unused
 def _eager_boundary_values(values: Any, x: torch.Tensor, boundary: str) -> torch.Tensor:
     """Eager mode: the ring grid of ``boundary_values`` (see :func:`poisson`) from a
-    dict of sides, or a ring grid of batch 1 expanded to x's batch."""
+    dict of sides; anything else as it is."""
     dims = _grid_dims(x)
     if not isinstance(values, dict):
-        if isinstance(values, torch.Tensor) and values.dim() >= 1 and values.shape[0] == 1 and x.shape[0] > 1:
-            return values.expand(x.shape[0], *values.shape[1:])
         return values
     if dims == 0:
         return torch.empty(0)  # the op names x's wrong shape
@@ -197,6 +195,8 @@ def _boundary_lift(x: torch.Tensor, boundary_values: torch.Tensor, spacing: List
                    grad_mode: str) -> torch.Tensor:
     """``x - B g``: the source whose zero-boundary solution has the values g on the Dirichlet sides."""
     values = boundary_values if torch.jit.is_scripting() else _eager_boundary_values(boundary_values, x, boundary)
+    if values.dim() >= 1 and x.dim() >= 1 and values.shape[0] == 1 and x.shape[0] > 1:
+        values = values.expand([x.shape[0]] + list(values.shape[1:]))  # one ring grid for every sample
     return torch.ops.physgrad.poisson_boundary_lift(x, values, spacing, boundary, grad_mode)
 
 

@@ -216,6 +216,7 @@ def test_module_with_values_scripts_and_float32():
     scripted = torch.jit.script(layer)
     torch.testing.assert_close(scripted(x, ring), y, rtol=0, atol=0)
     torch.testing.assert_close(scripted(x), layer(x), rtol=0, atol=0)
+    torch.testing.assert_close(scripted(x, ring[:1]), layer(x, ring[:1].expand(2, -1, -1, -1)), rtol=0, atol=0)
     y32 = layer(x.float(), ring.float())
     assert y32.dtype == torch.float32
     torch.testing.assert_close(y32, y.float(), rtol=1e-5, atol=1e-5)
