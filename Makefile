@@ -105,6 +105,7 @@ format:
 BENCH_OUT ?= benchmarks/results
 bench: build
 	$(PYTHON) benchmarks/bench_ops.py --out $(BENCH_OUT)
+	$(PYTHON) benchmarks/bench_heat.py --out $(BENCH_OUT)/bench_heat.json
 
 # libcphys + include/cphys/ + libphysgrad_ops + the CMake package `cphys`, under $(PREFIX).
 PREFIX ?= $(HOME)/.local

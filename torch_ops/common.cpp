@@ -259,24 +259,49 @@ Grid grid_input(const at::Tensor &tensor, const char *op, const char *argument, 
   return grid;
 }
 
-const char *const kBoundaryNames[3] = {"dirichlet", "neumann", "periodic"};
+const char *const kBoundaryNames[5] = {"dirichlet", "neumann", "periodic", "dirichlet/neumann",
+                                       "neumann/dirichlet"};
 
-std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims, const char *op,
-                                            const char *choices, CPhysBoundary fill) {
-  std::vector<CPhysBoundary> names;
-  const std::string all(text);
-  size_t start = 0;
-  while (true) {
-    const size_t comma = all.find(',', start);
-    std::string name = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+namespace {
+// One axis's entry: a name, or with `per_side` two names "lower/upper".
+int parse_axis_boundary(std::string entry, bool per_side, const char *op, const char *choices,
+                        const std::string &all) {
+  const size_t slash = entry.find('/');
+  std::vector<std::string> parts{entry.substr(0, slash)};
+  if (slash != std::string::npos) parts.push_back(entry.substr(slash + 1));
+  std::vector<int> ends;
+  for (std::string name : parts) {
     name.erase(0, name.find_first_not_of(' '));
     name.erase(name.find_last_not_of(' ') + 1);
     int found = -1;
     for (int b = 0; b < 3; b++)
       if (name == kBoundaryNames[b]) found = b;
-    TORCH_CHECK_VALUE(found >= 0, "physgrad.", op, ": boundary must be ", choices,
-                      " (or one per axis, e.g. 'neumann,periodic'), got '", all, "'");
-    names.push_back(static_cast<CPhysBoundary>(found));
+    TORCH_CHECK_VALUE(
+        found >= 0 && (per_side || slash == std::string::npos), "physgrad.", op, ": boundary must be ",
+        choices, " (or one per axis, e.g. 'neumann,periodic'",
+        per_side ? "; or one per side of an axis, lower end first, e.g. 'dirichlet/neumann'" : "", "), got '",
+        all, "'");
+    ends.push_back(found);
+  }
+  if (ends.size() == 1 || ends[0] == ends[1]) return ends[0];
+  TORCH_CHECK_VALUE(ends[0] != CPHYS_BOUNDARY_PERIODIC && ends[1] != CPHYS_BOUNDARY_PERIODIC, "physgrad.", op,
+                    ": a periodic axis is periodic at both ends; '", entry, "' in boundary '", all,
+                    "' pairs it with another condition");
+  return ends[0] == CPHYS_BOUNDARY_DIRICHLET ? CPHYS_BOUNDARY_DIRICHLET_NEUMANN
+                                             : CPHYS_BOUNDARY_NEUMANN_DIRICHLET;
+}
+}  // namespace
+
+std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims, const char *op,
+                                            const char *choices, CPhysBoundary fill, bool per_side) {
+  std::vector<CPhysBoundary> names;
+  const std::string all(text);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = all.find(',', start);
+    const std::string entry =
+        all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    names.push_back(static_cast<CPhysBoundary>(parse_axis_boundary(entry, per_side, op, choices, all)));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }

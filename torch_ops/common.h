@@ -47,13 +47,15 @@ struct Grid {
 };
 Grid grid_input(const at::Tensor &tensor, const char *op, const char *argument, const char *point);
 
-// The names of CPhysBoundary's values, in its order.
-extern const char *const kBoundaryNames[3];
+// The names of CPhysBoundary's values, in its order ("dirichlet/neumann": per side).
+extern const char *const kBoundaryNames[5];
 // `text`: one boundary name for every axis, or one per axis separated by commas
-// ("neumann,periodic"); axes beyond `dims` get `fill`.  `choices` lists the
-// names in the op's order of mention for the error message.
+// ("neumann,periodic"); with `per_side`, an axis may also name its two ends,
+// lower first ("dirichlet/neumann,periodic"; periodic only at both).  Axes
+// beyond `dims` get `fill`.  `choices` lists the names in the op's order of
+// mention for the error message.
 std::array<CPhysBoundary, 3> parse_boundary(c10::string_view text, int dims, const char *op,
-                                            const char *choices, CPhysBoundary fill);
+                                            const char *choices, CPhysBoundary fill, bool per_side = false);
 
 // Object caches keyed by configuration; cleared when solver options change,
 // since PETSc reads options when an object is created.  Each cache keeps at

@@ -70,7 +70,7 @@ Options parse_options(const Grid &grid, c10::string_view grad_mode, double y_ste
   TORCH_CHECK_VALUE(max_iterations >= 1 && max_iterations <= INT32_MAX,
                     "physgrad.poisson: max_iterations must be in [1, 2^31), got ", max_iterations);
   o.boundary = parse_boundary(boundary, grid.dims, kOp, "'dirichlet', 'neumann' or 'periodic'",
-                              CPHYS_BOUNDARY_DIRICHLET);
+                              CPHYS_BOUNDARY_DIRICHLET, true);
   o.rtol = rtol;
   o.max_iterations = max_iterations;
   o.solver = parse_solver(solver);

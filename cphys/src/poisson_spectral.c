@@ -21,7 +21,7 @@ CPhysPoissonSpectralConfig CPhysPoissonSpectralDefaultConfig(void) {
   return config;
 }
 
-static int check_config(const CPhysPoissonSpectralConfig *c) {
+int CPhysPoissonSpectralCheckConfig(const CPhysPoissonSpectralConfig *c) {
   CPhysCheck(c != NULL, CPHYS_ERROR_ARGUMENT, "config must not be NULL");
   CPhysCheck(c->dims == 2 || c->dims == 3, CPHYS_ERROR_ARGUMENT, "dims must be 2 or 3, got %d", c->dims);
   ptrdiff_t nodes = 1;
@@ -32,9 +32,9 @@ static int check_config(const CPhysPoissonSpectralConfig *c) {
     CPhysCheck(c->shape[a] <= INT_MAX / 2 - 1 && nodes <= INT_MAX / c->shape[a], CPHYS_ERROR_ARGUMENT,
                "a grid of more than %d nodes exceeds FFTW's int sizes", INT_MAX);
     nodes *= c->shape[a];
-    CPhysCheck(c->boundary[a] == CPHYS_BOUNDARY_DIRICHLET || c->boundary[a] == CPHYS_BOUNDARY_NEUMANN ||
-                   c->boundary[a] == CPHYS_BOUNDARY_PERIODIC,
-               CPHYS_ERROR_ARGUMENT, "boundary[%d] is not a CPhysBoundary (%d)", a, (int)c->boundary[a]);
+    CPhysCheck(
+        c->boundary[a] >= CPHYS_BOUNDARY_DIRICHLET && c->boundary[a] <= CPHYS_BOUNDARY_NEUMANN_DIRICHLET,
+        CPHYS_ERROR_ARGUMENT, "boundary[%d] is not a CPhysBoundary (%d)", a, (int)c->boundary[a]);
     CPhysCheck(isfinite(c->spacing[a]) && c->spacing[a] > 0.0, CPHYS_ERROR_ARGUMENT,
                "spacing[%d] must be positive and finite, got %g", a, c->spacing[a]);
     diagonal += 4.0 / (c->spacing[a] * c->spacing[a]);
@@ -52,8 +52,10 @@ static int check_config(const CPhysPoissonSpectralConfig *c) {
   return 0;
 }
 
-/* Per axis: 4/h^2 sin^2(theta_p) for each mode in FFTW's output order, and the
- * normalization of the transform pair (forward then backward = N times identity). */
+/* Per axis: 4/h^2 sin^2(theta_p) for each mode in FFTW's output order (a mixed
+ * axis: the order of CPhysPoissonSpectralMixedMode), and the normalization of
+ * the transform pair (forward then backward = N times identity; 1 for the
+ * orthonormal dense transform of a mixed axis). */
 static double axis_eigenvalues(ptrdiff_t n, double h, CPhysBoundary boundary, double *eigen) {
   const double pi = acos(-1.0), weight = 4.0 / (h * h);
   for (ptrdiff_t p = 0; p < n; p++) {
@@ -62,20 +64,24 @@ static double axis_eigenvalues(ptrdiff_t n, double h, CPhysBoundary boundary, do
       theta = pi * (double)(p + 1) / (2.0 * (double)(n + 1));
     else if (boundary == CPHYS_BOUNDARY_NEUMANN)
       theta = pi * (double)p / (2.0 * (double)n);
-    else /* halfcomplex bin p holds frequency p or n - p; sin^2 is the same for both */
+    else if (boundary == CPHYS_BOUNDARY_PERIODIC) /* bin p holds frequency p or n - p: the same sin^2 */
       theta = pi * (double)p / (double)n;
+    else
+      theta = CPhysPoissonSpectralMixedTheta(n, p) / 2.0;
     const double s = sin(theta);
     eigen[p] = weight * s * s;
   }
   if (boundary == CPHYS_BOUNDARY_DIRICHLET) return 2.0 * (double)(n + 1);
   if (boundary == CPHYS_BOUNDARY_NEUMANN) return 2.0 * (double)n;
-  return (double)n;
+  if (boundary == CPHYS_BOUNDARY_PERIODIC) return (double)n;
+  return 1.0;
 }
 
 /* Eigenvalues of every axis, and the elimination's pivots:  along the first
  * axis mode q solves  o y[j-1] + d_q y[j] + o y[j+1] = r[j]  with o = 1/h0^2 and
- * d_q = -2 o - inner_eigen[q]; the pivots are p_0 = d_q, p_j = d_q - o^2 / p_{j-1}
- * (all negative: -L is positive definite), stored as 1 / p_j. */
+ * d_q = -2 o - inner_eigen[q] (plus o at an end whose side is Neumann: the
+ * ghost is the node itself); the pivots are p_0 = d_q, p_j = d_q - o^2 / p_{j-1}
+ * (all negative: with a Dirichlet side -L is positive definite), stored as 1 / p_j. */
 static int fill_tables(CPhysPoissonSpectral p) {
   const CPhysPoissonSpectralConfig *c = &p->config;
   double *eigen[3] = {NULL, NULL, NULL};
@@ -99,12 +105,14 @@ static int fill_tables(CPhysPoissonSpectral p) {
   for (int a = 0; a < 3; a++) free(eigen[a]);
   if (ierr || !p->eliminate) return ierr;
   const double o = 1.0 / (c->spacing[0] * c->spacing[0]);
+  const double lower = CPhysBoundaryOfSide(c->boundary[0], 0) == CPHYS_BOUNDARY_NEUMANN ? o : 0.0;
+  const double upper = CPhysBoundaryOfSide(c->boundary[0], 1) == CPHYS_BOUNDARY_NEUMANN ? o : 0.0;
   for (ptrdiff_t q = 0; q < p->inner; q++) {
     const double d = -2.0 * o - p->inner_eigen[q];
-    double pivot = d;
+    double pivot = d + lower + (p->n0 == 1 ? upper : 0.0);
     p->pivot_inverse[q] = 1.0 / pivot;
     for (ptrdiff_t j = 1; j < p->n0; j++) {
-      pivot = d - o * o / pivot;
+      pivot = d + (j == p->n0 - 1 ? upper : 0.0) - o * o / pivot;
       p->pivot_inverse[j * p->inner + q] = 1.0 / pivot;
     }
   }
@@ -114,7 +122,7 @@ static int fill_tables(CPhysPoissonSpectral p) {
 int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPoissonSpectral *poisson) {
   CPhysCheck(poisson != NULL, CPHYS_ERROR_ARGUMENT, "poisson (the output handle) must not be NULL");
   *poisson = NULL;
-  CPhysCall(check_config(config));
+  CPhysCall(CPhysPoissonSpectralCheckConfig(config));
   CPhysPoissonSpectral p = calloc(1, sizeof *p);
   CPhysCheck(p != NULL, CPHYS_ERROR_MEMORY, "cannot allocate the spectral Poisson object");
   p->config = *config;
@@ -125,10 +133,13 @@ int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPo
   p->size = p->n0 * p->inner;
   p->nx = config->shape[config->dims - 1];
   p->rows = p->size / p->nx;
-  p->eliminate = config->boundary[0] == CPHYS_BOUNDARY_DIRICHLET;
+  /* A first axis with a Dirichlet side: tridiagonal elimination (mixed ones have no FFTW transform). */
+  p->eliminate = CPhysBoundaryOfSide(config->boundary[0], 0) == CPHYS_BOUNDARY_DIRICHLET ||
+                 CPhysBoundaryOfSide(config->boundary[0], 1) == CPHYS_BOUNDARY_DIRICHLET;
   p->null_space = 1;
   for (int a = 0; a < config->dims; a++)
-    p->null_space = p->null_space && config->boundary[a] != CPHYS_BOUNDARY_DIRICHLET;
+    p->null_space = p->null_space && (config->boundary[a] == CPHYS_BOUNDARY_NEUMANN ||
+                                      config->boundary[a] == CPHYS_BOUNDARY_PERIODIC);
   p->axis0_eigen = malloc((size_t)p->n0 * sizeof(double));
   p->inner_eigen = malloc((size_t)p->inner * sizeof(double));
   if (p->eliminate) p->pivot_inverse = malloc((size_t)p->size * sizeof(double));
@@ -138,6 +149,7 @@ int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *config, CPhysPo
     ierr = CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate the tables of a grid of %td nodes",
                          p->size);
   if (!ierr) ierr = fill_tables(p);
+  if (!ierr) ierr = CPhysPoissonSpectralMakeMixedBases(p);
   if (!ierr) {
     CPhysLibraryLock();
     ierr = CPhysPoissonSpectralPlanLocked(p);
@@ -162,6 +174,7 @@ int CPhysPoissonSpectralDestroy(CPhysPoissonSpectral *poisson) {
   free(p->inner_eigen);
   free(p->pivot_inverse);
   free(p->zero_row);
+  for (int a = 0; a < 3; a++) free(p->mixed[a]);
   free(p);
   *poisson = NULL;
   return 0;

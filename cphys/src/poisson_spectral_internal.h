@@ -32,7 +32,21 @@ struct CPhysPoissonSpectral_private {
   fftw_plan x_forward, x_backward;         /* the last axis, other boundaries: r2r on the rows */
   fftw_plan y_forward, y_backward;         /* 3-D: the middle axis, r2r */
   fftw_plan axis0_forward, axis0_backward; /* the first axis, every mode (not when eliminating) */
+  /* An axis after the first with different conditions at its ends (Dirichlet at
+   * one, Neumann at the other) has no FFTW transform in this grid's conventions:
+   * its orthonormal eigenvectors, mixed[a][j * n + p] = v_p[j], then the
+   * transpose (n * n doubles each), applied as a dense transform (NULL for the
+   * other axes). */
+  double *mixed[3];
 };
+
+/* Mode p of an axis of n nodes, Dirichlet at the lower end and Neumann at the
+ * upper: v_p[j] = sin(theta_p (j + 1)), theta_p = pi (2p + 1) / (2n + 1), the
+ * eigenvalue -4/h^2 sin^2(theta_p / 2); mirrored (j -> n - 1 - j) for Neumann
+ * then Dirichlet. */
+double CPhysPoissonSpectralMixedTheta(ptrdiff_t n, ptrdiff_t p);
+/* The eigenvector tables of the mixed axes (Create, before planning). */
+int CPhysPoissonSpectralMakeMixedBases(CPhysPoissonSpectral p);
 
 /* One alignment for planning arrays and buffers, so that FFTW's new-array
  * execute rule (equal alignment) holds; caller arrays of another alignment go
@@ -50,6 +64,8 @@ ptrdiff_t CPhysPoissonSpectralPadSize(const CPhysPoissonSpectral p);
 void CPhysPoissonSpectralInnerForward(const CPhysPoissonSpectral p, double *w, double *pad);
 void CPhysPoissonSpectralInnerBackward(const CPhysPoissonSpectral p, double *w, double *pad);
 
+/* The configuration's validation (Create's), shared with poisson_boundary.c. */
+int CPhysPoissonSpectralCheckConfig(const CPhysPoissonSpectralConfig *config);
 /* Validation shared with the stencil functions: object, batch and pointers. */
 int CPhysPoissonSpectralCheckBatch(CPhysPoissonSpectral p, ptrdiff_t batch, const void *in, const void *out,
                                    const char *caller);

@@ -21,10 +21,11 @@ static inline double node3(double wx, double wy, double wz, double left, double 
 }
 
 /* The row (or plane) of neighbour `index` along an axis of n of them, `stride`
- * apart from `base`; beyond the ends, what the axis's boundary puts there. */
+ * apart from `base`; beyond the ends, what the boundary of that end puts there. */
 static const double *neighbour(const double *base, ptrdiff_t index, ptrdiff_t n, ptrdiff_t stride,
-                               CPhysBoundary boundary, const double *self, const double *zeros) {
+                               CPhysBoundary axis, const double *self, const double *zeros) {
   if (index >= 0 && index < n) return base + index * stride;
+  const CPhysBoundary boundary = CPhysBoundaryOfSide(axis, index >= n);
   if (boundary == CPHYS_BOUNDARY_DIRICHLET) return zeros;
   if (boundary == CPHYS_BOUNDARY_NEUMANN) return self;
   return base + (index < 0 ? n - 1 : 0) * stride;
@@ -43,12 +44,13 @@ static void stencil_row(const Stencil *st, const double *c, const double *d, con
                         const double *f, double *o) {
   const ptrdiff_t nx = st->nx;
   const double wx = st->wx, wy = st->wy, wz = st->wz;
-  const double left_ghost = st->bx == CPHYS_BOUNDARY_DIRICHLET ? 0.0
-                            : st->bx == CPHYS_BOUNDARY_NEUMANN ? c[0]
-                                                               : c[nx - 1];
-  const double right_ghost = st->bx == CPHYS_BOUNDARY_DIRICHLET ? 0.0
-                             : st->bx == CPHYS_BOUNDARY_NEUMANN ? c[nx - 1]
-                                                                : c[0];
+  const CPhysBoundary left = CPhysBoundaryOfSide(st->bx, 0), right = CPhysBoundaryOfSide(st->bx, 1);
+  const double left_ghost = left == CPHYS_BOUNDARY_DIRICHLET ? 0.0
+                            : left == CPHYS_BOUNDARY_NEUMANN ? c[0]
+                                                             : c[nx - 1];
+  const double right_ghost = right == CPHYS_BOUNDARY_DIRICHLET ? 0.0
+                             : right == CPHYS_BOUNDARY_NEUMANN ? c[nx - 1]
+                                                               : c[0];
   if (!st->three_d) {
     if (nx == 1) {
       o[0] = node2(wx, wy, left_ghost, right_ghost, d[0], u[0], c[0]);

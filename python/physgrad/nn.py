@@ -102,13 +102,17 @@ class Poisson(_PhysicsModule):
         self.boundary = boundary if isinstance(boundary, str) else ",".join(boundary)
         self.solver = solver
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, boundary_values: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """boundary_values: prescribed Dirichlet values (see :func:`physgrad.poisson`): the ring grid
+        ``[B, ny + 2, nx + 2]`` (``[B, nz + 2, ny + 2, nx + 2]``), or in eager mode also a dict of sides."""
         spacing = torch.jit.annotate(List[float], [])
         for h in self.spacing:
             spacing.append(h)
-        y = torch.ops.physgrad.poisson(x, ops._mode(None, self.grad_mode), self.y_step, spacing, self.rtol,
-                                       self.max_iterations, self.lbfgs_iterations, self.on_failure,
-                                       self.boundary, self.solver)
+        mode = ops._mode(None, self.grad_mode)
+        if boundary_values is not None:
+            x = ops._boundary_lift(x, boundary_values, spacing, self.boundary, mode)
+        y = torch.ops.physgrad.poisson(x, mode, self.y_step, spacing, self.rtol, self.max_iterations,
+                                       self.lbfgs_iterations, self.on_failure, self.boundary, self.solver)
         ops._after_forward("poisson", self.on_failure)
         return y
 

@@ -131,10 +131,79 @@ def _eager_boundary(boundary: str) -> str:
     return boundary if isinstance(boundary, str) else ",".join(boundary)
 
 
+_SIDES = ("z-", "z+", "y-", "y+", "x-", "x+")
+
+
+@torch.jit.unused
+def _side_conditions(boundary: str, dims: int) -> List[str]:
+    """The condition of each side (``_SIDES`` order, the grid's axes) of a boundary
+    text, or [] when the text is not valid (the op then says why)."""
+    axes = [name.strip() for name in boundary.split(",")]
+    if len(axes) == 1:
+        axes = axes * dims
+    if len(axes) != dims:
+        return []
+    conditions = []
+    for name in axes:
+        lower, _, upper = name.partition("/")
+        conditions += [lower.strip(), (upper or lower).strip()]
+    return conditions
+
+
+@torch.jit.unused
+def _eager_boundary_values(values: Any, x: torch.Tensor, boundary: str) -> torch.Tensor:
+    """Eager mode: the ring grid of ``boundary_values`` (see :func:`poisson`) from a
+    dict of sides; anything else as it is."""
+    dims = _grid_dims(x)
+    if not isinstance(values, dict):
+        return values
+    if dims == 0:
+        return torch.empty(0)  # the op names x's wrong shape
+    shape = list(x.shape[-dims:])
+    sides = _SIDES[6 - 2 * dims:]
+    unknown = [side for side in values if side not in sides]
+    if unknown:
+        raise ValueError(f"physgrad.poisson: boundary_values has no side {unknown[0]!r}; the sides of a "
+                         f"{dims}-D grid are {', '.join(repr(s) for s in sides)}")
+    conditions = _side_conditions(boundary, dims)
+    for side in values if conditions else ():
+        condition = conditions[sides.index(side)]
+        if condition != "dirichlet":
+            raise ValueError(f"physgrad.poisson: boundary_values[{side!r}] is given, but side {side} has the "
+                             f"boundary {condition!r}: only Dirichlet sides take values")
+    dtype = x.dtype
+    for face in values.values():
+        if isinstance(face, torch.Tensor):
+            dtype = torch.promote_types(dtype, face.dtype)
+    ring = torch.zeros([x.shape[0]] + [n + 2 for n in shape], dtype=dtype)
+    for side, face in values.items():
+        axis = sides.index(side) // 2
+        face_shape = [x.shape[0]] + [n for a, n in enumerate(shape) if a != axis]
+        index: List[Any] = [slice(None)] + [slice(1, n + 1) for n in shape]
+        index[1 + axis] = 0 if side.endswith("-") else shape[axis] + 1
+        face = torch.as_tensor(face, dtype=dtype)
+        try:
+            ring[tuple(index)] = face.expand(face_shape)
+        except RuntimeError:
+            raise ValueError(f"physgrad.poisson: boundary_values[{side!r}] must be a number or a tensor "
+                             f"broadcastable to {face_shape} (batch, then the other axes), got shape "
+                             f"{list(face.shape)}") from None
+    return ring
+
+
+def _boundary_lift(x: torch.Tensor, boundary_values: torch.Tensor, spacing: List[float], boundary: str,
+                   grad_mode: str) -> torch.Tensor:
+    """``x - B g``: the source whose zero-boundary solution has the values g on the Dirichlet sides."""
+    values = boundary_values if torch.jit.is_scripting() else _eager_boundary_values(boundary_values, x, boundary)
+    if values.dim() >= 1 and x.dim() >= 1 and values.shape[0] == 1 and x.shape[0] > 1:
+        values = values.expand([x.shape[0]] + list(values.shape[1:]))  # one ring grid for every sample
+    return torch.ops.physgrad.poisson_boundary_lift(x, values, spacing, boundary, grad_mode)
+
+
 def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.0,
             spacing: Optional[Tuple[float, float]] = None, rtol: float = 1e-10, max_iterations: int = 10000,
             lbfgs_iterations: int = 32, on_failure: str = "raise", boundary: str = "dirichlet",
-            solver: str = "auto") -> torch.Tensor:
+            solver: str = "auto", boundary_values: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Solves Poisson's equation ``laplace(y) = x`` on a 2-D or 3-D grid.
 
     x: the source on the grid's nodes, ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (2-D),
@@ -147,9 +216,12 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     the outermost nodes; the default), ``"neumann"`` (zero flux through a wall
     half a spacing beyond them) or ``"periodic"``, for every axis, or one per
     axis in axis order (``("neumann", "periodic")`` or ``"neumann,periodic"``
-    for (y, x)). Without a Dirichlet axis the Laplacian has the constants as
-    null space: y is then the zero-mean solution, and the mean of x, which no y
-    can produce, is projected away (``laplace(y) = x - mean(x)``).
+    for (y, x)), or one per side of an axis, the end before index 0 first
+    (``"dirichlet/neumann,periodic"``: Dirichlet below y's first node, Neumann
+    beyond its last; periodic only at both ends). Without a Dirichlet side the
+    Laplacian has the constants as null space: y is then the zero-mean
+    solution, and the mean of x, which no y can produce, is projected away
+    (``laplace(y) = x - mean(x)``).
 
     solver: ``"spectral"`` (FFTW transforms: direct, exact up to rounding, every
     boundary and dimension), ``"petsc"`` (CG to relative tolerance ``rtol``,
@@ -157,6 +229,24 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     Dirichlet only) or ``"auto"``: spectral, unless PETSc options with that
     prefix are set (:func:`set_solver_options`, ``PETSC_OPTIONS``) and PETSc
     can solve the problem.
+
+    boundary_values: prescribed values on the boundary nodes of the Dirichlet
+    sides (default: zero), ``y = g`` there. Either a dict of sides, ``"x-"``,
+    ``"x+"``, ``"y-"``, ``"y+"`` (and ``"z-"``, ``"z+"`` in 3-D), ``-`` the end
+    before index 0 and ``+`` the one after the last node, each a number or a
+    tensor broadcastable to ``[B, <the other axes>]`` (a missing side is 0); or
+    one tensor, the grid with a ring of one node per side, ``[B, ny + 2, nx + 2]``
+    (``[B, nz + 2, ny + 2, nx + 2]``; batch 1 is expanded), of which only the
+    faces of the Dirichlet sides are read (the interior, edges and corners are
+    ignored, and so are the faces of Neumann and periodic sides: a function
+    sampled on the whole ring grid can be passed as is). A dict entry for a
+    Neumann or periodic side is an error, a NaN or Inf value on a Dirichlet
+    face too. The problem is affine: y solves
+    ``laplace(y) = x - B g`` with zero values, ``(B g)`` being ``g / h^2`` at the
+    nodes next to the boundary. Gradients w.r.t. the values: ``"adjoint"`` mode
+    only (``-B^T`` of x's adjoint); in the other modes the inverse solver holds
+    them fixed, so values that require grad are an error there. x's gradient
+    is the same as without values in every mode.
 
     Backward modes: ``"adjoint"`` (one more solve), ``"physical"`` (``laplace(y_step * g)``,
     no solve), ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps). ``on_failure``:
@@ -169,8 +259,11 @@ def poisson(x: torch.Tensor, grad_mode: Optional[str] = None, y_step: float = 1.
     else:
         spacing_list = [1.0] if spacing is None else _eager_spacing(spacing)
         boundary_text = _eager_boundary(boundary)
-    y = torch.ops.physgrad.poisson(x, _mode(grad_mode), y_step, spacing_list, rtol, max_iterations,
-                                   lbfgs_iterations, on_failure, boundary_text, solver)
+    mode = _mode(grad_mode)
+    if boundary_values is not None:
+        x = _boundary_lift(x, boundary_values, spacing_list, boundary_text, mode)
+    y = torch.ops.physgrad.poisson(x, mode, y_step, spacing_list, rtol, max_iterations, lbfgs_iterations,
+                                   on_failure, boundary_text, solver)
     _after_forward("poisson", on_failure)
     return y
 

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int a = 0; a < 3; a++) {
     config.shape[a] = fuzz_int(&in, -1, largest);
     config.spacing[a] = fuzz_positive(&in, 1.0);
-    config.boundary[a] = (CPhysBoundary)fuzz_int(&in, -1, 3);
+    config.boundary[a] = (CPhysBoundary)fuzz_int(&in, -1, 5);
   }
   if (getenv("FUZZ_VERBOSE"))
     fprintf(stderr, "config: dims %d shape [%td, %td, %td] spacing [%a, %a, %a] boundary [%d, %d, %d]\n",
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   size_t nodes = 1;
   for (int a = 0; a < config.dims; a++) {
-    FUZZ_CHECK(config.shape[a] >= 1 && config.boundary[a] >= 0 && config.boundary[a] <= 2,
+    FUZZ_CHECK(config.shape[a] >= 1 && config.boundary[a] >= 0 && config.boundary[a] <= 4,
                "Create accepted shape[%d] = %td, boundary %d", a, config.shape[a], (int)config.boundary[a]);
     nodes *= (size_t)config.shape[a];
   }

@@ -17,22 +17,30 @@
  *              FFTW_REDFT10 and its inverse FFTW_REDFT01.
  *   PERIODIC:  the node at the other end (y[-1] = y[n-1], y[n] = y[0]): period
  *              n h.  Eigenvalues from sin^2(pi p / n); FFTW_R2HC and FFTW_HC2R.
+ *   DIRICHLET_NEUMANN (NEUMANN_DIRICHLET): each end its own condition above, the
+ *              lower end (y[-1]) first.  Eigenvectors sin(2 theta_p (j+1)) with
+ *              theta_p = pi (2p+1) / (2 (2n+1)), p = 0..n-1 (mirrored,
+ *              j -> n-1-j, for NEUMANN_DIRICHLET).  No FFTW kind has these
+ *              symmetry points, so such an axis is transformed by the dense
+ *              orthonormal matrix of these vectors (made at Create, O(n) per
+ *              node: put a mixed axis first where the problem allows, which
+ *              the elimination below solves in O(1) per node).
  * Along every axis the eigenvalue of mode p is -(4 / h^2) sin^2(theta_p), and
  * those of L are their sums over the axes.
  *
  * The forward map is y = P(x) = L^+ x, the (pseudo-)inverse.  Without a
- * Dirichlet axis, L annihilates the constants: P then projects x onto zero
+ * Dirichlet side, L annihilates the constants: P then projects x onto zero
  * mean (the part of x that no y can produce: the constant, "incompatible" part
  * of the right-hand side, is dropped) and returns the zero-mean solution, i.e.
- * L P(x) = x - mean(x) and mean(P(x)) = 0.  With a Dirichlet axis L is
+ * L P(x) = x - mean(x) and mean(P(x)) = 0.  With a Dirichlet side L is
  * invertible and P = L^-1.  P is symmetric, so the adjoint is the same solve.
  *
  * Method.  The axes after the first are transformed with the kinds above (a
  * Dirichlet last axis as FFTW's r2c transform of each row's odd extension,
  * which is that sine transform: FFTW's own RODFT00 was 2.5 to 4 times slower
- * on grids of 64, 80 and 2048 nodes).  Along the first axis a Dirichlet
- * boundary is solved by tridiagonal elimination per mode (exact, O(n), and it
- * saves the slowest transform pair); any other first axis is transformed too
+ * on grids of 64, 80 and 2048 nodes).  A first axis with a Dirichlet side
+ * (at one or both ends) is solved by tridiagonal elimination per mode (exact,
+ * O(n), and it saves the slowest transform pair); any other first axis is transformed too
  * and divided by the eigenvalues.  Both are direct: no iterations, no
  * tolerance; the results are exact up to rounding.  Plans are FFTW_ESTIMATE,
  * made once at Create under the library lock: measured plans are chosen by
@@ -49,11 +57,24 @@
 #include "cphys/minimize.h"
 #include "cphys/physical_gradient.h"
 
+/* An axis's boundary: one condition for both ends, or (Poisson only) one per
+ * end, lower end (index -1) first. */
 typedef enum {
-  CPHYS_BOUNDARY_DIRICHLET = 0, /* zero value one spacing beyond the outermost node */
-  CPHYS_BOUNDARY_NEUMANN = 1,   /* zero flux through a wall half a spacing beyond it */
-  CPHYS_BOUNDARY_PERIODIC = 2   /* the grid repeats with period n h */
+  CPHYS_BOUNDARY_DIRICHLET = 0,         /* zero value one spacing beyond the outermost node */
+  CPHYS_BOUNDARY_NEUMANN = 1,           /* zero flux through a wall half a spacing beyond it */
+  CPHYS_BOUNDARY_PERIODIC = 2,          /* the grid repeats with period n h */
+  CPHYS_BOUNDARY_DIRICHLET_NEUMANN = 3, /* Dirichlet at the lower end, Neumann at the upper */
+  CPHYS_BOUNDARY_NEUMANN_DIRICHLET = 4  /* Neumann at the lower end, Dirichlet at the upper */
 } CPhysBoundary;
+
+/* The condition (DIRICHLET, NEUMANN or PERIODIC) at one end of an axis: upper 0 the lower, 1 the upper. */
+static inline CPhysBoundary CPhysBoundaryOfSide(CPhysBoundary axis, int upper) {
+  if (axis == CPHYS_BOUNDARY_DIRICHLET_NEUMANN)
+    return upper ? CPHYS_BOUNDARY_NEUMANN : CPHYS_BOUNDARY_DIRICHLET;
+  if (axis == CPHYS_BOUNDARY_NEUMANN_DIRICHLET)
+    return upper ? CPHYS_BOUNDARY_DIRICHLET : CPHYS_BOUNDARY_NEUMANN;
+  return axis;
+}
 
 typedef struct CPhysPoissonSpectral_private *CPhysPoissonSpectral;
 
@@ -76,7 +97,7 @@ CPHYS_EXTERN int CPhysPoissonSpectralCreate(const CPhysPoissonSpectralConfig *co
 CPHYS_EXTERN int CPhysPoissonSpectralDestroy(CPhysPoissonSpectral *poisson);
 CPHYS_EXTERN int CPhysPoissonSpectralGetConfig(CPhysPoissonSpectral poisson,
                                                CPhysPoissonSpectralConfig *config);
-/* 1 when L has the constants as null space (no Dirichlet axis), else 0. */
+/* 1 when L has the constants as null space (no Dirichlet side), else 0. */
 CPHYS_EXTERN int CPhysPoissonSpectralHasNullSpace(CPhysPoissonSpectral poisson, int *has_null_space);
 
 /* y = P(x) = L^+ x for each sample.
@@ -104,7 +125,7 @@ CPHYS_EXTERN int CPhysPoissonSpectralApplyLaplacian(CPhysPoissonSpectral poisson
                                                     const double *y, double *x);
 
 /* The physical gradient  x - P^-1(y - y_step*g | x) = L (y_step * g)  (no solve).
- * Without a Dirichlet axis the preimage nearest to x keeps x's mean, and L y =
+ * Without a Dirichlet side the preimage nearest to x keeps x's mean, and L y =
  * x - mean(x), so the same formula holds.  g: [batch, <shape>] (dL/dy), dx:
  * [batch, <shape>].  A non-finite g, or a dx that overflows, is
  * CPHYS_ERROR_NONFINITE naming the first such value (dx is then partly written). */
