@@ -29,12 +29,19 @@ static int select_sample(void *context, ptrdiff_t sample) {
   return 0;
 }
 
+/* Binds the markers of a batch for the next problem's calls (the problems' context). */
+static int bind_markers(CPhysFluid fluid, ptrdiff_t batch, const double *m0, const void *problem,
+                        const char *caller) {
+  CPhysCall(fluid_check_batch(fluid, batch, 2, caller));
+  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1, caller));
+  CPhysCheckCaller(caller, problem != NULL, CPHYS_ERROR_ARGUMENT, "problem must not be NULL");
+  fluid->sample_problem = (FluidSampleProblem){fluid, m0, m0, batch};
+  return 0;
+}
+
 int CPhysFluidGetLeastSquaresProblem(CPhysFluid fluid, ptrdiff_t batch, const double *m0,
                                      CPhysLeastSquaresProblem *problem) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2, __func__));
-  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1, __func__));
-  CPhysCheck(problem != NULL, CPHYS_ERROR_ARGUMENT, "problem must not be NULL");
-  fluid->sample_problem = (FluidSampleProblem){fluid, m0, m0, batch};
+  CPhysCall(bind_markers(fluid, batch, m0, problem, __func__));
   *problem = (CPhysLeastSquaresProblem){2 * fluid->n,           fluid->n,     forward_one, adjoint_one,
                                         &fluid->sample_problem, select_sample};
   return 0;
@@ -105,10 +112,7 @@ static int fluid_physical_gradient(void *context, ptrdiff_t batch, const double 
 
 int CPhysFluidGetInverseProblem(CPhysFluid fluid, ptrdiff_t batch, const double *m0,
                                 CPhysInverseProblem *problem) {
-  CPhysCall(fluid_check_batch(fluid, batch, 2, __func__));
-  CPhysCall(fluid_check_array(m0, batch * fluid->n, "m0", 1, __func__));
-  CPhysCheck(problem != NULL, CPHYS_ERROR_ARGUMENT, "problem must not be NULL");
-  fluid->sample_problem = (FluidSampleProblem){fluid, m0, m0, batch};
+  CPhysCall(bind_markers(fluid, batch, m0, problem, __func__));
   *problem = (CPhysInverseProblem){2 * fluid->n, fluid->n, fluid_physical_gradient, &fluid->sample_problem};
   return 0;
 }
