@@ -2,6 +2,7 @@
 (``<out_dir>/<method>.csv``: iteration, wall_seconds, y_loss, x_mae)."""
 import csv
 import dataclasses
+import io
 from typing import Any, Dict, List, Optional
 
 from torch import nn
@@ -63,12 +64,26 @@ def rewrite_csv(path: str, history: "History") -> None:
 
 
 def read_history(csv_path: str, experiment: str = "", method: str = "") -> History:
-    """A :class:`History` from a training log written by :func:`train` (no network)."""
+    """A :class:`History` from a training log written by :func:`train` (no network).
+
+    The log of a run still in progress may end in a row being written: a last
+    line without its line end is left out. A malformed complete row is a
+    ValueError naming the file and the line."""
     history = History(experiment=experiment, method=method, csv_path=csv_path)
     with open(csv_path, newline="") as stream:
-        for row in csv.DictReader(stream):
-            history.iteration.append(int(row["iteration"]))
-            history.wall_seconds.append(float(row["wall_seconds"]))
-            history.y_loss.append(float(row["y_loss"]))
-            history.x_mae.append(float(row["x_mae"]))
+        text = stream.read()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]  # the row being written
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        try:
+            iteration, seconds = int(row["iteration"]), float(row["wall_seconds"])
+            y_loss, x_mae = float(row["y_loss"]), float(row["x_mae"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{csv_path}, line {reader.line_num}: not a row of a training log "
+                             f"(iteration, wall_seconds, y_loss, x_mae): {row}") from error
+        history.iteration.append(iteration)
+        history.wall_seconds.append(seconds)
+        history.y_loss.append(y_loss)
+        history.x_mae.append(x_mae)
     return history

@@ -429,3 +429,16 @@ def test_module_settings_survive_state_dict_and_show_in_repr(module, changed):
         module().load_state_dict({"_extra_state": {"colour": "red"}})
     with pytest.raises(TypeError, match="setting grad_mode must be a str"):
         module().load_state_dict({"_extra_state": {"grad_mode": 3}})
+
+
+def test_a_log_being_written_reads_without_its_partial_last_row(tmp_path):
+    from physgrad.history import read_history
+    log = tmp_path / "adam.csv"
+    log.write_text("iteration,wall_seconds,y_loss,x_mae\n1,0.5,2.0,0.25\n2,1.0,1.5,0.2\n3,1.5,1.2")
+    history = read_history(str(log))
+    assert history.iteration == [1, 2] and history.x_mae == [0.25, 0.2]  # not 3's truncated row
+    log.write_text("iteration,wall_seconds,y_loss,x_mae\n1,0.5,2.0,0.25\n2,1.0\n3,1.5,1.2,0.1\n")
+    with pytest.raises(ValueError, match=r"adam\.csv, line 3: not a row of a training log"):
+        read_history(str(log))
+    log.write_text("iteration,wall_seconds,y_loss,x_mae\n1,0.5,2.0,0.25\r\n")  # csv's own line ends
+    assert read_history(str(log)).iteration == [1]
