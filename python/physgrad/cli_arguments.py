@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--threads", type=_at_least(1, MAX_THREADS), default=None,
                            help="torch intra-op threads (torch.set_num_threads)")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reproduce.add_argument("--seeds", type=_seed_list, default=None, metavar="K[,K...]",
+                           help="train only these seeds of the plan (e.g. 2 or 1,2), so that several "
+                                "processes or machines share the runs; the report covers every seed")
 
     commands.add_parser("list", help="list experiments, their methods and defaults",
                         description="List experiments, their methods and defaults.")

@@ -76,11 +76,15 @@ def run_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     results = args.results or (os.path.join(runs, "results") if args.quick else "results")
     if not args.report_only:
         summary = reproduce.run_plan(names, runs, quick=args.quick, checkpoint_every=args.checkpoint_every,
-                                     progress=False if args.no_progress else None)
+                                     progress=False if args.no_progress else None, seeds=args.seeds)
         diverged = [f"{name} seed {row['seed']} {row['method']}" for name, rows in summary.items()
                     for row in rows if row["status"] == "diverged"]
         for run in diverged:
             print(f"diverged: {run}")
+        for name, rows in summary.items():
+            for row in rows:
+                if row["status"] == "busy":
+                    print(f"busy: {name} seed {row['seed']} {row['method']} (another process trains it)")
     report = reproduce_report.write_report(names, runs, results, quick=args.quick)
     for name, entry in report.items():
         print(f"{name}: " + ("no runs yet" if entry.get("missing") else os.path.join(results, name, "table.md")))

@@ -192,14 +192,19 @@ def pack_runs(names: Sequence[str], runs: str, quick: bool = False) -> Dict[str,
 
 
 def run_plan(names: Sequence[str], runs: str, quick: bool = False, checkpoint_every: int = 50,
-             progress: Optional[bool] = None, say: Any = print) -> Dict[str, Any]:
-    """Train every unfinished run of ``names`` into ``runs`` (resuming checkpoints).
+             progress: Optional[bool] = None, say: Any = print,
+             seeds: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Train every unfinished run of ``names`` into ``runs`` (resuming checkpoints);
+    with ``seeds``, only the runs of those seeds.
 
-    Returns ``{name: [{"seed", "method", "iterations", "batch_size", "folder",
-    "seconds", "status"}]}`` where status is "done" (already finished),
-    "trained" or "diverged".
+    Several processes may share ``runs``: a run whose seed folder another
+    process holds (:class:`physgrad.output_folder.OutputFolderInUse`) is left
+    to it. Returns ``{name: [{"seed", "method", "iterations", "batch_size",
+    "folder", "seconds", "status"}]}`` where status is "done" (already
+    finished), "trained", "diverged" or "busy" (another process trains it).
     """
     from .experiments import get_experiment
+    from .output_folder import OutputFolderInUse
     from .training import get_method, train
     summary: Dict[str, Any] = {}
     for name in names:
@@ -207,6 +212,8 @@ def run_plan(names: Sequence[str], runs: str, quick: bool = False, checkpoint_ev
         experiment = get_experiment(name, **options)
         rows = []
         for seed, method_name, iterations, batch_size in runs_of(stages):
+            if seeds is not None and seed not in seeds:
+                continue
             folder = run_folder(runs, name, seed)
             row = {"seed": seed, "method": method_name, "iterations": iterations, "batch_size": batch_size,
                    "folder": folder}
@@ -217,8 +224,14 @@ def run_plan(names: Sequence[str], runs: str, quick: bool = False, checkpoint_ev
             say(f"reproduce {name}: seed {seed} {method_name}, {iterations} iterations at batch {batch_size} "
                 f"-> {folder}")
             started = time.monotonic()
-            history = train(experiment, get_method(method_name, experiment), iterations, batch_size, seed, folder,
-                            progress=progress, checkpoint_every=checkpoint_every, resume=True)
+            try:
+                history = train(experiment, get_method(method_name, experiment), iterations, batch_size, seed,
+                                folder, progress=progress, checkpoint_every=checkpoint_every, resume=True)
+            except OutputFolderInUse as busy:
+                say(f"reproduce {name}: seed {seed} {method_name} left to another process: {busy}")
+                row.update(status="busy", seconds=0.0)
+                rows.append(row)
+                continue
             row.update(status="diverged" if history.diverged else "trained", seconds=time.monotonic() - started)
             rows.append(row)
         summary[name] = rows

@@ -144,3 +144,40 @@ def test_pack_keeps_an_unfinished_runs_checkpoint(tmp_path):
     summary = reproduce.run_plan(["heat"], str(runs), quick=True, progress=False, say=lambda *_: None)
     assert [row["status"] for row in summary["heat"]] == ["trained", "trained"]
     assert reproduce._done(folder, "adam") == 5
+
+
+def test_seeds_share_the_plan_between_processes(tmp_path, capsys):
+    """--seeds trains only those seeds; a seed folder another process holds is left to it."""
+    import os
+    import subprocess
+    import sys
+    import time
+    runs = tmp_path / "runs"
+    status = cli.main(["reproduce", "sin", "--quick", "--runs", str(runs), "--seeds", "1", "--threads", "1",
+                       "--no-progress"])
+    assert status == 0
+    assert (runs / "sin" / "seed1" / "adam.csv").exists() and not (runs / "sin" / "seed0").exists()
+    # another process holds seed 0's folder: this one trains what it can and says what it left
+    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    environment = dict(os.environ, PYTHONPATH=os.path.join(repository, "python"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from physgrad.output_folder import output_lock\n"
+         "with output_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)",
+         str(runs / "sin" / "seed0")], env=environment, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        messages = []
+        summary = reproduce.run_plan(["sin"], str(runs), quick=True, progress=False, say=messages.append)
+        by_seed = {(row["seed"], row["method"]): row["status"] for row in summary["sin"]}
+        assert by_seed == {(0, "adam"): "busy", (0, "adam+pg"): "busy", (1, "adam"): "done",
+                           (1, "adam+pg"): "done"}
+        assert any("left to another process" in m and "in use by another run" in m for m in messages)
+    finally:
+        holder.kill()
+        holder.communicate()
+    time.sleep(0.1)
+    summary = reproduce.run_plan(["sin"], str(runs), quick=True, progress=False, say=lambda m: None)
+    assert {row["status"] for row in summary["sin"] if row["seed"] == 0} == {"trained"}
+    with pytest.raises(SystemExit) as error:
+        cli.main(["reproduce", "sin", "--quick", "--runs", str(runs), "--seeds", "x"])
+    assert error.value.code == 2 and "expected comma-separated integers" in capsys.readouterr().err
