@@ -21,11 +21,12 @@ namespace {
 const OpDescriptor kHeat{
     "physgrad",
     "heat",
-    "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, float[] spacing=[1.0, "
-    "1.0], "
-    "int lbfgs_iterations=32, str on_failure=\"raise\", str boundary=\"periodic\") -> Tensor",
+    "heat(Tensor x, float nu_t=8.0, str grad_mode=\"physical\", float y_step=1.0, "
+    "float[] spacing=[1.0, 1.0], int lbfgs_iterations=32, str on_failure=\"raise\", "
+    "str boundary=\"periodic\", float noise_floor=0.0) -> Tensor",
     "heat_backward(Tensor grad_y, Tensor x, Tensor y, float nu_t, str grad_mode, float y_step, "
-    "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\") -> Tensor",
+    "float[] spacing, int lbfgs_iterations, str on_failure, str boundary=\"periodic\", "
+    "float noise_floor=0.0) -> Tensor",
     {GradMode::Adjoint, GradMode::Physical, GradMode::Lbfgs},
     "physgrad_heat_",
     /*own_solver_options=*/false};
@@ -36,10 +37,10 @@ struct HeatKey {
   std::array<int64_t, 3> shape;
   std::array<double, 3> spacing;
   std::array<CPhysBoundary, 3> boundary;
-  double nu_t;
+  double nu_t, noise_floor;
   bool operator<(const HeatKey &o) const {
-    return std::tie(dims, shape, spacing, boundary, nu_t) <
-           std::tie(o.dims, o.shape, o.spacing, o.boundary, o.nu_t);
+    return std::tie(dims, shape, spacing, boundary, nu_t, noise_floor) <
+           std::tie(o.dims, o.shape, o.spacing, o.boundary, o.nu_t, o.noise_floor);
   }
 };
 
@@ -53,6 +54,7 @@ ObjectCache<HeatKey, CPhysHeat> &objects() {
           config.boundary[a] = k.boundary[a];
         }
         config.nu_t = k.nu_t;
+        config.noise_absolute = k.noise_floor;
         return CPhysHeatCreate(&config, h);
       },
       [](CPhysHeat *h) { return CPhysHeatDestroy(h); });
@@ -66,7 +68,7 @@ void check_call(int code, const char *argument) {
 }
 
 struct Options : ModeOptions {
-  double nu_t;
+  double nu_t, noise_floor;
   std::array<double, 3> spacing;
   std::array<CPhysBoundary, 3> boundary;
 };
@@ -74,12 +76,15 @@ struct Options : ModeOptions {
 // Validates every option where the op is called, so a bad one fails in the forward.
 Options parse_options(const Grid &grid, double nu_t, c10::string_view grad_mode, double y_step,
                       at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
-                      c10::string_view boundary) {
+                      c10::string_view boundary, double noise_floor) {
   Options o;
   static_cast<ModeOptions &>(o) = parse_mode_options(kHeat, grad_mode, y_step, lbfgs_iterations, on_failure);
   o.nu_t = nu_t;
   TORCH_CHECK_VALUE(std::isfinite(nu_t) && nu_t >= 0.0, "physgrad.heat: nu_t must be finite and >= 0, got ",
                     nu_t);
+  TORCH_CHECK_VALUE(std::isfinite(noise_floor) && noise_floor >= 0.0,
+                    "physgrad.heat: noise_floor must be finite and >= 0, got ", noise_floor);
+  o.noise_floor = noise_floor;
   o.spacing = parse_spacing(spacing, grid.dims, kOp);
   o.boundary = parse_boundary(boundary, grid.dims, kOp, "'periodic', 'dirichlet' or 'neumann'",
                               CPHYS_BOUNDARY_PERIODIC);
@@ -87,7 +92,7 @@ Options parse_options(const Grid &grid, double nu_t, c10::string_view grad_mode,
 }
 
 std::shared_ptr<CPhysHeat_private> object_for(const Grid &grid, const Options &o) {
-  return objects().get(HeatKey{grid.dims, grid.shape, o.spacing, o.boundary, o.nu_t}, kOp);
+  return objects().get(HeatKey{grid.dims, grid.shape, o.spacing, o.boundary, o.nu_t, o.noise_floor}, kOp);
 }
 
 // The forward is exact (no iterations), but it records statistics so that
@@ -101,11 +106,11 @@ void record_exact_forward(int64_t batch) {
 
 at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_mode, double y_step,
                         at::ArrayRef<double> spacing, int64_t lbfgs_iterations, c10::string_view on_failure,
-                        c10::string_view boundary) {
+                        c10::string_view boundary, double noise_floor) {
   follow_torch_threads();
   const Grid grid = grid_input(x, kOp, "x", "cell");
-  const Options o =
-      parse_options(grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
+  const Options o = parse_options(grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure,
+                                  boundary, noise_floor);
   auto heat = object_for(grid, o);
   const at::Tensor &data = grid.data;
   at::Tensor y = at::empty_like(data);
@@ -117,11 +122,12 @@ at::Tensor heat_forward(const at::Tensor &x, double nu_t, c10::string_view grad_
 // The backward of every mode; g = dL/dy, x and y the forward's input and output.
 at::Tensor heat_backward(const at::Tensor &g, const at::Tensor &x, const at::Tensor &y, double nu_t,
                          c10::string_view grad_mode, double y_step, at::ArrayRef<double> spacing,
-                         int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary) {
+                         int64_t lbfgs_iterations, c10::string_view on_failure, c10::string_view boundary,
+                         double noise_floor) {
   follow_torch_threads();
   const Grid grad_grid = grid_input(g, kOp, "grad_y", "cell");
-  const Options o =
-      parse_options(grad_grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure, boundary);
+  const Options o = parse_options(grad_grid, nu_t, grad_mode, y_step, spacing, lbfgs_iterations, on_failure,
+                                  boundary, noise_floor);
   const at::Tensor &g_grid = grad_grid.data;
   TORCH_CHECK_VALUE(g.sizes() == x.sizes(), "physgrad.heat_backward: grad_y has shape ", g.sizes(),
                     " but x has shape ", x.sizes());

@@ -19,7 +19,8 @@ CPhysHeatConfig CPhysHeatDefaultConfig(void) {
                             1e-6,
                             1.0,
                             2,
-                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
+                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC},
+                            0.0};
   return config;
 }
 
@@ -51,6 +52,8 @@ static int check_config(const CPhysHeatConfig *c) {
              "noise_relative must be finite and > 0 (0: default), got %g", c->noise_relative);
   CPhysCheck(isfinite(c->signal_amplitude) && c->signal_amplitude >= 0.0, CPHYS_ERROR_ARGUMENT,
              "signal_amplitude must be finite and > 0 (0: default), got %g", c->signal_amplitude);
+  CPhysCheck(isfinite(c->noise_absolute) && c->noise_absolute >= 0.0, CPHYS_ERROR_ARGUMENT,
+             "noise_absolute must be finite and >= 0 (0: none), got %g", c->noise_absolute);
   return 0;
 }
 

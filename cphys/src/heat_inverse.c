@@ -113,12 +113,23 @@ static int stable_inverse_fast(CPhysHeat heat, double log_noise, fftw_complex *s
   return 1;
 }
 
+/* log f, the noise scale of a step of norm `norm` > 0: the relative noise
+ * noise_relative ||dy|| and the absolute floor sqrt(cells) noise_absolute, as
+ * independent sources (hypot: no overflow where the first alone is finite). */
+static double log_noise_of(CPhysHeat heat, double norm) {
+  const double relative = log(heat->config.noise_relative) + log(norm);
+  if (heat->config.noise_absolute == 0.0) return relative;
+  const double floor_scale = log(heat->config.noise_absolute) + 0.5 * log((double)heat->cells);
+  const double larger = fmax(relative, floor_scale), smaller = fmin(relative, floor_scale);
+  return larger + 0.5 * log1p(exp(2.0 * (smaller - larger)));
+}
+
 static int apply_stable_inverse(CPhysHeat heat, const double *sample, fftw_complex *spectrum, void *context) {
   (void)context;
   const double norm = sample_norm(sample, heat->cells);
   if (norm == 0.0) return 0; /* the spectrum of a zero step is zero */
   CPhysCheck(isfinite(norm), CPHYS_ERROR_NONFINITE, "the step's norm overflows (values near DBL_MAX)");
-  const double log_noise = log(heat->config.noise_relative) + log(norm);
+  const double log_noise = log_noise_of(heat, norm);
   if (!stable_inverse_fast(heat, log_noise, spectrum)) stable_inverse_log_space(heat, log_noise, spectrum);
   return 0;
 }
@@ -143,7 +154,7 @@ static int apply_stable_inverse_real(CPhysHeat heat, const double *sample, doubl
   const double norm = sample_norm(sample, heat->cells);
   if (norm == 0.0) return 0; /* the coefficients of a zero step are zero */
   CPhysCheck(isfinite(norm), CPHYS_ERROR_NONFINITE, "the step's norm overflows (values near DBL_MAX)");
-  const double log_noise = log(heat->config.noise_relative) + log(norm);
+  const double log_noise = log_noise_of(heat, norm);
   const double log_signal_at_k0 = log(heat->config.signal_amplitude) + 0.5 * log((double)heat->cells);
   const double log_normalization = log(heat->normalization);
   /* Plain arithmetic as in stable_inverse_fast, under the same range conditions

@@ -122,11 +122,12 @@ class Heat(_PhysicsModule):
     ``[B, nz, ny, nx]`` or ``[B, 1, nz, ny, nx]`` (3-D). ``spacing``: one number or ``(dy, dx)``; a
     3-D grid needs equal values (one spacing for every axis); ``boundary``: one name, or one per axis."""
 
-    _settings = ("nu_t", "grad_mode", "y_step", "spacing", "lbfgs_iterations", "on_failure", "boundary")
+    _settings = ("nu_t", "grad_mode", "y_step", "spacing", "lbfgs_iterations", "on_failure", "boundary",
+                 "noise_floor")
 
     def __init__(self, nu_t: float = 8.0, grad_mode: str = "physical", y_step: float = 1.0,
                  spacing: Tuple[float, float] = (1.0, 1.0), lbfgs_iterations: int = 32,
-                 on_failure: str = "raise", boundary: str = "periodic") -> None:
+                 on_failure: str = "raise", boundary: str = "periodic", noise_floor: float = 0.0) -> None:
         super().__init__()
         self.nu_t = nu_t
         self.grad_mode = grad_mode
@@ -135,12 +136,13 @@ class Heat(_PhysicsModule):
         self.lbfgs_iterations = lbfgs_iterations
         self.on_failure = on_failure
         self.boundary = boundary if isinstance(boundary, str) else ",".join(boundary)
+        self.noise_floor = float(noise_floor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Equal values are one for every axis (also those of a 3-D grid).
         spacing = [self.spacing[0]] if self.spacing[0] == self.spacing[1] else [self.spacing[0], self.spacing[1]]
         y = torch.ops.physgrad.heat(x, self.nu_t, ops._mode(None, self.grad_mode), self.y_step, spacing,
-                                    self.lbfgs_iterations, self.on_failure, self.boundary)
+                                    self.lbfgs_iterations, self.on_failure, self.boundary, self.noise_floor)
         ops._after_forward("heat", self.on_failure)
         return y
 

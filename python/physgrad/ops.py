@@ -281,7 +281,7 @@ def _grid_dims(x: torch.Tensor) -> int:
 
 def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_step: float = 1.0,
          spacing: Tuple[float, float] = _HEAT_SPACING, lbfgs_iterations: int = 32,
-         on_failure: str = "raise", boundary: str = "periodic") -> torch.Tensor:
+         on_failure: str = "raise", boundary: str = "periodic", noise_floor: float = 0.0) -> torch.Tensor:
     """Diffuses x on a 2-D or 3-D grid: ``y = F^-1(F(x) exp(-|k|^2 nu_t))`` (FFTW3).
 
     x: ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (2-D), ``[B, nz, ny, nx]`` (nz > 1) or
@@ -304,6 +304,10 @@ def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_
     (the stable probabilistic inverse of the y-space step, paper B.4: frequencies
     that carry signal are un-diffused, those that carry only noise damped),
     ``"lbfgs"`` (``lbfgs_iterations`` TAO L-BFGS steps; the paper uses 32).
+    noise_floor: the physical mode's absolute noise per cell (y units, >= 0;
+    default 0), besides the noise relative to the step (``1e-6 |dy|``): a step
+    whose residual is at rounding level is then judged noise, not signal
+    (the authors' single-example script uses ``1e-8``; docs/heat-inverse.md).
     """
     if torch.jit.is_scripting():
         # Equal values are one for every axis (also those of a 3-D grid).
@@ -314,7 +318,8 @@ def heat(x: torch.Tensor, nu_t: float = 8.0, grad_mode: Optional[str] = None, y_
         spacing_list = [1.0] if spacing is _HEAT_SPACING else _spacing_values(spacing, "heat", _grid_dims(x))
         boundary_text = _eager_boundary(boundary)
     y = torch.ops.physgrad.heat(x, _number(nu_t, "heat", "nu_t"), _mode(grad_mode), y_step, spacing_list,
-                                lbfgs_iterations, on_failure, boundary_text)
+                                lbfgs_iterations, on_failure, boundary_text,
+                                _number(noise_floor, "heat", "noise_floor"))
     _after_forward("heat", on_failure)
     return y
 

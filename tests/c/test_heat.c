@@ -58,7 +58,7 @@ static double *random_field(size_t n, unsigned long long seed) {
 
 static CPhysHeat create(ptrdiff_t ny, ptrdiff_t nx, double hy, double hx, double nu_t) {
   /* dims 0: the 2-D periodic grid of configurations written before dims and boundary. */
-  CPhysHeatConfig config = {{ny, nx}, {hy, hx}, nu_t, 0.0, 0.0, 0, {CPHYS_BOUNDARY_DIRICHLET}};
+  CPhysHeatConfig config = {{ny, nx}, {hy, hx}, nu_t, 0.0, 0.0, 0, {CPHYS_BOUNDARY_DIRICHLET}, 0.0};
   CPhysHeat heat = NULL;
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   return heat;
@@ -223,7 +223,8 @@ static void test_physical_gradient_is_finite_and_damps_noise(void) {
                             noise_std * sqrt((double)n) / norm,
                             1.0,
                             2,
-                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
+                            {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC},
+                            0.0};
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   CHECK_OK(CPhysHeatPhysicalGradient(heat, 1, dy, dx));
   for (ptrdiff_t i = 0; i < n; i++) CHECK(isfinite(dx[i]), "dx[%td] = %g", i, dx[i]);
@@ -344,6 +345,51 @@ static void test_concurrent_calls_on_one_object(void) {
   CHECK_OK(CPhysHeatDestroy(&heat));
 }
 
+/* The absolute noise floor: a step at rounding level, which the relative rule
+ * alone takes for signal and amplifies by up to exp(|k|^2 nu_t), is judged
+ * noise and damped (||dx|| <= ||dy||: every gain is exp(-|k|^2 nu_t) <= 1); a step
+ * far above the floor gets the same physical gradient as without it. */
+static void test_noise_floor_damps_a_rounding_level_step_and_leaves_signal(void) {
+  enum { NY = 32, NX = 32 };
+  const ptrdiff_t n = NY * NX;
+  CPhysHeatConfig config = CPhysHeatDefaultConfig();
+  config.shape[0] = NY, config.shape[1] = NX;
+  CPhysHeat plain, floored;
+  CHECK_OK(CPhysHeatCreate(&config, &plain));
+  config.noise_absolute = 1e-8;
+  CHECK_OK(CPhysHeatCreate(&config, &floored));
+  CPhysHeatConfig used;
+  CHECK_OK(CPhysHeatGetConfig(floored, &used));
+  CHECK(used.noise_absolute == 1e-8, "noise_absolute not kept: %g", used.noise_absolute);
+  double *residual = random_field((size_t)n, 21), *dx = malloc(n * sizeof(double)),
+         *dx_floor = malloc(n * sizeof(double));
+  for (ptrdiff_t i = 0; i < n; i++) residual[i] *= 1e-14;
+  CHECK_OK(CPhysHeatPhysicalGradient(plain, 1, residual, dx));
+  CHECK_OK(CPhysHeatPhysicalGradient(floored, 1, residual, dx_floor));
+  CHECK(max_abs(dx, n) > 1e3 * max_abs(residual, n),
+        "without a floor the residual was not amplified: %g vs %g", max_abs(dx, n), max_abs(residual, n));
+  double norm_residual = 0.0, norm_floor = 0.0; /* every gain <= 1: the 2-norm cannot grow */
+  for (ptrdiff_t i = 0; i < n; i++)
+    norm_residual += residual[i] * residual[i], norm_floor += dx_floor[i] * dx_floor[i];
+  CHECK(norm_floor <= norm_residual * (1.0 + 1e-12), "with a floor the residual grew: %g vs %g",
+        sqrt(norm_floor), sqrt(norm_residual));
+  double *dx_true = malloc(n * sizeof(double)), *dy = malloc(n * sizeof(double));
+  smooth_field(dx_true, NY, NX, 1.0);
+  CHECK_OK(CPhysHeatForward(plain, 1, dx_true, dy));
+  CHECK_OK(CPhysHeatPhysicalGradient(plain, 1, dy, dx));
+  CHECK_OK(CPhysHeatPhysicalGradient(floored, 1, dy, dx_floor));
+  CHECK(max_abs_diff(dx, dx_floor, n) <= 1e-12 * max_abs(dx, n), "a clean step changed by %g",
+        max_abs_diff(dx, dx_floor, n));
+  config.noise_absolute = -1e-8;
+  CPhysHeat bad = NULL;
+  CHECK_FAILS(CPhysHeatCreate(&config, &bad), CPHYS_ERROR_ARGUMENT);
+  config.noise_absolute = INFINITY;
+  CHECK_FAILS(CPhysHeatCreate(&config, &bad), CPHYS_ERROR_ARGUMENT);
+  free(residual), free(dx), free(dx_floor), free(dx_true), free(dy);
+  CHECK_OK(CPhysHeatDestroy(&plain));
+  CHECK_OK(CPhysHeatDestroy(&floored));
+}
+
 static void test_invalid_arguments_are_refused(void) {
   CPhysHeat heat = NULL;
   CPhysHeatConfig config = CPhysHeatDefaultConfig();
@@ -400,6 +446,7 @@ int main(void) {
   test_physical_gradient_is_finite_for_extreme_steps();
   test_batch_equals_per_sample_calls();
   test_concurrent_calls_on_one_object();
+  test_noise_floor_damps_a_rounding_level_step_and_leaves_signal();
   test_invalid_arguments_are_refused();
   CHECK_REPORT();
 }

@@ -165,7 +165,7 @@ static void test_physical_gradient_inverts_a_clean_low_mode(void) {
 
 static void test_legacy_configuration_is_the_periodic_2d_grid(void) {
   const ptrdiff_t ny = 9, nx = 10, n = ny * nx;
-  CPhysHeatConfig legacy = {{ny, nx}, {0.9, 1.1}, 2.0, 0.0, 0.0, 0, {CPHYS_BOUNDARY_DIRICHLET}};
+  CPhysHeatConfig legacy = {{ny, nx}, {0.9, 1.1}, 2.0, 0.0, 0.0, 0, {CPHYS_BOUNDARY_DIRICHLET}, 0.0};
   CPhysHeatConfig explicit = legacy;
   explicit.dims = 2, explicit.boundary[0] = explicit.boundary[1] = CPHYS_BOUNDARY_PERIODIC;
   CPhysHeat a = NULL, b = NULL;

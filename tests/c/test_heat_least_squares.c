@@ -16,7 +16,7 @@ static double *random_field(size_t n, unsigned long long seed) {
 
 static CPhysHeat create(double nu_t) {
   CPhysHeatConfig config = {
-      {NY, NX}, {1.0, 0.8}, nu_t, 0.0, 0.0, 2, {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}};
+      {NY, NX}, {1.0, 0.8}, nu_t, 0.0, 0.0, 2, {CPHYS_BOUNDARY_PERIODIC, CPHYS_BOUNDARY_PERIODIC}, 0.0};
   CPhysHeat heat = NULL;
   CHECK_OK(CPhysHeatCreate(&config, &heat));
   return heat;

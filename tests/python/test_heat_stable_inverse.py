@@ -157,3 +157,33 @@ def test_a_noise_free_smooth_step_is_inverted_exactly_on_its_frequencies():
     got = op_step(dy, 8.0, (1.0, 1.0))
     np.testing.assert_allclose(got[0], x_step, rtol=0, atol=1e-9)
     assert relative_difference(got, stable_inverse(dy, 8.0)) < RTOL
+
+
+def test_noise_floor_damps_a_rounding_level_step_and_keeps_a_clean_one():
+    """``noise_floor``: an absolute noise per cell beside the relative one. A step at
+    rounding level is judged noise (damped: its norm cannot grow); a clean step far
+    above the floor gets the physical gradient it gets without a floor."""
+
+    g = torch.Generator().manual_seed(5)
+    tiny = 1e-14 * torch.randn(2, 32, 32, generator=g, dtype=torch.float64)
+
+    def physical(step, **options):
+        x = torch.zeros(2, 32, 32, dtype=torch.float64, requires_grad=True)
+        physgrad.heat(x, grad_mode="physical", **options).backward(step)
+        return x.grad
+
+    plain, floored = physical(tiny), physical(tiny, noise_floor=1e-8)
+    assert plain.norm() > 1e3 * tiny.norm()                        # taken for signal, amplified
+    assert floored.norm() <= tiny.norm() * (1 + 1e-12)              # judged noise
+    # a few low modes (the rest exactly zero up to rounding): far above the floor
+    i = torch.arange(32, dtype=torch.float64) * 2 * torch.pi / 32
+    smooth = torch.stack([torch.sin(i)[:, None] * torch.cos(2 * i)[None, :], torch.cos(3 * i)[:, None] + 0 * i])
+    clean = physgrad.heat(smooth, nu_t=1.0)
+    torch.testing.assert_close(physical(clean, nu_t=1.0, noise_floor=1e-8), physical(clean, nu_t=1.0),
+                               rtol=1e-12, atol=1e-12)
+    layer = physgrad.nn.Heat(noise_floor=1e-8)
+    assert physgrad.nn.Heat().load_state_dict(layer.state_dict()) is not None
+    assert "noise_floor=1e-08" in repr(layer)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="noise_floor must be finite and >= 0"):
+            physgrad.heat(torch.zeros(1, 4, 4), noise_floor=bad)

@@ -82,6 +82,21 @@ def test_gd_on_heat_with_step_one_decreases_the_loss_monotonically():
     assert all(b < a for a, b in zip(curve.loss, curve.loss[1:]))
 
 
+def test_pg_on_heat_with_the_noise_floor_keeps_improving_where_without_it_it_degrades(tmp_path):
+    """The inverse-physics iteration on the paper's 64x64 heat problem: with the op's
+    absolute noise floor (optimize.PG_OPTIONS, the authors' 1e-8) the x error keeps
+    falling; without it the rounding-level residual is amplified after ~2 steps."""
+    experiment = get_experiment("heat")
+    batch = optimize.sample_examples(experiment, 1, seed=0)
+    floored = optimize.run_pg(get_experiment("heat", noise_floor=1e-8), batch, 12)
+    plain = optimize.run_pg(experiment, batch, 12)
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(floored.x_error, floored.x_error[1:]))
+    assert floored.x_error[-1] < floored.x_error[2] and plain.x_error[-1] > 2 * plain.x_error[2]
+    results = optimize.optimize(experiment, ["pg"], 3, 1, out_dir=str(tmp_path))
+    assert results["step_sizes"]["pg"]["options"] == {"noise_floor": 1e-8}
+    assert "noise_floor" not in results["options"]   # gd and lbfgs run the experiment as trained
+
+
 @pytest.mark.parametrize("name", ["poisson", "heat"])
 def test_lbfgs_decreases_the_loss(name):
     experiment = get_experiment(name, shape=SHAPE)

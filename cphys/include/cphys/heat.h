@@ -68,6 +68,10 @@ typedef struct {
   double signal_amplitude;   /* expected size of an x-space step per cell, x units; > 0 (default 1) */
   int dims;                  /* 2 or 3; 0: 2 with both axes periodic (boundary ignored) */
   CPhysBoundary boundary[3]; /* per axis, same order as shape (dims 2 or 3) */
+  /* Physical gradient only: an absolute noise floor per cell, y units, >= 0 (default 0:
+   * none), added to the relative noise as an independent source: the noise scale is
+   * f = hypot(noise_relative ||dy||, sqrt(cells) noise_absolute) (docs/heat-inverse.md). */
+  double noise_absolute;
 } CPhysHeatConfig;
 
 /* The paper's setting: 2-D, 64 x 64 unit cells, periodic, nu_t = 8, noise_relative 1e-6,
