@@ -37,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   config.nu_t = fuzz_bool(&in) ? fuzz_int(&in, 0, 16) * 0.5 : fuzz_double(&in);
   config.noise_relative = fuzz_bool(&in) ? 0.0 : fuzz_double(&in);
   config.signal_amplitude = fuzz_bool(&in) ? 0.0 : fuzz_double(&in);
+  config.noise_absolute = fuzz_bool(&in) ? 0.0 : fuzz_double(&in);
 
   CPhysHeat heat = (CPhysHeat)&in;
   if (fuzz_call(CPhysHeatCreate(fuzz_int(&in, 0, 31) ? &config : NULL, &heat))) {
