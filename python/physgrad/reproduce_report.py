@@ -180,7 +180,7 @@ def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence
             ref_final = value_at(smoothed(reference_run, window), done_ref) if done_ref else None
             for method in methods:
                 run = next((r for r in data["runs"] if r["method"] == method and r["seed"] == 0), None)
-                if run is None or ref_final is None:
+                if run is None or ref_final is None or not run["done"]:  # not started: listed under Runs
                     continue
                 reached = first_at_or_below(smoothed(run, window), ref_final)
                 notes.append(f"seed 0: {method} reaches {reference}'s accuracy at its iteration {done_ref} "

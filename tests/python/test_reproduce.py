@@ -77,6 +77,13 @@ def test_a_second_call_trains_nothing_and_a_short_run_is_marked(quick, capsys):
     table = (out / "heat" / "table.md").read_text()
     assert "incomplete: 2 of 5" in table
     assert {row[0] for row in csv.reader((out / "heat" / "table.csv").open())} - {"iteration"} <= {"2"}
+    # a run not started yet is listed as such, and no headline speaks of it
+    path.rename(path.with_suffix(".away"))
+    reproduce_report.write_report(["heat"], str(quick), str(out), quick=True, command="test")
+    table = (out / "heat" / "table.md").read_text()
+    assert "adam+pg: **not started**" in table and "never within 0" not in table
+    assert "adam+pg reaches" not in table
+    path.with_suffix(".away").rename(path)
     # resuming completes it again
     summary = reproduce.run_plan(["heat"], str(quick), quick=True, progress=False, say=lambda *_: None)
     assert [row["status"] for row in summary["heat"]] == ["done", "trained"]
