@@ -63,13 +63,18 @@ PAPER: Dict[str, str] = {
 
 # ---------------------------------------------------------------- provenance
 
-def _git_commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
+def _git_commit(where: Optional[str] = None) -> str:
+    """HEAD of the checkout holding ``where`` (default: this package), with
+    "+uncommitted changes" when tracked files outside ``results/`` differ from
+    it: the report is made before its logs and figures are committed, so changes
+    under ``results/`` do not make the code that made them uncommitted."""
+    here = where or os.path.dirname(os.path.abspath(__file__))
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return commit + ("+uncommitted changes" if dirty else "") if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -188,3 +188,30 @@ def test_seeds_share_the_plan_between_processes(tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         cli.main(["reproduce", "sin", "--quick", "--runs", str(runs), "--seeds", "x"])
     assert error.value.code == 2 and "expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_provenance_marks_uncommitted_code_but_not_results(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                       env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    sub = tmp_path / "results"
+    assert reproduce_report._git_commit(str(sub)) == head
+    (tmp_path / "results" / "table.md").write_text("new\n")   # the report's own output
+    assert reproduce_report._git_commit(str(sub)) == head
+    (tmp_path / "code.py").write_text("a = 2\n")              # the code that makes it
+    assert reproduce_report._git_commit(str(sub)) == head + "+uncommitted changes"
