@@ -82,14 +82,17 @@ int CPhysHeatCreate(const CPhysHeatConfig *config, CPhysHeat *heat) {
   h->cells = h->nz * h->ny * h->nx;
   h->modes = h->real_basis ? h->cells : h->nz * h->ny * (h->nx / 2 + 1);
   h->normalization = (double)h->cells;
-  /* A thread's spectrum buffer, and for a Dirichlet axis a pad of its longest
-   * odd extension after it, at the buffers' alignment (8 doubles). */
+  /* A thread's spectrum buffer, and for a Dirichlet axis the pad of its sine
+   * transform's block of odd extensions after it, at the buffers' alignment
+   * (8 doubles). */
   h->pad_offset = (2 * h->modes + 7) / 8 * 8;
   h->scratch = 2 * h->modes;
-  for (int a = 0; a < dims; a++)
+  for (int a = 0; a < dims; a++) {
+    const ptrdiff_t n = h->config.shape[a];
     if (h->config.boundary[a] == CPHYS_BOUNDARY_DIRICHLET &&
-        h->pad_offset + 2 * h->config.shape[a] + 4 > h->scratch)
-      h->scratch = h->pad_offset + 2 * h->config.shape[a] + 4;
+        h->pad_offset + CPhysSineLinesPadSize(n, h->cells / n) > h->scratch)
+      h->scratch = h->pad_offset + CPhysSineLinesPadSize(n, h->cells / n);
+  }
   h->exponent = malloc((size_t)h->modes * sizeof(double));
   h->forward_gain = malloc((size_t)h->modes * sizeof(double));
   h->inverse_gain = malloc((size_t)h->modes * sizeof(double));
@@ -132,7 +135,7 @@ int CPhysHeatDestroy(CPhysHeat *heat) {
   for (int a = 0; a < 3; a++) {
     if (h->axis_forward[a]) fftw_destroy_plan(h->axis_forward[a]);
     if (h->axis_backward[a]) fftw_destroy_plan(h->axis_backward[a]);
-    if (h->sine[a]) fftw_destroy_plan(h->sine[a]);
+    CPhysSineLinesDestroyLocked(&h->sine[a]);
   }
   CPhysLibraryUnlock();
   free(h->exponent);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "cphys/heat.h"
+#include "sine_lines.h"
 
 struct CPhysHeat_private {
   CPhysHeatConfig config; /* with the defaults filled in (dims 2 or 3) */
@@ -27,11 +28,11 @@ struct CPhysHeat_private {
    * executed on per-thread buffers through the thread-safe new-array interface:
    * r2c and c2r (complex), or, for a real basis, one plan per axis in place:
    * FFTW's r2r kind along the axis, or for a Dirichlet axis the sine transform
-   * as the r2c transform of each line's odd extension in a pad buffer (FFTW's
-   * RODFT00 measured ~3x slower than the rest of the op, as for Poisson). */
+   * as the r2c transform of the lines' odd extensions in a pad buffer, 8 lines
+   * per execution (sine_lines.h: FFTW's RODFT00 measured 2.5-4x slower). */
   fftw_plan r2c, c2r;
   fftw_plan axis_forward[3], axis_backward[3]; /* r2r along an axis, looped over the others */
-  fftw_plan sine[3];                           /* Dirichlet axis: r2c of one padded line */
+  CPhysSineLines sine[3];                      /* Dirichlet axis: r2c of its padded lines */
   ptrdiff_t pad_offset;                        /* doubles from a thread's spectrum buffer to its pad */
   ptrdiff_t scratch;                           /* doubles of a thread's spectrum buffer, pad included */
 };

@@ -132,7 +132,7 @@ static fftw_r2r_kind backward_kind(CPhysBoundary b) {
 }
 
 /* The real basis: per axis an in-place r2r plan each way (looped over the other
- * axes), or for a Dirichlet axis an in-place r2c plan of one padded line (sine_lines). */
+ * axes), or for a Dirichlet axis the sine transform of its lines (sine_lines.h). */
 static int make_real_plans_locked(CPhysHeat h) {
   const int dims = h->config.dims;
   int n[3];
@@ -151,10 +151,7 @@ static int make_real_plans_locked(CPhysHeat h) {
   for (int a = 0; a < dims; a++) {
     const ptrdiff_t inner = h->cells / outer / n[a];
     if (h->config.boundary[a] == CPHYS_BOUNDARY_DIRICHLET) {
-      const int length = 2 * (n[a] + 1);
-      double *pad = scratch + h->pad_offset;
-      h->sine[a] = fftw_plan_dft_r2c(1, &length, pad, (fftw_complex *)pad, FFTW_ESTIMATE);
-      ok = ok && h->sine[a];
+      ok = ok && CPhysSineLinesPlanLocked(&h->sine[a], n[a], outer * inner, scratch + h->pad_offset) == 0;
     } else {
       const fftw_iodim axis = {n[a], (int)inner, (int)inner};
       const fftw_iodim loops[2] = {{(int)outer, (int)(n[a] * inner), (int)(n[a] * inner)},
@@ -211,34 +208,15 @@ int heat_make_plans_locked(CPhysHeat h) {
   return ierr;
 }
 
-/* FFTW's RODFT00 along axis a, y[k] = 2 sum_j x[j] sin(pi (j+1)(k+1) / (n+1)), of
- * every line: the DFT of the odd extension (0, x, 0, -reversed x) of length
- * 2 (n+1) is -i times that sum at frequency k + 1.  Its own inverse up to 2 (n+1). */
-static void sine_lines(CPhysHeat h, int a, double *w, double *pad) {
-  const int dims = h->config.dims;
-  ptrdiff_t outer = 1, inner = 1;
-  for (int b = 0; b < a; b++) outer *= h->config.shape[b];
-  for (int b = a + 1; b < dims; b++) inner *= h->config.shape[b];
-  const ptrdiff_t n = h->config.shape[a], length = 2 * (n + 1);
-  for (ptrdiff_t o = 0; o < outer; o++)
-    for (ptrdiff_t i = 0; i < inner; i++) {
-      double *line = w + o * n * inner + i;
-      pad[0] = 0.0, pad[n + 1] = 0.0;
-      for (ptrdiff_t j = 0; j < n; j++) {
-        const double v = line[j * inner];
-        pad[1 + j] = v, pad[length - 1 - j] = -v;
-      }
-      fftw_execute_dft_r2c(h->sine[a], pad, (fftw_complex *)pad);
-      for (ptrdiff_t k = 0; k < n; k++) line[k * inner] = -pad[2 * k + 3];
-    }
-}
-
 /* The real basis's unnormalized transform (forward) or its inverse up to the normalization, in place. */
 void heat_real_transform(CPhysHeat h, double *w, double *pad, int forward) {
   for (int a = 0; a < h->config.dims; a++) {
-    if (h->sine[a])
-      sine_lines(h, a, w, pad);
-    else
+    if (h->config.boundary[a] == CPHYS_BOUNDARY_DIRICHLET) {
+      ptrdiff_t outer = 1;
+      for (int b = 0; b < a; b++) outer *= h->config.shape[b];
+      CPhysSineLinesApply(&h->sine[a], w, outer, h->cells / outer / h->config.shape[a], pad);
+    } else {
       fftw_execute_r2r(forward ? h->axis_forward[a] : h->axis_backward[a], w, w);
+    }
   }
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "cphys/poisson_spectral.h"
+#include "sine_lines.h"
 
 /* Every grid is handled as [n0, inner]: the first axis, and the slice across the others. */
 struct CPhysPoissonSpectral_private {
@@ -22,15 +23,14 @@ struct CPhysPoissonSpectral_private {
   double inner_scale;                /* 1 / normalization of the inner transform pair */
   double total_scale;                /* inner_scale / normalization of the first axis's pair */
   ptrdiff_t nx, rows;                /* the last axis's nodes; rows of nx nodes per sample */
-  ptrdiff_t block_rows;              /* rows transformed at once (Dirichlet last axis) */
   /* Plans made once at Create on scratch arrays, FFTW_ESTIMATE, in place; executed
    * through the new-array interface on arrays of the scratch arrays' alignment.
-   * The last axis, Dirichlet: the sine transform as an r2c transform of the odd
-   * extension, on a padded buffer of block_rows rows (FFTW's RODFT00 of a grid of
-   * 2^k nodes was 2.5 to 4 times slower than its r2c transform of the same data). */
-  fftw_plan x_block, x_single;
+   * A Dirichlet axis after the first: the sine transform of its lines as r2c
+   * transforms of their odd extensions in the thread's pad (sine_lines.h; FFTW's
+   * RODFT00 of a grid of 2^k nodes was 2.5 to 4 times slower). */
+  CPhysSineLines x_sine, y_sine;           /* the last axis, the middle axis (3-D), when Dirichlet */
   fftw_plan x_forward, x_backward;         /* the last axis, other boundaries: r2r on the rows */
-  fftw_plan y_forward, y_backward;         /* 3-D: the middle axis, r2r */
+  fftw_plan y_forward, y_backward;         /* 3-D: the middle axis, other boundaries, r2r */
   fftw_plan axis0_forward, axis0_backward; /* the first axis, every mode (not when eliminating) */
   /* An axis after the first with different conditions at its ends (Dirichlet at
    * one, Neumann at the other) has no FFTW transform in this grid's conventions:

@@ -1,14 +1,11 @@
 /* The spectral Poisson object's transforms along the axes after the first: FFTW
- * plans, and the sine transform of a Dirichlet last axis computed as an r2c
- * transform of each row's odd extension. */
+ * plans, the sine transform of a Dirichlet axis (sine_lines.h) and the dense
+ * basis of an axis with mixed ends. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "poisson_spectral_internal.h"
-
-/* Rows per r2c execution of the sine transform: the padded block stays in cache. */
-enum { SINE_BLOCK_ROWS = 8 };
 
 double *CPhysPoissonSpectralBufferAlloc(ptrdiff_t count) {
   size_t bytes = (size_t)count * sizeof(double);
@@ -30,6 +27,11 @@ static fftw_r2r_kind backward_kind(CPhysBoundary b) {
 
 static int sine_rows(const CPhysPoissonSpectral p) {
   return p->config.boundary[p->config.dims - 1] == CPHYS_BOUNDARY_DIRICHLET;
+}
+
+/* 3-D with a Dirichlet middle axis. */
+static int sine_columns(const CPhysPoissonSpectral p) {
+  return p->config.dims == 3 && p->config.boundary[1] == CPHYS_BOUNDARY_DIRICHLET;
 }
 
 static int is_mixed(CPhysBoundary b) {
@@ -109,33 +111,15 @@ static void mixed_y(const CPhysPoissonSpectral p, double *w, double *pad, int fo
   dense_transform(p->mixed[1], ny, nx, p->n0, ny * nx, forward, w, pad);
 }
 
-/* A padded row: the odd extension 0, x, 0, -reversed x of length 2 (n + 1), plus
- * the 2 doubles r2c writes beyond it in place. */
-static ptrdiff_t padded_row(const CPhysPoissonSpectral p) {
-  return 2 * (p->nx + 1) + 2;
-}
-
 ptrdiff_t CPhysPoissonSpectralPadSize(const CPhysPoissonSpectral p) {
-  ptrdiff_t size = sine_rows(p) ? p->block_rows * padded_row(p) : 0;
+  ptrdiff_t size = sine_rows(p) ? CPhysSineLinesPadSize(p->nx, p->rows) : 0;
+  const ptrdiff_t ny = p->config.shape[1];
+  if (sine_columns(p) && CPhysSineLinesPadSize(ny, p->n0 * p->nx) > size)
+    size = CPhysSineLinesPadSize(ny, p->n0 * p->nx);
   const int x = p->config.dims - 1;
   if (p->mixed[x] && p->nx > size) size = p->nx;
-  if (x == 2 && p->mixed[1] && p->config.shape[1] * p->nx > size) size = p->config.shape[1] * p->nx;
+  if (x == 2 && p->mixed[1] && ny * p->nx > size) size = ny * p->nx;
   return size;
-}
-
-static int plan_sine_rows_locked(CPhysPoissonSpectral p) {
-  const int length = (int)(2 * (p->nx + 1)), stride = (int)padded_row(p);
-  p->block_rows = p->rows < SINE_BLOCK_ROWS ? p->rows : SINE_BLOCK_ROWS;
-  double *pad = CPhysPoissonSpectralBufferAlloc(CPhysPoissonSpectralPadSize(p));
-  if (!pad)
-    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a buffer of %td rows", p->block_rows);
-  fftw_complex *spectrum = (fftw_complex *)pad;
-  p->x_block = fftw_plan_many_dft_r2c(1, &length, (int)p->block_rows, pad, NULL, 1, stride, spectrum, NULL, 1,
-                                      stride / 2, FFTW_ESTIMATE);
-  p->x_single = fftw_plan_many_dft_r2c(1, &length, 1, pad, NULL, 1, stride, spectrum, NULL, 1, stride / 2,
-                                       FFTW_ESTIMATE);
-  free(pad);
-  return 0;
 }
 
 int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p) {
@@ -145,11 +129,16 @@ int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p) {
   if (!scratch)
     return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a scratch grid of %td nodes",
                          p->size);
-  int ierr = 0, ok = 1;
+  double *pad = NULL;
+  const ptrdiff_t pad_size = CPhysPoissonSpectralPadSize(p);
+  if (pad_size && !(pad = CPhysPoissonSpectralBufferAlloc(pad_size))) {
+    free(scratch);
+    return CPhysSetError(CPHYS_ERROR_MEMORY, __func__, "cannot allocate a pad of %td doubles", pad_size);
+  }
+  int ok = 1;
   const CPhysBoundary bx = c->boundary[c->dims - 1];
   if (sine_rows(p)) {
-    ierr = plan_sine_rows_locked(p);
-    ok = p->x_block && p->x_single;
+    ok = CPhysSineLinesPlanLocked(&p->x_sine, nx, rows, pad) == 0;
   } else if (!is_mixed(bx)) {
     const fftw_r2r_kind forward = forward_kind(bx), backward = backward_kind(bx);
     p->x_forward =
@@ -158,7 +147,9 @@ int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p) {
                                        FFTW_ESTIMATE);
     ok = p->x_forward && p->x_backward;
   }
-  if (c->dims == 3 && !is_mixed(c->boundary[1])) {
+  if (sine_columns(p)) {
+    ok = ok && CPhysSineLinesPlanLocked(&p->y_sine, c->shape[1], p->n0 * p->nx, pad) == 0;
+  } else if (c->dims == 3 && !is_mixed(c->boundary[1])) {
     /* The middle axis of every slice: n = ny at stride nx, looped over slices and columns. */
     const fftw_iodim axis = {(int)c->shape[1], nx, nx};
     const fftw_iodim loops[2] = {{n0, inner, inner}, {nx, 1, 1}};
@@ -176,65 +167,44 @@ int CPhysPoissonSpectralPlanLocked(CPhysPoissonSpectral p) {
     ok = ok && p->axis0_forward && p->axis0_backward;
   }
   free(scratch);
-  if (ierr) return ierr;
+  free(pad);
   CPhysCheck(ok, CPHYS_ERROR_FFTW, "FFTW could not plan the transforms of a grid of %td nodes", p->size);
   return 0;
 }
 
 void CPhysPoissonSpectralDestroyPlansLocked(CPhysPoissonSpectral p) {
-  fftw_plan plans[8] = {p->x_block,   p->x_single,   p->x_forward,     p->x_backward,
-                        p->y_forward, p->y_backward, p->axis0_forward, p->axis0_backward};
-  for (int k = 0; k < 8; k++)
+  fftw_plan plans[6] = {p->x_forward,  p->x_backward,    p->y_forward,
+                        p->y_backward, p->axis0_forward, p->axis0_backward};
+  for (int k = 0; k < 6; k++)
     if (plans[k]) fftw_destroy_plan(plans[k]);
+  CPhysSineLinesDestroyLocked(&p->x_sine);
+  CPhysSineLinesDestroyLocked(&p->y_sine);
 }
 
-/* FFTW's RODFT00 of every row, y[k] = 2 sum_j x[j] sin(pi (j+1)(k+1) / (n+1)):
- * the DFT of the odd extension z = (0, x, 0, -reversed x) of length N = 2 (n+1)
- * is -i times that sum at frequency k + 1, so y[k] = -Im(Z[k+1]). */
-static void sine_transform_rows(const CPhysPoissonSpectral p, double *w, double *pad) {
-  const ptrdiff_t n = p->nx, stride = padded_row(p), length = 2 * (n + 1);
-  for (ptrdiff_t first = 0; first < p->rows; first += p->block_rows) {
-    const ptrdiff_t count = p->rows - first < p->block_rows ? p->rows - first : p->block_rows;
-    /* A partial block goes row by row through the first slot (the alignment the plan was made for). */
-    for (ptrdiff_t r = 0; r < count; r += count == p->block_rows ? count : 1) {
-      const ptrdiff_t slots = count == p->block_rows ? count : 1;
-      for (ptrdiff_t s = 0; s < slots; s++) {
-        const double *row = w + (first + r + s) * n;
-        double *z = pad + s * stride;
-        z[0] = 0.0, z[n + 1] = 0.0;
-        for (ptrdiff_t j = 0; j < n; j++) z[1 + j] = row[j];
-        for (ptrdiff_t j = 0; j < n; j++) z[length - 1 - j] = -row[j];
-      }
-      fftw_execute_dft_r2c(slots == p->block_rows ? p->x_block : p->x_single, pad, (fftw_complex *)pad);
-      for (ptrdiff_t s = 0; s < slots; s++) {
-        double *row = w + (first + r + s) * n;
-        const double *spectrum = pad + s * stride; /* interleaved re, im */
-        for (ptrdiff_t k = 0; k < n; k++) row[k] = -spectrum[2 * k + 3];
-      }
-    }
-  }
+/* The middle axis of a 3-D grid [n0, ny, nx]: the lines of each slice. */
+static void middle_axis(const CPhysPoissonSpectral p, double *w, double *pad, int forward) {
+  if (sine_columns(p))
+    CPhysSineLinesApply(&p->y_sine, w, p->n0, p->nx, pad); /* RODFT00 is its own inverse (up to scale) */
+  else if (p->y_forward)
+    fftw_execute_r2r(forward ? p->y_forward : p->y_backward, w, w);
+  else if (p->config.dims == 3)
+    mixed_y(p, w, pad, forward);
 }
 
 void CPhysPoissonSpectralInnerForward(const CPhysPoissonSpectral p, double *w, double *pad) {
   if (sine_rows(p))
-    sine_transform_rows(p, w, pad);
+    CPhysSineLinesApply(&p->x_sine, w, p->rows, 1, pad);
   else if (p->x_forward)
     fftw_execute_r2r(p->x_forward, w, w);
   else
     mixed_x(p, w, pad, 1);
-  if (p->y_forward)
-    fftw_execute_r2r(p->y_forward, w, w);
-  else if (p->config.dims == 3)
-    mixed_y(p, w, pad, 1);
+  middle_axis(p, w, pad, 1);
 }
 
 void CPhysPoissonSpectralInnerBackward(const CPhysPoissonSpectral p, double *w, double *pad) {
-  if (p->y_backward)
-    fftw_execute_r2r(p->y_backward, w, w);
-  else if (p->config.dims == 3)
-    mixed_y(p, w, pad, 0);
+  middle_axis(p, w, pad, 0);
   if (sine_rows(p))
-    sine_transform_rows(p, w, pad); /* RODFT00 is its own inverse, up to the normalization */
+    CPhysSineLinesApply(&p->x_sine, w, p->rows, 1, pad); /* RODFT00 is its own inverse, up to scale */
   else if (p->x_backward)
     fftw_execute_r2r(p->x_backward, w, w);
   else
