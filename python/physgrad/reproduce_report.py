@@ -179,16 +179,17 @@ def _ratio_headline(reference: str, others: Sequence[str], checkpoints: Sequence
         methods = [m for m in others if m in data["methods"]]
         rows = _ratio_rows(data, reference, methods, checkpoints, window)
         notes = []
-        if methods:
-            done_ref, target_ref = _complete(data, reference, 0)
-            reference_run = next(r for r in data["runs"] if r["method"] == reference and r["seed"] == 0)
+        seeds = sorted({r["seed"] for r in data["runs"] if r["method"] == reference}) if methods else []
+        for seed in seeds:  # per seed: where each method reaches the reference's final accuracy
+            done_ref, target_ref = _complete(data, reference, seed)
+            reference_run = next(r for r in data["runs"] if r["method"] == reference and r["seed"] == seed)
             ref_final = value_at(smoothed(reference_run, window), done_ref) if done_ref else None
             for method in methods:
-                run = next((r for r in data["runs"] if r["method"] == method and r["seed"] == 0), None)
+                run = next((r for r in data["runs"] if r["method"] == method and r["seed"] == seed), None)
                 if run is None or ref_final is None or not run["done"]:  # not started: listed under Runs
                     continue
                 reached = first_at_or_below(smoothed(run, window), ref_final)
-                notes.append(f"seed 0: {method} reaches {reference}'s accuracy at its iteration {done_ref} "
+                notes.append(f"seed {seed}: {method} reaches {reference}'s accuracy at its iteration {done_ref} "
                              f"({fmt(ref_final)}) "
                              + (f"at iteration {reached}" if reached else f"never within {run['done']} iterations")
                              + ("" if done_ref >= target_ref else f" ({reference} incomplete: {done_ref} of "

@@ -62,6 +62,11 @@ def test_table_ratios_are_the_logged_curves(quick):
         assert float(row[3]) == pytest.approx(pg[iteration - 1], rel=1e-2)
         assert float(row[4]) == pytest.approx(adam[iteration - 1] / pg[iteration - 1], rel=2e-2)
     assert int(pg_rows[-1][0]) == len(pg)  # the last row is the last iteration both reached
+    # where each method reaches adam's final accuracy: one line per seed that ran both
+    table = (quick / "results" / "poisson" / "table.md").read_text()
+    assert "seed 0: adam+pg reaches adam's accuracy" in table and "seed 1: adam+pg" not in table
+    sin = (quick / "results" / "sin" / "table.md").read_text()
+    assert "seed 0: adam+pg reaches adam's accuracy" in sin and "seed 1: adam+pg reaches adam's accuracy" in sin
 
 
 def test_a_second_call_trains_nothing_and_a_short_run_is_marked(quick, capsys):
